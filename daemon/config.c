@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: MIT */
+#define G_LOG_DOMAIN "wave-config"
+
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "wb-build-config.h"
+
+#define DEFAULT_URL "wss://ws.wave.inc/v1/streams"
+#define SYSTEM_CONFIG_FILE WB_SYSCONFDIR "/wave-bridge/wave-bridge.conf"
+#define SYSTEM_API_KEY_FILE WB_SYSCONFDIR "/wave-bridge/api-key"
+#define SYSTEM_SOCKET_PATH WB_RUNSTATEDIR "/wave-bridge/wave.sock"
+#define CREDENTIAL_NAME "wave-api-key"
+#define API_KEY_ENV "WAVE_API_KEY"
+/* An API key is a short token; anything longer is a wrong file. */
+#define MAX_API_KEY_BYTES 4096
+#define REDACTED "REDACTED"
+
+/* Upper bounds keep a typo from turning into a resource problem. */
+#define MAX_SECONDS_SETTING (24.0 * 3600.0)
+#define MAX_CLIENTS_LIMIT 65536
+#define MAX_QUEUE_BYTES_LIMIT ((guint64)1 << 30)
+#define MIN_LINE_BYTES 1024
+#define MAX_LINE_BYTES_LIMIT ((guint64)16 << 20)
+#define MAX_RATE_LIMIT 100000
+#define MAX_SEND_QUEUE_SIZE 65536
+#define MAX_SUBSCRIPTIONS_LIMIT 65536
+
+G_DEFINE_QUARK (wb - config - error - quark, wb_config_error)
+
+WbConfig *
+wb_config_new_defaults (gboolean user_mode)
+{
+  WbConfig *config = g_new0 (WbConfig, 1);
+
+  config->url = g_strdup (DEFAULT_URL);
+  config->api_key_file = user_mode ? NULL : g_strdup (SYSTEM_API_KEY_FILE);
+  config->ping_interval_ms = 30 * 1000;
+  config->pong_timeout_ms = 5 * 1000;
+  config->idle_timeout_ms = 60 * 1000;
+  config->backoff_initial_ms = 1000;
+  config->backoff_max_ms = 30 * 1000;
+  config->going_away_wait_ms = 5 * 1000;
+  config->rate_limited_wait_ms = 60 * 1000;
+
+  if (user_mode)
+    config->socket_path
+        = g_build_filename (g_get_user_runtime_dir (), "wave-bridge", "wave.sock", NULL);
+  else
+    config->socket_path = g_strdup (SYSTEM_SOCKET_PATH);
+
+  config->max_clients = 1024;
+  config->client_queue_bytes = 1024 * 1024;
+  config->max_line_bytes = 64 * 1024;
+  config->chat_per_minute = 20;
+  config->reactions_per_minute = 120;
+  config->send_queue_size = 256;
+  config->send_queue_timeout_ms = 30 * 1000;
+  config->max_subscriptions = 256;
+  config->slow_client_timeout_ms = 30 * 1000;
+
+  config->bus = user_mode ? WB_BUS_SESSION : WB_BUS_SYSTEM;
+  config->user_mode = user_mode;
+  return config;
+}
+
+void
+wb_config_free (WbConfig *config)
+{
+  if (config == NULL)
+    return;
+  g_free (config->url);
+  g_free (config->api_key_file);
+  g_free (config->ca_file);
+  g_free (config->socket_path);
+  g_free (config->send_group);
+  g_free (config->loaded_from);
+  g_free (config);
+}
+
+char *
+wb_config_default_path (gboolean user_mode)
+{
+  if (user_mode)
+    return g_build_filename (g_get_user_config_dir (), "wave-bridge", "wave-bridge.conf", NULL);
+  return g_strdup (SYSTEM_CONFIG_FILE);
+}
+
+const char *
+wb_bus_type_to_string (WbBusType bus)
+{
+  switch (bus)
+    {
+    case WB_BUS_SYSTEM:
+      return "system";
+    case WB_BUS_SESSION:
+      return "session";
+    case WB_BUS_NONE:
+      return "none";
+    }
+  g_return_val_if_reached (NULL);
+}
+
+gboolean
+wb_bus_type_from_string (const char *name, WbBusType *out_bus)
+{
+  static const WbBusType all[] = { WB_BUS_SYSTEM, WB_BUS_SESSION, WB_BUS_NONE };
+
+  for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+    if (g_strcmp0 (name, wb_bus_type_to_string (all[i])) == 0)
+      {
+        *out_bus = all[i];
+        return TRUE;
+      }
+  return FALSE;
+}
+
+/* ---- typed key readers: absent keys keep the default ------------------- */
+
+static gboolean
+invalid_value (GError **error, const char *source, const char *group, const char *key,
+               const char *why)
+{
+  g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE, "%s: [%s] %s: %s", source,
+               group, key, why);
+  return FALSE;
+}
+
+static gboolean
+read_string (GKeyFile *key_file, const char *source, const char *group, const char *key,
+             char **value, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *text = NULL;
+
+  if (!g_key_file_has_key (key_file, group, key, NULL))
+    return TRUE;
+  text = g_key_file_get_string (key_file, group, key, &local_error);
+  if (text == NULL)
+    return invalid_value (error, source, group, key, local_error->message);
+  g_strstrip (text);
+  g_free (*value);
+  *value = text[0] != '\0' ? g_steal_pointer (&text) : NULL;
+  return TRUE;
+}
+
+static gboolean
+read_uint64 (GKeyFile *key_file, const char *source, const char *group, const char *key,
+             guint64 min, guint64 max, guint64 *value, GError **error)
+{
+  g_autofree char *text = NULL;
+  g_autofree char *why = NULL;
+  guint64 parsed;
+
+  if (!g_key_file_has_key (key_file, group, key, NULL))
+    return TRUE;
+  text = g_key_file_get_value (key_file, group, key, NULL);
+  g_strstrip (text);
+  if (!g_ascii_string_to_unsigned (text, 10, min, max, &parsed, NULL))
+    {
+      why = g_strdup_printf ("'%s' is not a whole number from %" G_GUINT64_FORMAT
+                             " to %" G_GUINT64_FORMAT,
+                             text, min, max);
+      return invalid_value (error, source, group, key, why);
+    }
+  *value = parsed;
+  return TRUE;
+}
+
+static gboolean
+read_uint (GKeyFile *key_file, const char *source, const char *group, const char *key, guint min,
+           guint max, guint *value, GError **error)
+{
+  guint64 wide = *value;
+
+  if (!read_uint64 (key_file, source, group, key, min, max, &wide, error))
+    return FALSE;
+  *value = (guint)wide;
+  return TRUE;
+}
+
+static gboolean
+read_size (GKeyFile *key_file, const char *source, const char *group, const char *key, guint64 min,
+           guint64 max, gsize *value, GError **error)
+{
+  guint64 wide = *value;
+
+  if (!read_uint64 (key_file, source, group, key, min, max, &wide, error))
+    return FALSE;
+  *value = (gsize)wide;
+  return TRUE;
+}
+
+/* Seconds, fractions allowed ("0.25"), stored as milliseconds. */
+static gboolean
+read_seconds (GKeyFile *key_file, const char *source, const char *group, const char *key,
+              double min_seconds, guint *value_ms, GError **error)
+{
+  g_autofree char *text = NULL;
+  g_autofree char *why = NULL;
+  char *end = NULL;
+  double seconds;
+
+  if (!g_key_file_has_key (key_file, group, key, NULL))
+    return TRUE;
+  text = g_key_file_get_value (key_file, group, key, NULL);
+  g_strstrip (text);
+  errno = 0;
+  seconds = g_ascii_strtod (text, &end);
+  if (text[0] == '\0' || *end != '\0' || errno != 0 || !isfinite (seconds) || seconds < min_seconds
+      || seconds > MAX_SECONDS_SETTING)
+    {
+      why = g_strdup_printf ("'%s' is not a number of seconds from %g to %g", text, min_seconds,
+                             MAX_SECONDS_SETTING);
+      return invalid_value (error, source, group, key, why);
+    }
+  *value_ms = (guint)llround (seconds * 1000.0);
+  return TRUE;
+}
+
+static gboolean
+validate_url (const char *url, const char *source, GError **error)
+{
+  g_autoptr (GUri) uri = NULL;
+  g_autoptr (GError) local_error = NULL;
+  const char *scheme;
+
+  uri = g_uri_parse (url, G_URI_FLAGS_NONE, &local_error);
+  if (uri == NULL)
+    return invalid_value (error, source, "Upstream", "URL", local_error->message);
+  scheme = g_uri_get_scheme (uri);
+  if (g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0)
+    return invalid_value (error, source, "Upstream", "URL", "the scheme must be ws or wss");
+  if (g_uri_get_host (uri) == NULL || g_uri_get_host (uri)[0] == '\0')
+    return invalid_value (error, source, "Upstream", "URL", "the URL has no host");
+  if (g_uri_get_query (uri) != NULL && strstr (g_uri_get_query (uri), "api_key") != NULL)
+    return invalid_value (error, source, "Upstream", "URL",
+                          "put the API key in APIKeyFile, never in the URL");
+  return TRUE;
+}
+
+static gboolean
+validate_socket_path (const char *path, const char *source, GError **error)
+{
+  /* sockaddr_un.sun_path is 108 bytes including the terminator. */
+  if (!g_path_is_absolute (path) || strlen (path) >= 108)
+    return invalid_value (error, source, "Socket", "Path",
+                          "must be an absolute path shorter than 108 bytes");
+  return TRUE;
+}
+
+gboolean
+wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *source, GError **error)
+{
+  const char *up = "Upstream";
+  const char *lim = "Limits";
+
+  g_return_val_if_fail (config != NULL && key_file != NULL, FALSE);
+  if (source == NULL)
+    source = "configuration";
+
+  if (!read_string (key_file, source, up, "URL", &config->url, error)
+      || !read_string (key_file, source, up, "APIKeyFile", &config->api_key_file, error)
+      || !read_string (key_file, source, up, "CAFile", &config->ca_file, error)
+      || !read_seconds (key_file, source, up, "PingInterval", 0.05, &config->ping_interval_ms,
+                        error)
+      || !read_seconds (key_file, source, up, "PongTimeout", 0.05, &config->pong_timeout_ms, error)
+      || !read_seconds (key_file, source, up, "IdleTimeout", 0.05, &config->idle_timeout_ms, error)
+      || !read_seconds (key_file, source, up, "BackoffInitial", 0.01, &config->backoff_initial_ms,
+                        error)
+      || !read_seconds (key_file, source, up, "BackoffMax", 0.01, &config->backoff_max_ms, error)
+      || !read_seconds (key_file, source, up, "GoingAwayWait", 0.01, &config->going_away_wait_ms,
+                        error)
+      || !read_seconds (key_file, source, up, "RateLimitedWait", 0.01,
+                        &config->rate_limited_wait_ms, error)
+      || !read_string (key_file, source, "Socket", "Path", &config->socket_path, error)
+      || !read_uint (key_file, source, lim, "MaxClients", 1, MAX_CLIENTS_LIMIT,
+                     &config->max_clients, error)
+      || !read_size (key_file, source, lim, "ClientQueueBytes", 4096, MAX_QUEUE_BYTES_LIMIT,
+                     &config->client_queue_bytes, error)
+      || !read_size (key_file, source, lim, "MaxLineBytes", MIN_LINE_BYTES, MAX_LINE_BYTES_LIMIT,
+                     &config->max_line_bytes, error)
+      || !read_uint (key_file, source, lim, "ChatPerMinute", 0, MAX_RATE_LIMIT,
+                     &config->chat_per_minute, error)
+      || !read_uint (key_file, source, lim, "ReactionsPerMinute", 0, MAX_RATE_LIMIT,
+                     &config->reactions_per_minute, error)
+      || !read_uint (key_file, source, lim, "SendQueueSize", 0, MAX_SEND_QUEUE_SIZE,
+                     &config->send_queue_size, error)
+      || !read_seconds (key_file, source, lim, "SendQueueTimeout", 0.01,
+                        &config->send_queue_timeout_ms, error)
+      || !read_uint (key_file, source, lim, "MaxSubscriptions", 1, MAX_SUBSCRIPTIONS_LIMIT,
+                     &config->max_subscriptions, error)
+      || !read_seconds (key_file, source, lim, "SlowClientTimeout", 0.01,
+                        &config->slow_client_timeout_ms, error)
+      || !read_string (key_file, source, "Access", "SendGroup", &config->send_group, error))
+    return FALSE;
+
+  if (config->url == NULL)
+    return invalid_value (error, source, up, "URL", "must not be empty");
+  if (config->socket_path == NULL)
+    return invalid_value (error, source, "Socket", "Path", "must not be empty");
+  if (!validate_url (config->url, source, error)
+      || !validate_socket_path (config->socket_path, source, error))
+    return FALSE;
+  if (config->pong_timeout_ms >= config->ping_interval_ms)
+    return invalid_value (error, source, up, "PongTimeout", "must be shorter than PingInterval");
+  if (config->backoff_max_ms < config->backoff_initial_ms)
+    return invalid_value (error, source, up, "BackoffMax", "must not be below BackoffInitial");
+  return TRUE;
+}
+
+static gboolean
+apply_overrides (WbConfig *config, const WbConfigOverrides *overrides, GError **error)
+{
+  const char *source = "command line";
+
+  if (overrides->url != NULL)
+    {
+      g_free (config->url);
+      config->url = g_strdup (overrides->url);
+      if (!validate_url (config->url, source, error))
+        return FALSE;
+    }
+  if (overrides->api_key_file != NULL)
+    {
+      g_free (config->api_key_file);
+      config->api_key_file = g_strdup (overrides->api_key_file);
+    }
+  if (overrides->socket_path != NULL)
+    {
+      g_free (config->socket_path);
+      config->socket_path = g_strdup (overrides->socket_path);
+      if (!validate_socket_path (config->socket_path, source, error))
+        return FALSE;
+    }
+  if (overrides->bus >= 0)
+    config->bus = (WbBusType)overrides->bus;
+  return TRUE;
+}
+
+WbConfig *
+wb_config_load (const WbConfigOverrides *overrides, gboolean user_mode, GError **error)
+{
+  static const WbConfigOverrides none = { .bus = -1 };
+  g_autoptr (WbConfig) config = wb_config_new_defaults (user_mode);
+  g_autoptr (GKeyFile) key_file = g_key_file_new ();
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *path = NULL;
+  gboolean explicit_file;
+
+  if (overrides == NULL)
+    overrides = &none;
+  explicit_file = overrides->config_file != NULL;
+  path = explicit_file ? g_strdup (overrides->config_file) : wb_config_default_path (user_mode);
+
+  if (g_key_file_load_from_file (key_file, path, G_KEY_FILE_NONE, &local_error))
+    {
+      if (!wb_config_load_key_file (config, key_file, path, error))
+        return NULL;
+      config->loaded_from = g_steal_pointer (&path);
+    }
+  else if (explicit_file || !g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+    {
+      g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE, "%s: %s", path,
+                   local_error->message);
+      return NULL;
+    }
+
+  if (!apply_overrides (config, overrides, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+/* ---- the API key --------------------------------------------------------- */
+
+char *
+wb_config_api_key_path (const WbConfig *config)
+{
+  const char *credentials = g_getenv ("CREDENTIALS_DIRECTORY");
+
+  g_return_val_if_fail (config != NULL, NULL);
+  if (config->api_key_file != NULL && g_file_test (config->api_key_file, G_FILE_TEST_EXISTS))
+    return g_strdup (config->api_key_file);
+  if (credentials != NULL && credentials[0] != '\0')
+    {
+      g_autofree char *path = g_build_filename (credentials, CREDENTIAL_NAME, NULL);
+
+      if (g_file_test (path, G_FILE_TEST_EXISTS))
+        return g_steal_pointer (&path);
+    }
+  if (g_getenv (API_KEY_ENV) != NULL)
+    return NULL;
+  /* Nothing exists yet: watch the configured file so writing it is noticed. */
+  return g_strdup (config->api_key_file);
+}
+
+static gboolean
+key_is_printable (const char *key)
+{
+  for (const char *p = key; *p != '\0'; p++)
+    if (!g_ascii_isgraph (*p))
+      return FALSE;
+  return TRUE;
+}
+
+static char *
+read_key_file (const char *path, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+  struct stat st;
+
+  if (!g_file_get_contents (path, &contents, &length, &local_error))
+    {
+      g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_API_KEY, "API key file %s: %s", path,
+                   local_error->message);
+      return NULL;
+    }
+  if (stat (path, &st) == 0 && (st.st_mode & S_IROTH) != 0)
+    g_warning ("API key file %s is readable by every user; chmod o-r it", path);
+  if (length > MAX_API_KEY_BYTES)
+    {
+      g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_API_KEY,
+                   "API key file %s: longer than %d bytes", path, MAX_API_KEY_BYTES);
+      return NULL;
+    }
+  g_strstrip (contents);
+  return g_steal_pointer (&contents);
+}
+
+char *
+wb_config_read_api_key (const WbConfig *config, char **out_source, GError **error)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *key = NULL;
+  g_autofree char *source = NULL;
+
+  g_return_val_if_fail (config != NULL, NULL);
+
+  path = wb_config_api_key_path (config);
+  if (path != NULL && g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      key = read_key_file (path, error);
+      if (key == NULL)
+        return NULL;
+      source = g_strdup (path);
+    }
+  else if (g_getenv (API_KEY_ENV) != NULL)
+    {
+      key = g_strstrip (g_strdup (g_getenv (API_KEY_ENV)));
+      source = g_strdup ("$" API_KEY_ENV);
+    }
+  else
+    {
+      g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_NO_API_KEY,
+                   "no API key: write it to %s, pass the systemd credential '%s', or set $%s",
+                   config->api_key_file != NULL ? config->api_key_file : "[Upstream] APIKeyFile",
+                   CREDENTIAL_NAME, API_KEY_ENV);
+      return NULL;
+    }
+
+  if (key[0] == '\0' || !key_is_printable (key))
+    {
+      g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_API_KEY,
+                   "API key from %s is empty or contains spaces or control characters", source);
+      return NULL;
+    }
+  if (out_source != NULL)
+    *out_source = g_steal_pointer (&source);
+  return g_steal_pointer (&key);
+}
+
+char *
+wb_config_build_upstream_url (const WbConfig *config, const char *api_key)
+{
+  g_autofree char *escaped = NULL;
+  const char *separator;
+
+  g_return_val_if_fail (config != NULL && config->url != NULL && api_key != NULL, NULL);
+  escaped = g_uri_escape_string (api_key, NULL, FALSE);
+  separator = strchr (config->url, '?') != NULL ? "&" : "?";
+  return g_strconcat (config->url, separator, "api_key=", escaped, NULL);
+}
+
+char *
+wb_config_redact_url (const char *url)
+{
+  GString *redacted;
+  const char *p;
+
+  g_return_val_if_fail (url != NULL, NULL);
+  redacted = g_string_new (NULL);
+  p = url;
+  while (*p != '\0')
+    {
+      const char *found = strstr (p, "api_key=");
+      const char *end;
+
+      if (found == NULL)
+        {
+          g_string_append (redacted, p);
+          break;
+        }
+      end = found + strlen ("api_key=");
+      g_string_append_len (redacted, p, end - p);
+      g_string_append (redacted, REDACTED);
+      p = end + strcspn (end, "&#");
+    }
+  return g_string_free (redacted, FALSE);
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wave-bridge configuration: every key of DESIGN.md's GKeyFile with its
+ * default, command-line overrides and validation. See docs/configuration.md.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define WB_CONFIG_ERROR (wb_config_error_quark ())
+GQuark wb_config_error_quark (void);
+
+typedef enum
+{
+  WB_CONFIG_ERROR_INVALID_VALUE,
+  WB_CONFIG_ERROR_NO_API_KEY,
+  WB_CONFIG_ERROR_API_KEY,
+} WbConfigError;
+
+typedef enum
+{
+  WB_BUS_SYSTEM,
+  WB_BUS_SESSION,
+  WB_BUS_NONE,
+} WbBusType;
+
+typedef struct
+{
+  /* [Upstream] */
+  char *url;          /* without the api_key query parameter */
+  char *api_key_file; /* NULL: credential, then WAVE_API_KEY */
+  char *ca_file;      /* extra trusted CA (PEM), NULL: system trust */
+  /* Keys are in seconds (fractions allowed, so tests can be quick). */
+  guint ping_interval_ms;
+  guint pong_timeout_ms;
+  guint idle_timeout_ms;
+  /* Close-policy waits; the defaults are the WAVE doc's, tests shorten them. */
+  guint backoff_initial_ms;
+  guint backoff_max_ms;
+  guint going_away_wait_ms;
+  guint rate_limited_wait_ms;
+
+  /* [Socket] */
+  char *socket_path;
+
+  /* [Limits] */
+  guint max_clients;
+  gsize client_queue_bytes;
+  gsize max_line_bytes;
+  guint chat_per_minute;
+  guint reactions_per_minute;
+  guint send_queue_size;
+  guint send_queue_timeout_ms;
+  guint max_subscriptions;      /* per local client */
+  guint slow_client_timeout_ms; /* a client stuck over its queue this long is cut */
+
+  /* [Access] */
+  char *send_group; /* NULL or empty: anyone who can connect */
+
+  /* Not from the file. */
+  WbBusType bus;
+  gboolean user_mode; /* paths under XDG dirs instead of /etc and /run */
+  char *loaded_from;  /* the file read, or NULL */
+} WbConfig;
+
+/* Command-line values that override the file; NULL/-1 = not given. */
+typedef struct
+{
+  const char *config_file;
+  const char *url;
+  const char *api_key_file;
+  const char *socket_path;
+  int bus; /* WbBusType or -1 */
+} WbConfigOverrides;
+
+WbConfig *wb_config_new_defaults (gboolean user_mode);
+void wb_config_free (WbConfig *config);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbConfig, wb_config_free)
+
+/* The file wb_config_load() reads when no --config is given. */
+char *wb_config_default_path (gboolean user_mode);
+
+/* Defaults, then the file (a missing default file is fine, a missing
+ * --config file is not), then @overrides; validated. */
+WbConfig *wb_config_load (const WbConfigOverrides *overrides, gboolean user_mode, GError **error);
+/* Same, from a GKeyFile already in memory (tests, fuzzing). */
+gboolean wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *source_name,
+                                  GError **error);
+
+/* Reads the API key: APIKeyFile, else $CREDENTIALS_DIRECTORY/wave-api-key,
+ * else $WAVE_API_KEY. Warns when the file is readable by others. The key
+ * is never logged. @out_source (optional) names where it came from. */
+char *wb_config_read_api_key (const WbConfig *config, char **out_source, GError **error);
+/* The file the key comes from, to watch for rewrites; NULL if the environment. */
+char *wb_config_api_key_path (const WbConfig *config);
+
+/* URL with the api_key query parameter, and the same redacted for logs. */
+char *wb_config_build_upstream_url (const WbConfig *config, const char *api_key);
+char *wb_config_redact_url (const char *url);
+
+const char *wb_bus_type_to_string (WbBusType bus);
+gboolean wb_bus_type_from_string (const char *name, WbBusType *out_bus);
+
+G_END_DECLS

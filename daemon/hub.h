@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hub: local clients' subscriptions, the per-stream union handed to
+ * upstream, fan-out of upstream events, the per-stream state cache and the
+ * bridge's counters. Frontends (socket, D-Bus) talk only to the hub; the hub
+ * talks to upstream only through WbHubUpstreamOps.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "config.h"
+#include "message.h"
+#include "upstream.h"
+
+G_BEGIN_DECLS
+
+#define WB_HUB_ERROR (wb_hub_error_quark ())
+GQuark wb_hub_error_quark (void);
+
+typedef enum
+{
+  WB_HUB_ERROR_INVALID_ARGUMENT, /* bad stream id, event name, empty text */
+  WB_HUB_ERROR_RATE_LIMITED,     /* ChatPerMinute / ReactionsPerMinute */
+  WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
+  WB_HUB_ERROR_NOT_SUBSCRIBED,
+} WbHubError;
+
+/* ---- events ------------------------------------------------------------ */
+
+/* One message as local clients get it: parsed once, serialized once (lazily),
+ * the same bytes shared by every recipient. Immutable, refcounted. */
+typedef struct _WbEvent WbEvent;
+
+/* Wraps a parsed upstream message (takes a ref on its JSON). */
+WbEvent *wb_event_new_from_message (const WbMessage *message);
+/* {"type":type,"payload":payload} for the bridge's own messages; takes @payload. */
+WbEvent *wb_event_new (const char *type, const char *stream_id, JsonObject *payload);
+WbEvent *wb_event_ref (WbEvent *event);
+void wb_event_unref (WbEvent *event);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbEvent, wb_event_unref)
+
+const char *wb_event_get_type_name (const WbEvent *event);
+/* WB_MESSAGE_TYPE_INVALID for the bridge's own types (bridge.*). */
+WbMessageType wb_event_get_message_type (const WbEvent *event);
+const char *wb_event_get_stream_id (const WbEvent *event);
+JsonObject *wb_event_get_payload (const WbEvent *event);
+/* The compact JSON line with its '\n'; serialized on first use, then shared. */
+GBytes *wb_event_get_line (WbEvent *event);
+
+/* ---- the hub ----------------------------------------------------------- */
+
+typedef struct _WbHub WbHub;
+typedef struct _WbHubClient WbHubClient;
+
+/* How the hub reaches upstream and the daemon; main wires wb_upstream_*.
+ * Tests substitute a recorder. */
+typedef struct
+{
+  void (*set_stream_events) (gpointer upstream, const char *stream_id, const char *const *events);
+  void (*send) (gpointer upstream, JsonNode *message, WbUpstreamSendCallback callback,
+                gpointer user_data);
+  const WbUpstreamStatus *(*get_status) (gpointer upstream);
+  void (*reconnect) (gpointer upstream);
+  /* Re-read configuration and key (SIGHUP, Reload()). */
+  gboolean (*reload) (gpointer upstream, GError **error);
+} WbHubUpstreamOps;
+
+WbHub *wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstream);
+void wb_hub_free (WbHub *hub);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbHub, wb_hub_free)
+/* Limits may change on reload; @config must outlive the hub or the next call. */
+void wb_hub_set_config (WbHub *hub, const WbConfig *config);
+
+/* Feed from upstream (main connects WbUpstreamCallbacks to these). */
+void wb_hub_handle_upstream_message (WbHub *hub, const WbMessage *message);
+void wb_hub_handle_upstream_state (WbHub *hub, WbUpstreamState old_state,
+                                   WbUpstreamState new_state);
+void wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms);
+void wb_hub_handle_upstream_status (WbHub *hub);
+
+gboolean wb_hub_reconnect (WbHub *hub);
+gboolean wb_hub_reload (WbHub *hub, GError **error);
+
+/* ---- local clients ----------------------------------------------------- */
+
+typedef struct
+{
+  /* An event for this client: subscribed stream events, cache replays,
+   * `error` for its streams, bridge.resync, bridge.state. Return FALSE if
+   * the frontend had to drop it (counted in events_dropped), TRUE if it was
+   * queued or emitted (counted in events_delivered). NULL: client takes none. */
+  gboolean (*deliver) (WbHubClient *client, WbEvent *event, gpointer user_data);
+} WbHubClientSink;
+
+/* @name is for logs ("socket pid=42 uid=1000", "dbus :1.7"). */
+WbHubClient *wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink,
+                                gpointer user_data);
+/* Ends its subscriptions (shrinking the union) and forgets its pending sends
+ * (their outcome is then not reported). Accepts NULL. */
+void wb_hub_client_free (WbHubClient *client);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbHubClient, wb_hub_client_free)
+const char *wb_hub_client_get_name (WbHubClient *client);
+
+/* @events: NULL or empty = every stream event. Replaces the client's previous
+ * event set for the stream. @out_events (optional): the sorted set now held. */
+gboolean wb_hub_client_subscribe (WbHubClient *client, const char *stream_id,
+                                  const char *const *events, char ***out_events, GError **error);
+gboolean wb_hub_client_unsubscribe (WbHubClient *client, const char *stream_id, GError **error);
+gboolean wb_hub_client_is_subscribed (WbHubClient *client, const char *stream_id);
+/* Delivers the cached stream.started/ended, stream.health, analytics.update
+ * of @stream_id with "cached":true,"age_ms":N. Call after acknowledging. */
+void wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id);
+
+/* Outcome of a send: @error NULL = written upstream; WB_UPSTREAM_ERROR otherwise. */
+typedef void (*WbHubSendCallback) (WbHubClient *client, const GError *error, gpointer user_data);
+/* @type: WB_MESSAGE_CHAT_MESSAGE or WB_MESSAGE_REACTION_SENT. Returns FALSE
+ * (rate limit, invalid argument) without calling @callback; otherwise
+ * @callback runs exactly once later, unless the client is freed first. */
+gboolean wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_id,
+                             const char *text, WbHubSendCallback callback, gpointer user_data,
+                             GError **error);
+/* Events the frontend dropped for this client outside deliver() (e.g. when
+ * draining). */
+void wb_hub_client_count_dropped (WbHubClient *client, guint count);
+
+/* ---- observers (D-Bus frontend, sd_notify) ----------------------------- */
+
+typedef enum
+{
+  WB_STREAM_FIELD_LIVE = 1 << 0,
+  WB_STREAM_FIELD_STARTED = 1 << 1,   /* started_at, protocol, ingest_endpoint */
+  WB_STREAM_FIELD_ENDED = 1 << 2,     /* ended_at, duration, recording_id */
+  WB_STREAM_FIELD_HEALTH = 1 << 3,    /* bitrate, fps, packet_loss, latency */
+  WB_STREAM_FIELD_ANALYTICS = 1 << 4, /* viewers, views, peak, watch time */
+} WbStreamFields;
+
+typedef struct
+{
+  const char *stream_id;
+  gboolean live;
+  const char *started_at; /* "" if unknown, likewise the other strings */
+  const char *protocol;
+  const char *ingest_endpoint;
+  const char *ended_at;
+  double duration;
+  const char *recording_id;
+  double bitrate;
+  double fps;
+  double packet_loss;
+  double latency;
+  guint concurrent_viewers;
+  guint64 total_views;
+  guint peak_viewers;
+  double average_watch_time;
+  guint subscribers; /* local clients subscribed */
+} WbStreamState;
+
+typedef struct
+{
+  /* The union gained / lost a stream (anyone subscribed / nobody). */
+  void (*stream_added) (const char *stream_id, gpointer user_data);
+  void (*stream_removed) (const char *stream_id, gpointer user_data);
+  /* Every upstream stream event of a stream in the union, before per-client
+   * filtering, after the state cache was updated. */
+  void (*stream_event) (WbEvent *event, gpointer user_data);
+  void (*stream_changed) (const char *stream_id, WbStreamFields changed, gpointer user_data);
+  void (*state_changed) (WbUpstreamState state, gpointer user_data);
+  /* Counters, clients, RTT... changed; observers rate-limit themselves. */
+  void (*status_changed) (gpointer user_data);
+} WbHubObserver;
+
+guint wb_hub_add_observer (WbHub *hub, const WbHubObserver *observer, gpointer user_data);
+void wb_hub_remove_observer (WbHub *hub, guint observer_id);
+
+/* NULL if no one is subscribed to @stream_id. Valid until the loop returns. */
+const WbStreamState *wb_hub_get_stream (WbHub *hub, const char *stream_id);
+/* Sorted stream ids of the union; free with g_strfreev. */
+char **wb_hub_list_streams (WbHub *hub);
+
+typedef struct
+{
+  guint clients;
+  guint streams;
+  guint64 events_received;
+  guint64 events_delivered;
+  guint64 events_dropped;
+} WbHubCounters;
+
+const WbHubCounters *wb_hub_get_counters (WbHub *hub);
+const WbUpstreamStatus *wb_hub_get_upstream_status (WbHub *hub);
+/* The bridge.status payload (snake_case, docs/protocol.md); "streams" is an
+ * array of per-stream objects. */
+JsonObject *wb_hub_build_status (WbHub *hub);
+
+G_END_DECLS

@@ -1,0 +1,799 @@
+/* SPDX-License-Identifier: MIT */
+#define G_LOG_DOMAIN "wave-message"
+
+#include "message.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef enum
+{
+  FIELD_STRING,
+  FIELD_STRING_OR_NULL,
+  FIELD_NUMBER,
+  FIELD_OBJECT,
+  FIELD_STRING_ARRAY,
+} FieldKind;
+
+typedef struct
+{
+  const char *name;
+  FieldKind kind;
+  gboolean required;
+} FieldSpec;
+
+#define MAX_FIELDS 7
+/* How much of an unknown type name an error message repeats. */
+#define UNKNOWN_TYPE_SHOWN_CHARS 64
+
+typedef struct
+{
+  const char *name;
+  gboolean stream_event;  /* may be subscribed to */
+  gboolean to_client;     /* valid server → client */
+  gboolean to_server;     /* valid client → server */
+  gboolean lenient_shape; /* keepalives: accepted flat or enveloped */
+  FieldSpec to_client_fields[MAX_FIELDS];
+  FieldSpec to_server_fields[MAX_FIELDS];
+} TypeSpec;
+
+#define REQ(n, k)                                                                                  \
+  {                                                                                                \
+    n, k, TRUE                                                                                     \
+  }
+#define OPT(n, k)                                                                                  \
+  {                                                                                                \
+    n, k, FALSE                                                                                    \
+  }
+#define STREAM_ID REQ ("stream_id", FIELD_STRING)
+
+/* The WAVE schema, one row per message type: the doc's payload tables made data. */
+static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
+  [WB_MESSAGE_STREAM_STARTED]
+  = { "stream.started",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("started_at", FIELD_STRING), REQ ("protocol", FIELD_STRING),
+        REQ ("ingest_endpoint", FIELD_STRING) } },
+  [WB_MESSAGE_STREAM_ENDED]
+  = { "stream.ended",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("ended_at", FIELD_STRING), REQ ("duration", FIELD_NUMBER),
+        OPT ("recording_id", FIELD_STRING_OR_NULL) } },
+  [WB_MESSAGE_STREAM_HEALTH]
+  = { "stream.health",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("bitrate", FIELD_NUMBER), REQ ("fps", FIELD_NUMBER),
+        REQ ("packet_loss", FIELD_NUMBER), REQ ("latency", FIELD_NUMBER) } },
+  [WB_MESSAGE_VIEWER_JOINED]
+  = { "viewer.joined",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("viewer_id", FIELD_STRING), REQ ("country", FIELD_STRING),
+        REQ ("device", FIELD_STRING), REQ ("joined_at", FIELD_STRING) } },
+  [WB_MESSAGE_VIEWER_LEFT]
+  = { "viewer.left",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("viewer_id", FIELD_STRING), REQ ("watch_time", FIELD_NUMBER),
+        REQ ("left_at", FIELD_STRING) } },
+  [WB_MESSAGE_ANALYTICS_UPDATE]
+  = { "analytics.update",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("concurrent_viewers", FIELD_NUMBER), REQ ("total_views", FIELD_NUMBER),
+        REQ ("peak_viewers", FIELD_NUMBER), REQ ("average_watch_time", FIELD_NUMBER) } },
+  [WB_MESSAGE_CHAT_MESSAGE] = { "chat.message",
+                                TRUE,
+                                TRUE,
+                                TRUE,
+                                FALSE,
+                                { STREAM_ID, REQ ("message_id", FIELD_STRING),
+                                  REQ ("user_id", FIELD_STRING), REQ ("username", FIELD_STRING),
+                                  REQ ("message", FIELD_STRING), REQ ("timestamp", FIELD_STRING) },
+                                { STREAM_ID, REQ ("message", FIELD_STRING) } },
+  [WB_MESSAGE_REACTION_SENT] = { "reaction.sent", FALSE, FALSE, TRUE, FALSE,
+                                 .to_server_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING),
+                                                       OPT ("user_id", FIELD_STRING) } },
+  [WB_MESSAGE_REACTION_RECEIVED]
+  = { "reaction.received",
+      TRUE,
+      TRUE,
+      FALSE,
+      FALSE,
+      { STREAM_ID, REQ ("reaction", FIELD_STRING), REQ ("count", FIELD_NUMBER),
+        REQ ("timestamp", FIELD_STRING) } },
+  [WB_MESSAGE_PING] = { "ping",
+                        FALSE,
+                        TRUE,
+                        TRUE,
+                        TRUE,
+                        { OPT ("timestamp", FIELD_NUMBER) },
+                        { OPT ("timestamp", FIELD_NUMBER) } },
+  [WB_MESSAGE_PONG] = { "pong", FALSE, TRUE, FALSE, TRUE, { OPT ("timestamp", FIELD_NUMBER) } },
+  [WB_MESSAGE_ERROR] = { "error",
+                         FALSE,
+                         TRUE,
+                         FALSE,
+                         FALSE,
+                         { REQ ("code", FIELD_STRING), REQ ("message", FIELD_STRING),
+                           OPT ("details", FIELD_OBJECT) } },
+  [WB_MESSAGE_SUBSCRIBE]
+  = { "subscribe", FALSE, FALSE, TRUE, FALSE,
+      .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY) } },
+  [WB_MESSAGE_UNSUBSCRIBE]
+  = { "unsubscribe", FALSE, FALSE, TRUE, FALSE, .to_server_fields = { STREAM_ID } },
+  [WB_MESSAGE_STATUS] = { "status", FALSE, FALSE, TRUE, FALSE },
+};
+
+#undef REQ
+#undef OPT
+#undef STREAM_ID
+
+G_DEFINE_QUARK (wb - message - error - quark, wb_message_error)
+
+static const char *const stream_event_names[] = {
+  "analytics.update", "chat.message",  "reaction.received", "stream.ended", "stream.health",
+  "stream.started",   "viewer.joined", "viewer.left",       NULL,
+};
+
+const char *const *
+wb_message_stream_event_names (void)
+{
+  return stream_event_names;
+}
+
+gboolean
+wb_message_is_stream_event_name (const char *name)
+{
+  return wb_message_type_is_stream_event (wb_message_type_from_string (name));
+}
+
+const char *
+wb_message_type_to_string (WbMessageType type)
+{
+  g_return_val_if_fail (type > WB_MESSAGE_TYPE_INVALID && type < WB_MESSAGE_N_TYPES, NULL);
+  return type_specs[type].name;
+}
+
+WbMessageType
+wb_message_type_from_string (const char *name)
+{
+  if (name == NULL)
+    return WB_MESSAGE_TYPE_INVALID;
+  for (int t = WB_MESSAGE_TYPE_INVALID + 1; t < WB_MESSAGE_N_TYPES; t++)
+    if (strcmp (type_specs[t].name, name) == 0)
+      return (WbMessageType)t;
+  return WB_MESSAGE_TYPE_INVALID;
+}
+
+gboolean
+wb_message_type_is_stream_event (WbMessageType type)
+{
+  return type > WB_MESSAGE_TYPE_INVALID && type < WB_MESSAGE_N_TYPES
+         && type_specs[type].stream_event;
+}
+
+/* json-glib recurses once per nesting level; bound it before it parses. */
+static gboolean
+check_depth (const char *data, gsize length, GError **error)
+{
+  gboolean in_string = FALSE;
+  gboolean escaped = FALSE;
+  int depth = 0;
+
+  for (gsize i = 0; i < length; i++)
+    {
+      char c = data[i];
+
+      if (in_string)
+        {
+          if (escaped)
+            escaped = FALSE;
+          else if (c == '\\')
+            escaped = TRUE;
+          else if (c == '"')
+            in_string = FALSE;
+          continue;
+        }
+      if (c == '"')
+        in_string = TRUE;
+      else if (c == '\'' || c == '/')
+        {
+          /* json-glib also reads 'strings' and C comments; a '"' hidden in
+           * one would end this count's idea of a string and let unbounded
+           * nesting through. Neither is JSON. */
+          g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
+                       "invalid JSON: unexpected character '%c'", c);
+          return FALSE;
+        }
+      else if (c == '{' || c == '[')
+        {
+          if (++depth > WB_MESSAGE_MAX_DEPTH)
+            {
+              g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_TOO_DEEP,
+                           "JSON nesting deeper than %d levels", WB_MESSAGE_MAX_DEPTH);
+              return FALSE;
+            }
+        }
+      else if (c == '}' || c == ']')
+        depth--;
+    }
+  return TRUE;
+}
+
+static const char *
+field_kind_to_string (FieldKind kind)
+{
+  switch (kind)
+    {
+    case FIELD_STRING:
+      return "a string";
+    case FIELD_STRING_OR_NULL:
+      return "a string or null";
+    case FIELD_NUMBER:
+      return "a number";
+    case FIELD_OBJECT:
+      return "an object";
+    case FIELD_STRING_ARRAY:
+      return "an array of strings";
+    }
+  g_assert_not_reached ();
+}
+
+static gboolean
+node_is_number (JsonNode *node)
+{
+  GType value_type;
+
+  if (!JSON_NODE_HOLDS_VALUE (node))
+    return FALSE;
+  value_type = json_node_get_value_type (node);
+  return value_type == G_TYPE_INT64 || value_type == G_TYPE_DOUBLE;
+}
+
+/* What json-glib lets through but cannot be passed on: 1e999 becomes inf,
+ * which it would serialize as "inf.0", and an escaped lone low surrogate
+ * ("\udc00x") decodes to bytes that are not UTF-8. Recursion is bounded
+ * by check_depth(). */
+static gboolean
+check_values (JsonNode *node, GError **error)
+{
+  if (JSON_NODE_HOLDS_VALUE (node))
+    {
+      GType value_type = json_node_get_value_type (node);
+
+      if (value_type == G_TYPE_DOUBLE && !isfinite (json_node_get_double (node)))
+        {
+          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
+                               "invalid JSON: number out of range");
+          return FALSE;
+        }
+      if (value_type == G_TYPE_STRING && !g_utf8_validate (json_node_get_string (node), -1, NULL))
+        {
+          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
+                               "message is not valid UTF-8 (escaped lone surrogate)");
+          return FALSE;
+        }
+    }
+  else if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *array = json_node_get_array (node);
+
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        if (!check_values (json_array_get_element (array, i), error))
+          return FALSE;
+    }
+  else if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObjectIter iter;
+      const char *name;
+      JsonNode *member;
+
+      json_object_iter_init (&iter, json_node_get_object (node));
+      while (json_object_iter_next (&iter, &name, &member))
+        {
+          if (!g_utf8_validate (name, -1, NULL))
+            {
+              g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
+                                   "message is not valid UTF-8 (escaped lone surrogate)");
+              return FALSE;
+            }
+          if (!check_values (member, error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+node_is_string (JsonNode *node)
+{
+  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING;
+}
+
+static gboolean
+node_matches_kind (JsonNode *node, FieldKind kind)
+{
+  switch (kind)
+    {
+    case FIELD_STRING:
+      return node_is_string (node);
+    case FIELD_STRING_OR_NULL:
+      return JSON_NODE_HOLDS_NULL (node) || node_is_string (node);
+    case FIELD_NUMBER:
+      return node_is_number (node);
+    case FIELD_OBJECT:
+      return JSON_NODE_HOLDS_OBJECT (node);
+    case FIELD_STRING_ARRAY:
+      {
+        JsonArray *array;
+
+        if (!JSON_NODE_HOLDS_ARRAY (node))
+          return FALSE;
+        array = json_node_get_array (node);
+        for (guint i = 0; i < json_array_get_length (array); i++)
+          if (!node_is_string (json_array_get_element (array, i)))
+            return FALSE;
+        return TRUE;
+      }
+    }
+  g_assert_not_reached ();
+}
+
+static gboolean
+validate_fields (const char *type_name, JsonObject *body, const FieldSpec *fields, GError **error)
+{
+  for (guint i = 0; i < MAX_FIELDS && fields[i].name != NULL; i++)
+    {
+      JsonNode *node = json_object_get_member (body, fields[i].name);
+
+      if (node == NULL)
+        {
+          if (!fields[i].required)
+            continue;
+          g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_MISSING_FIELD,
+                       "%s: missing field '%s'", type_name, fields[i].name);
+          return FALSE;
+        }
+      if (!node_matches_kind (node, fields[i].kind))
+        {
+          g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                       "%s: field '%s' must be %s", type_name, fields[i].name,
+                       field_kind_to_string (fields[i].kind));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_stream_id (const char *type_name, const char *stream_id, GError **error)
+{
+  if (stream_id[0] == '\0' || strlen (stream_id) > WB_MESSAGE_MAX_STREAM_ID_BYTES)
+    {
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                   "%s: field 'stream_id' must be 1 to %d bytes", type_name,
+                   WB_MESSAGE_MAX_STREAM_ID_BYTES);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* What a local client or the bridge may put into the upstream connection. */
+static gboolean
+validate_outbound_text (const WbMessage *message, const char *field, GError **error)
+{
+  const char *text = wb_message_get_string (message, field);
+
+  if (text == NULL || text[0] == '\0' || strlen (text) > WB_MESSAGE_MAX_TEXT_BYTES)
+    {
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                   "%s: field '%s' must be 1 to %d bytes",
+                   wb_message_type_to_string (message->type), field, WB_MESSAGE_MAX_TEXT_BYTES);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_events (JsonObject *body, GError **error)
+{
+  JsonNode *node = json_object_get_member (body, "events");
+  JsonArray *array;
+
+  if (node == NULL)
+    return TRUE;
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      const char *name = json_array_get_string_element (array, i);
+
+      if (!wb_message_is_stream_event_name (name))
+        {
+          g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                       "subscribe: '%s' is not a stream event type", name);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_request_id (JsonObject *root, GError **error)
+{
+  JsonNode *id = json_object_get_member (root, "id");
+
+  if (id != NULL && !JSON_NODE_HOLDS_VALUE (id) && !JSON_NODE_HOLDS_NULL (id))
+    {
+      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                           "field 'id' must be a string, number or boolean");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static JsonObject *
+select_body (JsonObject *root, const TypeSpec *spec, const char *type_name, WbDirection direction,
+             GError **error)
+{
+  JsonNode *payload;
+
+  if (direction == WB_DIRECTION_TO_SERVER)
+    return root;
+  payload = json_object_get_member (root, "payload");
+  if (payload == NULL && spec->lenient_shape)
+    return root;
+  if (payload == NULL)
+    {
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_MISSING_FIELD,
+                   "%s: missing field 'payload'", type_name);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (payload))
+    {
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                   "%s: field 'payload' must be an object", type_name);
+      return NULL;
+    }
+  return json_node_get_object (payload);
+}
+
+static gboolean
+validate_message (WbMessage *message, WbDirection direction, GError **error)
+{
+  JsonObject *root = json_node_get_object (message->root);
+  JsonNode *type_node = json_object_get_member (root, "type");
+  const char *type_name;
+  const TypeSpec *spec;
+  const FieldSpec *fields;
+
+  if (type_node == NULL)
+    {
+      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_MISSING_FIELD,
+                           "missing field 'type'");
+      return FALSE;
+    }
+  if (!node_is_string (type_node))
+    {
+      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
+                           "field 'type' must be a string");
+      return FALSE;
+    }
+  type_name = json_node_get_string (type_node);
+  message->type = wb_message_type_from_string (type_name);
+  if (message->type == WB_MESSAGE_TYPE_INVALID)
+    {
+      /* Cut by characters: the error text goes back to the client as JSON. */
+      char shown[UNKNOWN_TYPE_SHOWN_CHARS * 4 + 1];
+
+      g_utf8_strncpy (shown, type_name, UNKNOWN_TYPE_SHOWN_CHARS);
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_UNKNOWN_TYPE,
+                   "unknown message type '%s'", shown);
+      return FALSE;
+    }
+  spec = &type_specs[message->type];
+  if (direction == WB_DIRECTION_TO_SERVER ? !spec->to_server : !spec->to_client)
+    {
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_WRONG_DIRECTION,
+                   "'%s' is not sent %s", type_name,
+                   direction == WB_DIRECTION_TO_SERVER ? "by clients" : "by the server");
+      return FALSE;
+    }
+  if (!validate_request_id (root, error))
+    return FALSE;
+
+  message->body = select_body (root, spec, type_name, direction, error);
+  if (message->body == NULL)
+    return FALSE;
+  fields = direction == WB_DIRECTION_TO_SERVER ? spec->to_server_fields : spec->to_client_fields;
+  if (!validate_fields (type_name, message->body, fields, error))
+    return FALSE;
+
+  message->stream_id = wb_message_get_string (message, "stream_id");
+  if (message->stream_id != NULL && !validate_stream_id (type_name, message->stream_id, error))
+    return FALSE;
+  message->request_id = json_object_get_member (root, "id");
+
+  if (direction == WB_DIRECTION_TO_SERVER)
+    {
+      switch (message->type)
+        {
+        case WB_MESSAGE_SUBSCRIBE:
+          return validate_events (message->body, error);
+        case WB_MESSAGE_CHAT_MESSAGE:
+          return validate_outbound_text (message, "message", error);
+        case WB_MESSAGE_REACTION_SENT:
+          return validate_outbound_text (message, "reaction", error);
+        default:
+          break;
+        }
+    }
+  return TRUE;
+}
+
+WbMessage *
+wb_message_parse (const char *data, gsize length, WbDirection direction, GError **error)
+{
+  g_autoptr (JsonParser) parser = NULL;
+  g_autoptr (WbMessage) message = NULL;
+  g_autoptr (GError) json_error = NULL;
+  JsonNode *root;
+
+  g_return_val_if_fail (data != NULL || length == 0, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!g_utf8_validate_len (data, length, NULL))
+    {
+      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
+                           "message is not valid UTF-8");
+      return NULL;
+    }
+  if (!check_depth (data, length, error))
+    return NULL;
+
+  parser = json_parser_new_immutable ();
+  if (!json_parser_load_from_data (parser, data, (gssize)length, &json_error))
+    {
+      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
+                   "invalid JSON: %s", json_error->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_NOT_OBJECT,
+                           "message must be a JSON object");
+      return NULL;
+    }
+
+  if (!check_values (root, error))
+    return NULL;
+
+  message = g_new0 (WbMessage, 1);
+  message->root = json_node_ref (root);
+  if (!validate_message (message, direction, error))
+    return NULL;
+  return g_steal_pointer (&message);
+}
+
+void
+wb_message_free (WbMessage *message)
+{
+  if (message == NULL)
+    return;
+  g_clear_pointer (&message->root, json_node_unref);
+  g_free (message);
+}
+
+static JsonNode *
+body_member (const WbMessage *message, const char *field)
+{
+  g_return_val_if_fail (message != NULL && message->body != NULL, NULL);
+  return json_object_get_member (message->body, field);
+}
+
+const char *
+wb_message_get_string (const WbMessage *message, const char *field)
+{
+  JsonNode *node = body_member (message, field);
+
+  return node != NULL && node_is_string (node) ? json_node_get_string (node) : NULL;
+}
+
+double
+wb_message_get_double (const WbMessage *message, const char *field)
+{
+  JsonNode *node = body_member (message, field);
+
+  return node != NULL && node_is_number (node) ? json_node_get_double (node) : 0.0;
+}
+
+gint64
+wb_message_get_int (const WbMessage *message, const char *field)
+{
+  JsonNode *node = body_member (message, field);
+
+  if (node == NULL || !node_is_number (node))
+    return 0;
+  if (json_node_get_value_type (node) == G_TYPE_DOUBLE)
+    {
+      double value = json_node_get_double (node);
+
+      /* Casting a double outside the gint64 range is undefined behaviour. */
+      if (value >= (double)G_MAXINT64)
+        return G_MAXINT64;
+      if (value <= (double)G_MININT64)
+        return G_MININT64;
+      return (gint64)value;
+    }
+  return json_node_get_int (node);
+}
+
+/* g_ptr_array_sort passes pointers to the elements (sort_values is 2.76+). */
+static int
+compare_string_pointers (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *)a, *(char *const *)b);
+}
+
+char **
+wb_message_dup_events (const WbMessage *message)
+{
+  g_autoptr (GPtrArray) events = g_ptr_array_new_with_free_func (g_free);
+  JsonNode *node;
+
+  g_return_val_if_fail (message != NULL && message->type == WB_MESSAGE_SUBSCRIBE, NULL);
+
+  node = body_member (message, "events");
+  if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *array = json_node_get_array (node);
+
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        g_ptr_array_add (events, g_strdup (json_array_get_string_element (array, i)));
+    }
+  if (events->len == 0)
+    for (const char *const *name = stream_event_names; *name != NULL; name++)
+      g_ptr_array_add (events, g_strdup (*name));
+
+  g_ptr_array_sort (events, compare_string_pointers);
+  for (guint i = 1; i < events->len;)
+    if (g_strcmp0 (events->pdata[i - 1], events->pdata[i]) == 0)
+      g_ptr_array_remove_index (events, i);
+    else
+      i++;
+  g_ptr_array_add (events, NULL);
+  return (char **)g_ptr_array_free (g_steal_pointer (&events), FALSE);
+}
+
+char *
+wb_json_to_string (JsonNode *node, gsize *out_length)
+{
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+
+  g_return_val_if_fail (node != NULL, NULL);
+  json_generator_set_root (generator, node);
+  return json_generator_to_data (generator, out_length);
+}
+
+GBytes *
+wb_json_to_line (JsonNode *node)
+{
+  gsize length = 0;
+  char *text = wb_json_to_string (node, &length);
+  char *line = g_realloc (text, length + 1);
+
+  line[length] = '\n';
+  return g_bytes_new_take (line, length + 1);
+}
+
+static JsonNode *
+object_node_take (JsonObject *object)
+{
+  JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+
+  json_node_take_object (node, object);
+  return node;
+}
+
+static JsonObject *
+flat_new (const char *type, const char *stream_id)
+{
+  JsonObject *object = json_object_new ();
+
+  json_object_set_string_member (object, "type", type);
+  if (stream_id != NULL)
+    json_object_set_string_member (object, "stream_id", stream_id);
+  return object;
+}
+
+JsonNode *
+wb_message_new_subscribe (const char *stream_id, const char *const *events)
+{
+  JsonObject *object;
+  JsonArray *array = json_array_new ();
+
+  g_return_val_if_fail (stream_id != NULL, NULL);
+  object = flat_new ("subscribe", stream_id);
+  for (; events != NULL && *events != NULL; events++)
+    json_array_add_string_element (array, *events);
+  json_object_set_array_member (object, "events", array);
+  return object_node_take (object);
+}
+
+JsonNode *
+wb_message_new_unsubscribe (const char *stream_id)
+{
+  g_return_val_if_fail (stream_id != NULL, NULL);
+  return object_node_take (flat_new ("unsubscribe", stream_id));
+}
+
+JsonNode *
+wb_message_new_chat (const char *stream_id, const char *text)
+{
+  JsonObject *object;
+
+  g_return_val_if_fail (stream_id != NULL && text != NULL, NULL);
+  object = flat_new ("chat.message", stream_id);
+  json_object_set_string_member (object, "message", text);
+  return object_node_take (object);
+}
+
+JsonNode *
+wb_message_new_reaction (const char *stream_id, const char *reaction)
+{
+  JsonObject *object;
+
+  g_return_val_if_fail (stream_id != NULL && reaction != NULL, NULL);
+  object = flat_new ("reaction.sent", stream_id);
+  json_object_set_string_member (object, "reaction", reaction);
+  return object_node_take (object);
+}
+
+JsonNode *
+wb_message_new_ping (gint64 timestamp_ms)
+{
+  JsonObject *object = flat_new ("ping", NULL);
+
+  json_object_set_int_member (object, "timestamp", timestamp_ms);
+  return object_node_take (object);
+}
+
+JsonNode *
+wb_message_new_enveloped (const char *type, JsonObject *payload)
+{
+  JsonObject *object;
+
+  g_return_val_if_fail (type != NULL && payload != NULL, NULL);
+  object = flat_new (type, NULL);
+  json_object_set_object_member (object, "payload", payload);
+  return object_node_take (object);
+}
+
+JsonNode *
+wb_message_new_error (const char *code, const char *message, JsonObject *details)
+{
+  JsonObject *payload = json_object_new ();
+
+  g_return_val_if_fail (code != NULL && message != NULL, NULL);
+  json_object_set_string_member (payload, "code", code);
+  json_object_set_string_member (payload, "message", message);
+  json_object_set_object_member (payload, "details",
+                                 details != NULL ? details : json_object_new ());
+  return wb_message_new_enveloped ("error", payload);
+}
