@@ -56,6 +56,7 @@ typedef struct
   const char *redacted_url;           /* api_key replaced by "REDACTED" */
   guint send_queue_length;
   gint64 next_attempt_monotonic_us; /* 0 unless waiting */
+  guint64 invalid_messages;         /* ignored server messages: unparsable, binary */
 } WbUpstreamStatus;
 
 typedef struct
