@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Who is on the other end of a local socket: SO_PEERCRED (pid, uid, gid)
+ * and SO_PEERGROUPS (supplementary groups), both taken by the kernel at
+ * connect() time, so a client cannot lie about them afterwards.
+ */
+#pragma once
+
+#include <glib.h>
+#include <sys/types.h>
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups; /* supplementary groups; may be empty if the kernel lacks SO_PEERGROUPS */
+  guint n_groups;
+} WbPeerCredentials;
+
+WbPeerCredentials *wb_peer_credentials_new_from_fd (int fd, GError **error);
+void wb_peer_credentials_free (WbPeerCredentials *credentials);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbPeerCredentials, wb_peer_credentials_free)
+
+/* TRUE for root, or when @gid is the peer's primary or a supplementary group. */
+gboolean wb_peer_credentials_in_group (const WbPeerCredentials *credentials, gid_t gid);
+
+/* Resolves a group name (or a decimal gid) to a gid via NSS. */
+gboolean wb_group_lookup (const char *name, gid_t *out_gid, GError **error);
+
+G_END_DECLS

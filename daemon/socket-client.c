@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: MIT */
+#define G_LOG_DOMAIN "wave-socket"
+
+#include "socket-client.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "message.h"
+
+/* One read per wake-up keeps a chatty client from starving the others. */
+#define READ_CHUNK_BYTES (64 * 1024)
+/* Lines per sendmsg(); IOV_MAX is the kernel's own ceiling. */
+#define WRITE_BATCH_LINES MIN (IOV_MAX, 1024)
+/* Events resume once the queue drained to 1/LOW_WATER_DIVISOR of its bound,
+ * so a client hovering at the bound gets one bridge.dropped, not thousands. */
+#define LOW_WATER_DIVISOR 2
+
+typedef struct
+{
+  GSource source;
+  WbSocketClient *client;
+} ClientSource;
+
+struct _WbSocketClient
+{
+  int fd;
+  WbSocketClientLimits limits;
+  WbSocketClientCallbacks callbacks;
+  gpointer user_data;
+
+  GSource *source;
+  gpointer fd_tag;
+
+  GByteArray *input;
+  gboolean reading; /* FALSE after EOF, a too-long line or close_after_flush */
+
+  GQueue output;       /* GBytes, each a whole line */
+  gsize output_offset; /* bytes of the head already written */
+  gsize queued_bytes;  /* not yet written, offset deducted */
+
+  gboolean congested;     /* refusing events until drained to the low-water mark */
+  gint64 congested_since; /* monotonic µs */
+  guint dropped_pending;  /* refused since the last bridge.dropped */
+  guint64 dropped_total;
+
+  gboolean closing; /* close once the output is written */
+  gboolean dead;    /* emit closed at the next dispatch */
+  WbSocketClientCloseReason dead_reason;
+};
+
+const char *
+wb_socket_client_close_reason_to_string (WbSocketClientCloseReason reason)
+{
+  switch (reason)
+    {
+    case WB_SOCKET_CLIENT_CLOSED_BY_PEER:
+      return "closed by the client";
+    case WB_SOCKET_CLIENT_CLOSED_DONE:
+      return "closed by the bridge";
+    case WB_SOCKET_CLIENT_CLOSED_ERROR:
+      return "socket error";
+    case WB_SOCKET_CLIENT_CLOSED_SLOW:
+      return "too slow: over its queue bound for too long";
+    case WB_SOCKET_CLIENT_CLOSED_OVERFLOW:
+      return "not reading its replies: over the hard queue bound";
+    }
+  return "unknown";
+}
+
+static void
+client_mark_dead (WbSocketClient *client, WbSocketClientCloseReason reason)
+{
+  if (client->dead)
+    return;
+  client->dead = TRUE;
+  client->dead_reason = reason;
+  client->reading = FALSE;
+}
+
+static gsize
+low_water_bytes (const WbSocketClient *client)
+{
+  return client->limits.queue_bytes / LOW_WATER_DIVISOR;
+}
+
+/* Poll interest follows the state: IN while reading, OUT only while output
+ * is pending; the ready time wakes us for a deferred close or the slow deadline. */
+static void
+client_update_source (WbSocketClient *client)
+{
+  GIOCondition events = 0;
+  gint64 ready_time = -1;
+
+  if (client->source == NULL)
+    return;
+  if (client->reading)
+    events |= G_IO_IN;
+  if (client->queued_bytes > 0 && !client->dead)
+    events |= G_IO_OUT;
+  g_source_modify_unix_fd (client->source, client->fd_tag, events);
+
+  if (client->dead)
+    ready_time = 0;
+  else if (client->congested || client->closing)
+    ready_time = client->congested_since + (gint64)client->limits.slow_timeout_ms * 1000;
+  g_source_set_ready_time (client->source, ready_time);
+}
+
+static void
+client_set_congested (WbSocketClient *client)
+{
+  if (client->congested)
+    return;
+  client->congested = TRUE;
+  if (!client->closing)
+    client->congested_since = g_get_monotonic_time ();
+}
+
+static void
+client_push (WbSocketClient *client, GBytes *line)
+{
+  g_queue_push_tail (&client->output, g_bytes_ref (line));
+  client->queued_bytes += g_bytes_get_size (line);
+}
+
+static void
+client_queue_dropped_notice (WbSocketClient *client)
+{
+  g_autoptr (JsonNode) node = NULL;
+  g_autoptr (GBytes) line = NULL;
+  JsonObject *payload = json_object_new ();
+
+  json_object_set_int_member (payload, "count", client->dropped_pending);
+  node = wb_message_new_enveloped ("bridge.dropped", payload);
+  line = wb_json_to_line (node);
+  client->dropped_pending = 0;
+  client_push (client, line);
+}
+
+static void
+client_consume (WbSocketClient *client, gsize written)
+{
+  client->queued_bytes -= written;
+  while (written > 0)
+    {
+      GBytes *head = g_queue_peek_head (&client->output);
+      gsize rest = g_bytes_get_size (head) - client->output_offset;
+
+      if (written < rest)
+        {
+          client->output_offset += written;
+          return;
+        }
+      written -= rest;
+      client->output_offset = 0;
+      g_bytes_unref (g_queue_pop_head (&client->output));
+    }
+}
+
+static void
+client_flush (WbSocketClient *client)
+{
+  struct iovec iov[WRITE_BATCH_LINES];
+
+  while (!client->dead && client->queued_bytes > 0)
+    {
+      struct msghdr msg = { 0 };
+      gsize batch_bytes = 0;
+      guint n = 0;
+      ssize_t written;
+
+      for (GList *l = client->output.head; l != NULL && n < G_N_ELEMENTS (iov); l = l->next, n++)
+        {
+          gsize size = 0;
+          const guint8 *data = g_bytes_get_data (l->data, &size);
+          gsize skip = n == 0 ? client->output_offset : 0;
+
+          iov[n].iov_base = (guint8 *)data + skip;
+          iov[n].iov_len = size - skip;
+          batch_bytes += size - skip;
+        }
+      msg.msg_iov = iov;
+      msg.msg_iovlen = n;
+
+      written = sendmsg (client->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (written < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+          if (errno == EPIPE || errno == ECONNRESET)
+            client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
+          else
+            {
+              g_warning ("Writing to local client failed: %s", g_strerror (errno));
+              client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_ERROR);
+            }
+          return;
+        }
+      client_consume (client, (gsize)written);
+      if ((gsize)written < batch_bytes)
+        break;
+    }
+
+  if (client->congested && client->queued_bytes <= low_water_bytes (client))
+    {
+      client->congested = FALSE;
+      if (client->dropped_pending > 0)
+        client_queue_dropped_notice (client);
+    }
+  if (client->closing && client->queued_bytes == 0)
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
+}
+
+static void
+client_line_too_long (WbSocketClient *client)
+{
+  client->reading = FALSE;
+  g_byte_array_set_size (client->input, 0);
+  client->callbacks.line_too_long (client, client->user_data);
+}
+
+/* Hands complete lines to the owner; with @at_eof the unterminated rest too. */
+static void
+client_process_input (WbSocketClient *client, gboolean at_eof)
+{
+  const char *data = (const char *)client->input->data;
+  gsize length = client->input->len;
+  gsize start = 0;
+
+  while (start < length && client->reading && !client->closing && !client->dead)
+    {
+      const char *newline = memchr (data + start, '\n', length - start);
+      gsize end = newline != NULL ? (gsize)(newline - data) : length;
+      gsize line_length;
+
+      if (newline == NULL && !at_eof)
+        break;
+      line_length = end - start;
+      if (line_length > 0 && data[start + line_length - 1] == '\r')
+        line_length--;
+      if (line_length > client->limits.max_line_bytes)
+        {
+          client_line_too_long (client);
+          return;
+        }
+      if (line_length > 0)
+        client->callbacks.line (client, data + start, line_length, client->user_data);
+      start = newline != NULL ? end + 1 : end;
+    }
+
+  if (!client->reading)
+    {
+      g_byte_array_set_size (client->input, 0);
+      return;
+    }
+  g_byte_array_remove_range (client->input, 0, (guint)start);
+  /* One byte of slack for a '\r' whose '\n' has not arrived yet. */
+  if (client->input->len > client->limits.max_line_bytes + 1)
+    client_line_too_long (client);
+}
+
+static void
+client_read (WbSocketClient *client)
+{
+  guint old_length = client->input->len;
+  ssize_t n;
+
+  g_byte_array_set_size (client->input, old_length + READ_CHUNK_BYTES);
+  do
+    n = recv (client->fd, client->input->data + old_length, READ_CHUNK_BYTES, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  g_byte_array_set_size (client->input, old_length + (n > 0 ? (guint)n : 0));
+
+  if (n < 0)
+    {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      if (errno == ECONNRESET)
+        client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
+      else
+        {
+          g_warning ("Reading from local client failed: %s", g_strerror (errno));
+          client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_ERROR);
+        }
+      return;
+    }
+  if (n == 0)
+    {
+      /* Half-closed: the client sent all it will, but may still listen
+       * (`printf '…subscribe…\n' | socat -t… - UNIX:…`). */
+      client_process_input (client, TRUE);
+      client->reading = FALSE;
+      g_byte_array_set_size (client->input, 0);
+      return;
+    }
+  client_process_input (client, FALSE);
+}
+
+static gboolean
+client_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  WbSocketClient *client = ((ClientSource *)source)->client;
+  GIOCondition revents = g_source_query_unix_fd (source, client->fd_tag);
+
+  if (!client->dead && client->queued_bytes > 0 && (revents & (G_IO_OUT | G_IO_ERR | G_IO_HUP)))
+    client_flush (client);
+  if (!client->dead && client->reading && (revents & (G_IO_IN | G_IO_ERR | G_IO_HUP)))
+    client_read (client);
+  /* Without read interest, HUP/ERR is the only sign the peer is gone. */
+  if (!client->dead && !client->reading && (revents & (G_IO_ERR | G_IO_HUP)))
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
+  if (!client->dead && (client->congested || client->closing)
+      && g_get_monotonic_time ()
+             >= client->congested_since + (gint64)client->limits.slow_timeout_ms * 1000)
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_SLOW);
+
+  if (client->dead)
+    {
+      g_source_set_ready_time (source, -1);
+      /* The owner frees the client here, which destroys this source. */
+      client->callbacks.closed (client, client->dead_reason, client->user_data);
+      return G_SOURCE_CONTINUE;
+    }
+  client_update_source (client);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs client_source_funcs = {
+  .dispatch = client_source_dispatch,
+};
+
+WbSocketClient *
+wb_socket_client_new (int fd, const WbSocketClientLimits *limits,
+                      const WbSocketClientCallbacks *callbacks, gpointer user_data)
+{
+  WbSocketClient *client;
+
+  g_return_val_if_fail (fd >= 0, NULL);
+  g_return_val_if_fail (limits != NULL && callbacks != NULL, NULL);
+  g_return_val_if_fail (callbacks->line != NULL && callbacks->line_too_long != NULL
+                            && callbacks->closed != NULL,
+                        NULL);
+
+  client = g_new0 (WbSocketClient, 1);
+  client->fd = fd;
+  client->limits = *limits;
+  client->callbacks = *callbacks;
+  client->user_data = user_data;
+  client->input = g_byte_array_new ();
+  client->reading = TRUE;
+  g_queue_init (&client->output);
+
+  client->source = g_source_new (&client_source_funcs, sizeof (ClientSource));
+  ((ClientSource *)client->source)->client = client;
+  g_source_set_static_name (client->source, "wave-bridge socket client");
+  client->fd_tag = g_source_add_unix_fd (client->source, fd, G_IO_IN);
+  g_source_attach (client->source, NULL);
+  return client;
+}
+
+void
+wb_socket_client_free (WbSocketClient *client)
+{
+  if (client == NULL)
+    return;
+  if (client->source != NULL)
+    {
+      g_source_destroy (client->source);
+      g_clear_pointer (&client->source, g_source_unref);
+    }
+  g_queue_clear_full (&client->output, (GDestroyNotify)g_bytes_unref);
+  g_byte_array_unref (client->input);
+  if (client->fd >= 0)
+    close (client->fd);
+  g_free (client);
+}
+
+void
+wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLimits *limits)
+{
+  g_return_if_fail (client != NULL && limits != NULL);
+  client->limits = *limits;
+  client_update_source (client);
+}
+
+int
+wb_socket_client_get_fd (WbSocketClient *client)
+{
+  g_return_val_if_fail (client != NULL, -1);
+  return client->fd;
+}
+
+gboolean
+wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
+{
+  g_return_val_if_fail (client != NULL && line != NULL, FALSE);
+
+  if (client->dead || client->closing)
+    return FALSE;
+  if (client->congested
+      || client->queued_bytes + g_bytes_get_size (line) > client->limits.queue_bytes)
+    {
+      client_set_congested (client);
+      client->dropped_pending++;
+      client->dropped_total++;
+      client_update_source (client);
+      return FALSE;
+    }
+  client_push (client, line);
+  client_update_source (client);
+  return TRUE;
+}
+
+void
+wb_socket_client_queue_control (WbSocketClient *client, GBytes *line)
+{
+  g_return_if_fail (client != NULL && line != NULL);
+
+  if (client->dead)
+    return;
+  client_push (client, line);
+  if (client->queued_bytes > client->limits.hard_queue_bytes)
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
+  else if (client->queued_bytes > client->limits.queue_bytes)
+    client_set_congested (client);
+  client_update_source (client);
+}
+
+void
+wb_socket_client_close_after_flush (WbSocketClient *client)
+{
+  g_return_if_fail (client != NULL);
+
+  if (client->closing || client->dead)
+    return;
+  client->closing = TRUE;
+  client->reading = FALSE;
+  /* The slow deadline doubles as the limit on waiting for the last reply. */
+  client->congested_since = g_get_monotonic_time ();
+  if (client->queued_bytes == 0)
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
+  client_update_source (client);
+}
+
+gsize
+wb_socket_client_get_queued_bytes (WbSocketClient *client)
+{
+  g_return_val_if_fail (client != NULL, 0);
+  return client->queued_bytes;
+}
+
+guint64
+wb_socket_client_get_dropped_total (WbSocketClient *client)
+{
+  g_return_val_if_fail (client != NULL, 0);
+  return client->dropped_total;
+}
