@@ -383,8 +383,8 @@ wb_config_api_key_path (const WbConfig *config)
   const char *credentials = g_getenv ("CREDENTIALS_DIRECTORY");
 
   g_return_val_if_fail (config != NULL, NULL);
-  if (config->api_key_file != NULL && g_file_test (config->api_key_file, G_FILE_TEST_EXISTS))
-    return g_strdup (config->api_key_file);
+  /* A credential the service manager passed is deliberate, and the service
+   * user usually cannot read the root-only key file it was loaded from. */
   if (credentials != NULL && credentials[0] != '\0')
     {
       g_autofree char *path = g_build_filename (credentials, CREDENTIAL_NAME, NULL);
@@ -392,6 +392,8 @@ wb_config_api_key_path (const WbConfig *config)
       if (g_file_test (path, G_FILE_TEST_EXISTS))
         return g_steal_pointer (&path);
     }
+  if (config->api_key_file != NULL && g_file_test (config->api_key_file, G_FILE_TEST_EXISTS))
+    return g_strdup (config->api_key_file);
   if (g_getenv (API_KEY_ENV) != NULL)
     return NULL;
   /* Nothing exists yet: watch the configured file so writing it is noticed. */

@@ -89,7 +89,7 @@ WbConfig *wb_config_load (const WbConfigOverrides *overrides, gboolean user_mode
 gboolean wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *source_name,
                                   GError **error);
 
-/* Reads the API key: APIKeyFile, else $CREDENTIALS_DIRECTORY/wave-api-key,
+/* Reads the API key: $CREDENTIALS_DIRECTORY/wave-api-key, else APIKeyFile,
  * else $WAVE_API_KEY. Warns when the file is readable by others. The key
  * is never logged. @out_source (optional) names where it came from. */
 char *wb_config_read_api_key (const WbConfig *config, char **out_source, GError **error);

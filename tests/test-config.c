@@ -224,6 +224,17 @@ test_api_key_sources (void)
   g_assert_cmpstr (source, ==, cred_path);
   g_clear_pointer (&key, g_free);
   g_clear_pointer (&source, g_free);
+
+  /* ... and it wins over an existing APIKeyFile. */
+  g_free (config->api_key_file);
+  config->api_key_file = g_strdup (key_path);
+  key = wb_config_read_api_key (config, &source, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (key, ==, "from_credential");
+  g_clear_pointer (&key, g_free);
+  g_clear_pointer (&source, g_free);
+  g_free (config->api_key_file);
+  config->api_key_file = g_build_filename (dir, "absent", NULL);
   g_unsetenv ("CREDENTIALS_DIRECTORY");
 
   /* 3. The environment, for development. */
