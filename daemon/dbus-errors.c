@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#define G_LOG_DOMAIN "wave-dbus"
+
+#include "dbus-errors.h"
+
+#include <errno.h>
+
+#include "hub.h"
+#include "upstream.h"
+
+typedef struct
+{
+  const char *name;
+  int errno_value; /* what sd-bus handlers return alongside the error */
+} WbDbusErrorInfo;
+
+static WbDbusErrorInfo
+error_info_from_gerror (const GError *error)
+{
+  if (error->domain == WB_HUB_ERROR)
+    {
+      switch ((WbHubError)error->code)
+        {
+        case WB_HUB_ERROR_INVALID_ARGUMENT:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_INVALID_ARGUMENT, EINVAL };
+        case WB_HUB_ERROR_RATE_LIMITED:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_RATE_LIMITED, EBUSY };
+        case WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_TOO_MANY_SUBSCRIPTIONS, ENOSPC };
+        case WB_HUB_ERROR_NOT_SUBSCRIBED:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_SUBSCRIBED, ENOENT };
+        }
+    }
+  else if (error->domain == WB_UPSTREAM_ERROR)
+    {
+      switch ((WbUpstreamError)error->code)
+        {
+        case WB_UPSTREAM_ERROR_NOT_CONNECTED:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_CONNECTED, ENOTCONN };
+        case WB_UPSTREAM_ERROR_SEND_FAILED:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_SEND_FAILED, EIO };
+        }
+    }
+  return (WbDbusErrorInfo){ WB_DBUS_ERROR_FAILED, EIO };
+}
+
+const char *
+wb_dbus_error_name_from_gerror (const GError *error)
+{
+  g_return_val_if_fail (error != NULL, WB_DBUS_ERROR_FAILED);
+  return error_info_from_gerror (error).name;
+}
+
+int
+wb_dbus_error_set_from_gerror (sd_bus_error *ret_error, const GError *error)
+{
+  WbDbusErrorInfo info;
+
+  g_return_val_if_fail (error != NULL, -EINVAL);
+
+  info = error_info_from_gerror (error);
+  sd_bus_error_set (ret_error, info.name, error->message);
+  return -info.errno_value;
+}

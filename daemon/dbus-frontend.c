@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+#define G_LOG_DOMAIN "wave-dbus"
+
+#include "dbus-frontend.h"
+
+#include <errno.h>
+
+#include "dbus-errors.h"
+#include "dbus-private.h"
+
+/* ---- clients: one WbHubClient per unique bus name ------------------------ */
+
+/* A method call waiting for the hub to report the outcome of its send. */
+typedef struct
+{
+  WbDbusClient *client;
+  sd_bus_message *call;
+} WbDbusPendingSend;
+
+struct _WbDbusClient
+{
+  WbDbusFrontend *frontend;
+  char *name; /* unique bus name */
+  WbHubClient *hub_client;
+  sd_bus_track *track;
+  GPtrArray *pending; /* WbDbusPendingSend */
+};
+
+static void
+pending_send_free (gpointer data)
+{
+  WbDbusPendingSend *pending = data;
+
+  sd_bus_message_unref (pending->call);
+  g_free (pending);
+}
+
+static void
+dbus_client_free (gpointer data)
+{
+  WbDbusClient *client = data;
+
+  if (client == NULL)
+    return;
+  /* First the hub client: the hub then forgets our pending sends and will
+   * not call back into them. The caller is gone, so no replies are owed. */
+  g_clear_pointer (&client->hub_client, wb_hub_client_free);
+  g_clear_pointer (&client->pending, g_ptr_array_unref);
+  client->track = sd_bus_track_unref (client->track);
+  g_free (client->name);
+  g_free (client);
+}
+
+static int
+dbus_client_track_cb (sd_bus_track *track, void *user_data)
+{
+  WbDbusClient *client = user_data;
+
+  g_debug ("%s left the bus, ending its subscriptions", client->name);
+  /* sd-bus holds a reference on @track while we drop ours. */
+  g_hash_table_remove (client->frontend->clients, client->name);
+  return 0;
+}
+
+static WbDbusClient *
+dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create, GError **error)
+{
+  static const WbHubClientSink sink = { .deliver = NULL }; /* signals are broadcast */
+  const char *sender = sd_bus_message_get_sender (call);
+  g_autofree char *hub_name = NULL;
+  WbDbusClient *client;
+  int r;
+
+  if (sender == NULL)
+    {
+      g_set_error_literal (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
+                           "Calls must come through a bus (no sender)");
+      return NULL;
+    }
+  client = g_hash_table_lookup (frontend->clients, sender);
+  if (client != NULL)
+    return client;
+  if (!create)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_NOT_SUBSCRIBED, "%s has no subscriptions",
+                   sender);
+      return NULL;
+    }
+
+  client = g_new0 (WbDbusClient, 1);
+  client->frontend = frontend;
+  client->name = g_strdup (sender);
+  client->pending = g_ptr_array_new_with_free_func (pending_send_free);
+  r = sd_bus_track_new (frontend->bus, &client->track, dbus_client_track_cb, client);
+  if (r >= 0)
+    r = sd_bus_track_add_sender (client->track, call);
+  if (r < 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r), "Cannot track %s: %s", sender,
+                   g_strerror (-r));
+      dbus_client_free (client);
+      return NULL;
+    }
+  hub_name = g_strdup_printf ("dbus %s", sender);
+  client->hub_client = wb_hub_client_new (frontend->hub, hub_name, &sink, client);
+  g_hash_table_insert (frontend->clients, client->name, client);
+  g_debug ("New D-Bus client %s", sender);
+  return client;
+}
+
+WbHubClient *
+wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
+                                GError **error)
+{
+  WbDbusClient *client = dbus_client_lookup (frontend, call, create, error);
+
+  return client != NULL ? client->hub_client : NULL;
+}
+
+static void
+send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
+{
+  WbDbusPendingSend *pending = user_data;
+  WbDbusClient *client = pending->client;
+  int r;
+
+  if (error != NULL)
+    {
+      g_auto (sd_bus_error) bus_error = SD_BUS_ERROR_NULL;
+
+      wb_dbus_error_set_from_gerror (&bus_error, error);
+      r = sd_bus_reply_method_error (pending->call, &bus_error);
+    }
+  else
+    {
+      r = sd_bus_reply_method_return (pending->call, NULL);
+    }
+  if (r < 0)
+    g_debug ("Cannot reply to %s: %s", client->name, g_strerror (-r));
+  g_ptr_array_remove_fast (client->pending, pending);
+}
+
+int
+wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call, WbMessageType type,
+                              const char *stream_id, const char *text, sd_bus_error *ret_error)
+{
+  g_autoptr (GError) error = NULL;
+  WbDbusPendingSend *pending;
+  WbDbusClient *client;
+
+  client = dbus_client_lookup (frontend, call, TRUE, &error);
+  if (client == NULL)
+    return wb_dbus_error_set_from_gerror (ret_error, error);
+
+  pending = g_new0 (WbDbusPendingSend, 1);
+  pending->client = client;
+  pending->call = sd_bus_message_ref (call);
+  if (!wb_hub_client_send (client->hub_client, type, stream_id, text, send_done_cb, pending,
+                           &error))
+    {
+      pending_send_free (pending);
+      return wb_dbus_error_set_from_gerror (ret_error, error);
+    }
+  g_ptr_array_add (client->pending, pending);
+  return 1; /* replied from send_done_cb */
+}
+
+void
+wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what)
+{
+  if (r >= 0)
+    return;
+  if (r == -ENOBUFS)
+    {
+      /* The outgoing queue is full: the bus daemon is not reading. Never
+       * wait for it; the message is lost and counted. */
+      frontend->bus_dropped++;
+      g_debug ("D-Bus output queue full, dropped %s", what);
+      wb_dbus_manager_status_changed (frontend, FALSE);
+      return;
+    }
+  g_debug ("Cannot emit %s: %s", what, g_strerror (-r));
+}
+
+/* ---- hub observer ------------------------------------------------------- */
+
+static void
+stream_added_cb (const char *stream_id, gpointer user_data)
+{
+  WbDbusFrontend *frontend = user_data;
+  WbDbusStream *stream;
+  int r;
+
+  if (g_hash_table_contains (frontend->streams, stream_id))
+    return;
+  stream = wb_dbus_stream_new (frontend, stream_id);
+  g_hash_table_insert (frontend->streams, stream->stream_id, stream);
+  r = sd_bus_emit_interfaces_added (frontend->bus, stream->path, WB_DBUS_STREAM_INTERFACE, NULL);
+  wb_dbus_frontend_note_emit (frontend, r, "InterfacesAdded");
+}
+
+static void
+stream_removed_cb (const char *stream_id, gpointer user_data)
+{
+  WbDbusFrontend *frontend = user_data;
+  WbDbusStream *stream = g_hash_table_lookup (frontend->streams, stream_id);
+  int r;
+
+  if (stream == NULL)
+    return;
+  r = sd_bus_emit_interfaces_removed (frontend->bus, stream->path, WB_DBUS_STREAM_INTERFACE, NULL);
+  wb_dbus_frontend_note_emit (frontend, r, "InterfacesRemoved");
+  g_hash_table_remove (frontend->streams, stream_id);
+}
+
+static void
+stream_event_cb (WbEvent *event, gpointer user_data)
+{
+  WbDbusFrontend *frontend = user_data;
+  const char *stream_id = wb_event_get_stream_id (event);
+  WbDbusStream *stream;
+
+  if (stream_id == NULL)
+    return;
+  stream = g_hash_table_lookup (frontend->streams, stream_id);
+  if (stream != NULL)
+    wb_dbus_stream_emit_event (stream, event);
+}
+
+static void
+stream_changed_cb (const char *stream_id, WbStreamFields changed, gpointer user_data)
+{
+  WbDbusFrontend *frontend = user_data;
+  WbDbusStream *stream = g_hash_table_lookup (frontend->streams, stream_id);
+
+  if (stream != NULL)
+    wb_dbus_stream_emit_changed (stream, changed);
+}
+
+static void
+state_changed_cb (WbUpstreamState state, gpointer user_data)
+{
+  wb_dbus_manager_status_changed (user_data, TRUE);
+}
+
+static void
+status_changed_cb (gpointer user_data)
+{
+  wb_dbus_manager_status_changed (user_data, FALSE);
+}
+
+static const WbHubObserver frontend_observer = {
+  .stream_added = stream_added_cb,
+  .stream_removed = stream_removed_cb,
+  .stream_event = stream_event_cb,
+  .stream_changed = stream_changed_cb,
+  .state_changed = state_changed_cb,
+  .status_changed = status_changed_cb,
+};
+
+/* ---- the frontend ------------------------------------------------------- */
+
+static void
+bus_lost_cb (int error, gpointer user_data)
+{
+  WbDbusFrontend *frontend = user_data;
+
+  g_warning ("Lost the connection to the %s bus: %s", wb_bus_type_to_string (frontend->config->bus),
+             g_strerror (-error));
+  if (frontend->lost_callback != NULL)
+    frontend->lost_callback (frontend->lost_user_data);
+}
+
+static gboolean
+set_error_from_errno (GError **error, int r, const char *what)
+{
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r), "%s: %s", what, g_strerror (-r));
+  return FALSE;
+}
+
+static gboolean
+frontend_export (WbDbusFrontend *frontend, GError **error)
+{
+  g_auto (GStrv) stream_ids = NULL;
+  int r;
+
+  r = sd_bus_add_object_vtable (frontend->bus, &frontend->manager_slot, WB_DBUS_MANAGER_PATH,
+                                WB_DBUS_MANAGER_INTERFACE, wb_dbus_manager_vtable, frontend);
+  if (r < 0)
+    return set_error_from_errno (error, r, "Cannot export " WB_DBUS_MANAGER_PATH);
+  r = sd_bus_add_object_manager (frontend->bus, &frontend->object_manager_slot,
+                                 WB_DBUS_MANAGER_PATH);
+  if (r < 0)
+    return set_error_from_errno (error, r, "Cannot add the object manager");
+  r = sd_bus_add_fallback_vtable (frontend->bus, &frontend->stream_slot, WB_DBUS_STREAM_PREFIX,
+                                  WB_DBUS_STREAM_INTERFACE, wb_dbus_stream_vtable,
+                                  wb_dbus_stream_find_cb, frontend);
+  if (r < 0)
+    return set_error_from_errno (error, r, "Cannot export the stream objects");
+  r = sd_bus_add_node_enumerator (frontend->bus, &frontend->enumerator_slot, WB_DBUS_STREAM_PREFIX,
+                                  wb_dbus_stream_enumerate_cb, frontend);
+  if (r < 0)
+    return set_error_from_errno (error, r, "Cannot add the stream enumerator");
+
+  /* Streams subscribed to before the frontend existed (socket clients). */
+  stream_ids = wb_hub_list_streams (frontend->hub);
+  for (gsize i = 0; stream_ids != NULL && stream_ids[i] != NULL; i++)
+    {
+      WbDbusStream *stream = wb_dbus_stream_new (frontend, stream_ids[i]);
+
+      g_hash_table_insert (frontend->streams, stream->stream_id, stream);
+    }
+  return TRUE;
+}
+
+WbDbusFrontend *
+wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, WbDbusLostCallback lost_callback,
+                      gpointer user_data, GError **error)
+{
+  g_autoptr (WbDbusFrontend) frontend = NULL;
+  const char *bus_name;
+  int r;
+
+  g_return_val_if_fail (hub != NULL, NULL);
+  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (config->bus != WB_BUS_NONE, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  frontend = g_new0 (WbDbusFrontend, 1);
+  frontend->hub = hub;
+  frontend->config = config;
+  frontend->lost_callback = lost_callback;
+  frontend->lost_user_data = user_data;
+  frontend->clients = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, dbus_client_free);
+  frontend->streams
+      = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_dbus_stream_free);
+
+  bus_name = wb_bus_type_to_string (config->bus);
+  if (config->bus == WB_BUS_SYSTEM)
+    r = sd_bus_open_system_with_description (&frontend->bus, "wave-bridge");
+  else
+    r = sd_bus_open_user_with_description (&frontend->bus, "wave-bridge");
+  if (r < 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r),
+                   "Cannot connect to the %s bus: %s", bus_name, g_strerror (-r));
+      return NULL;
+    }
+
+  if (!frontend_export (frontend, error))
+    return NULL;
+  frontend->observer_id = wb_hub_add_observer (hub, &frontend_observer, frontend);
+  wb_dbus_manager_status_changed (frontend, TRUE);
+
+  /* Only once everything is exported, so activated callers find it all. */
+  r = sd_bus_request_name (frontend->bus, WB_DBUS_NAME, 0);
+  if (r == -EEXIST)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                   "The name %s is already owned on the %s bus (is wave-bridged running?)",
+                   WB_DBUS_NAME, bus_name);
+      return NULL;
+    }
+  if (r < 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r),
+                   "Cannot own the name %s on the %s bus: %s", WB_DBUS_NAME, bus_name,
+                   g_strerror (-r));
+      return NULL;
+    }
+
+  frontend->source = wb_bus_source_new (frontend->bus);
+  g_source_set_callback (frontend->source, G_SOURCE_FUNC (bus_lost_cb), frontend, NULL);
+  g_source_attach (frontend->source, NULL);
+  g_message ("Owning %s on the %s bus", WB_DBUS_NAME, bus_name);
+  return g_steal_pointer (&frontend);
+}
+
+void
+wb_dbus_frontend_free (WbDbusFrontend *frontend)
+{
+  if (frontend == NULL)
+    return;
+  if (frontend->observer_id != 0)
+    wb_hub_remove_observer (frontend->hub, frontend->observer_id);
+  wb_dbus_manager_clear (frontend);
+  /* Ends the D-Bus peers' subscriptions; the observer is gone, so no
+   * InterfacesRemoved on a bus we are leaving. */
+  g_clear_pointer (&frontend->clients, g_hash_table_unref);
+  g_clear_pointer (&frontend->streams, g_hash_table_unref);
+  frontend->enumerator_slot = sd_bus_slot_unref (frontend->enumerator_slot);
+  frontend->stream_slot = sd_bus_slot_unref (frontend->stream_slot);
+  frontend->object_manager_slot = sd_bus_slot_unref (frontend->object_manager_slot);
+  frontend->manager_slot = sd_bus_slot_unref (frontend->manager_slot);
+  if (frontend->source != NULL)
+    {
+      g_source_destroy (frontend->source);
+      g_clear_pointer (&frontend->source, g_source_unref);
+    }
+  frontend->bus = sd_bus_flush_close_unref (frontend->bus);
+  g_free (frontend);
+}
+
+void
+wb_dbus_frontend_set_config (WbDbusFrontend *frontend, const WbConfig *config)
+{
+  g_return_if_fail (frontend != NULL);
+  g_return_if_fail (config != NULL);
+
+  frontend->config = config;
+  /* The upstream URL may have changed. */
+  wb_dbus_manager_status_changed (frontend, FALSE);
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared between the D-Bus frontend's files: dbus-frontend.c (bus, clients,
+ * hub observer), dbus-manager.c (/inc/wave/Bridge1) and dbus-stream.c
+ * (/inc/wave/Bridge1/stream/…). Not a public interface.
+ */
+#pragma once
+
+#include <glib.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-source.h"
+#include "dbus-frontend.h"
+#include "hub.h"
+
+G_BEGIN_DECLS
+
+#define WB_DBUS_NAME "inc.wave.Bridge1"
+#define WB_DBUS_MANAGER_PATH "/inc/wave/Bridge1"
+#define WB_DBUS_MANAGER_INTERFACE "inc.wave.Bridge1"
+#define WB_DBUS_STREAM_PREFIX "/inc/wave/Bridge1/stream"
+#define WB_DBUS_STREAM_INTERFACE "inc.wave.Bridge1.Stream"
+
+/* Counters and RTT are published at most this often; State at once. */
+#define WB_DBUS_STATUS_INTERVAL_MS 1000
+
+/* What the manager last published, to emit PropertiesChanged only for
+ * properties whose values really changed. */
+typedef struct
+{
+  gboolean valid;
+  char *state;
+  char *upstream_url;
+  guint64 upstream_rtt;
+  guint64 connected_since;
+  guint reconnects;
+  guint16 last_close_code;
+  char *last_error;
+  guint clients;
+  guint64 events_received;
+  guint64 events_delivered;
+  guint64 events_dropped;
+} WbDbusManagerSnapshot;
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (sd_bus_error, sd_bus_error_free)
+
+typedef struct _WbDbusClient WbDbusClient;
+
+/* A stream object: exists between the hub's stream_added and stream_removed. */
+typedef struct
+{
+  WbDbusFrontend *frontend;
+  char *stream_id;
+  char *path;
+} WbDbusStream;
+
+struct _WbDbusFrontend
+{
+  WbHub *hub;
+  const WbConfig *config;
+  sd_bus *bus;
+  GSource *source;
+  WbDbusLostCallback lost_callback;
+  gpointer lost_user_data;
+  guint observer_id;
+
+  GHashTable *clients; /* unique name → WbDbusClient */
+  GHashTable *streams; /* stream id → WbDbusStream */
+
+  sd_bus_slot *manager_slot;
+  sd_bus_slot *object_manager_slot;
+  sd_bus_slot *stream_slot;
+  sd_bus_slot *enumerator_slot;
+
+  /* Messages sd-bus refused (ENOBUFS): part of EventsDropped. */
+  guint64 bus_dropped;
+
+  WbDbusManagerSnapshot published;
+  guint status_timeout_id;
+  gint64 last_status_us;
+};
+
+/* dbus-frontend.c */
+WbHubClient *wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call,
+                                             gboolean create, GError **error);
+/* SendChatMessage / SendReaction from either interface: replies later. */
+int wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call,
+                                  WbMessageType type, const char *stream_id, const char *text,
+                                  sd_bus_error *ret_error);
+/* Accounts for the result of emitting a signal: ENOBUFS = dropped. */
+void wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what);
+
+/* dbus-manager.c */
+extern const sd_bus_vtable wb_dbus_manager_vtable[];
+/* @immediate: State changed, publish now; otherwise coalesce. */
+void wb_dbus_manager_status_changed (WbDbusFrontend *frontend, gboolean immediate);
+void wb_dbus_manager_clear (WbDbusFrontend *frontend);
+
+/* dbus-stream.c */
+extern const sd_bus_vtable wb_dbus_stream_vtable[];
+int wb_dbus_stream_find_cb (sd_bus *bus, const char *path, const char *interface, void *user_data,
+                            void **out_found, sd_bus_error *ret_error);
+int wb_dbus_stream_enumerate_cb (sd_bus *bus, const char *prefix, void *user_data,
+                                 char ***out_nodes, sd_bus_error *ret_error);
+WbDbusStream *wb_dbus_stream_new (WbDbusFrontend *frontend, const char *stream_id);
+void wb_dbus_stream_free (WbDbusStream *stream);
+/* Path of @stream_id's object; free with g_free. */
+char *wb_dbus_stream_path (const char *stream_id);
+void wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event);
+void wb_dbus_stream_emit_changed (WbDbusStream *stream, WbStreamFields changed);
+
+G_END_DECLS

@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+#define G_LOG_DOMAIN "wave-dbus"
+
+#include "dbus-private.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- properties -------------------------------------------------------- */
+
+typedef struct
+{
+  const char *name;
+  char type;     /* D-Bus basic type of the property */
+  size_t offset; /* in WbStreamState */
+  WbStreamFields field;
+} WbDbusStreamProperty;
+
+#define STREAM_PROPERTY(name, type, member, field)                                                 \
+  {                                                                                                \
+    name, type, offsetof (WbStreamState, member), field                                            \
+  }
+
+static const WbDbusStreamProperty stream_properties[] = {
+  STREAM_PROPERTY ("StreamId", 's', stream_id, 0),
+  STREAM_PROPERTY ("Live", 'b', live, WB_STREAM_FIELD_LIVE),
+  STREAM_PROPERTY ("StartedAt", 's', started_at, WB_STREAM_FIELD_STARTED),
+  STREAM_PROPERTY ("Protocol", 's', protocol, WB_STREAM_FIELD_STARTED),
+  STREAM_PROPERTY ("IngestEndpoint", 's', ingest_endpoint, WB_STREAM_FIELD_STARTED),
+  STREAM_PROPERTY ("EndedAt", 's', ended_at, WB_STREAM_FIELD_ENDED),
+  STREAM_PROPERTY ("Duration", 'd', duration, WB_STREAM_FIELD_ENDED),
+  STREAM_PROPERTY ("RecordingId", 's', recording_id, WB_STREAM_FIELD_ENDED),
+  STREAM_PROPERTY ("Bitrate", 'd', bitrate, WB_STREAM_FIELD_HEALTH),
+  STREAM_PROPERTY ("Fps", 'd', fps, WB_STREAM_FIELD_HEALTH),
+  STREAM_PROPERTY ("PacketLoss", 'd', packet_loss, WB_STREAM_FIELD_HEALTH),
+  STREAM_PROPERTY ("Latency", 'd', latency, WB_STREAM_FIELD_HEALTH),
+  STREAM_PROPERTY ("ConcurrentViewers", 'u', concurrent_viewers, WB_STREAM_FIELD_ANALYTICS),
+  STREAM_PROPERTY ("TotalViews", 't', total_views, WB_STREAM_FIELD_ANALYTICS),
+  STREAM_PROPERTY ("PeakViewers", 'u', peak_viewers, WB_STREAM_FIELD_ANALYTICS),
+  STREAM_PROPERTY ("AverageWatchTime", 'd', average_watch_time, WB_STREAM_FIELD_ANALYTICS),
+};
+
+static int
+stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusStream *stream = user_data;
+  const WbStreamState *state = wb_hub_get_stream (stream->frontend->hub, stream->stream_id);
+  WbStreamState empty = { .stream_id = stream->stream_id };
+  const guint8 *base;
+
+  /* Between the hub forgetting a stream and our stream_removed, answer
+   * with the "unknown" values rather than failing the whole GetAll. */
+  if (state == NULL)
+    state = &empty;
+  base = (const guint8 *)state;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (stream_properties); i++)
+    {
+      const WbDbusStreamProperty *p = &stream_properties[i];
+      const void *field;
+
+      if (g_strcmp0 (p->name, property) != 0)
+        continue;
+      field = base + p->offset;
+      switch (p->type)
+        {
+        case 's':
+          {
+            const char *value = *(const char *const *)field;
+            return sd_bus_message_append_basic (reply, 's', value != NULL ? value : "");
+          }
+        case 'b':
+          {
+            int value = *(const gboolean *)field ? 1 : 0;
+            return sd_bus_message_append_basic (reply, 'b', &value);
+          }
+        default:
+          /* 'd', 'u', 't': WbStreamState stores double, guint, guint64. */
+          return sd_bus_message_append_basic (reply, p->type, field);
+        }
+    }
+  return sd_bus_error_setf (ret_error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s",
+                            property);
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+static int
+stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusStream *stream = user_data;
+  const char *text = NULL;
+  int r;
+
+  r = sd_bus_message_read (call, "s", &text);
+  if (r < 0)
+    return r;
+  return wb_dbus_frontend_handle_send (stream->frontend, call, WB_MESSAGE_CHAT_MESSAGE,
+                                       stream->stream_id, text, ret_error);
+}
+
+static int
+stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusStream *stream = user_data;
+  const char *reaction = NULL;
+  int r;
+
+  r = sd_bus_message_read (call, "s", &reaction);
+  if (r < 0)
+    return r;
+  return wb_dbus_frontend_handle_send (stream->frontend, call, WB_MESSAGE_REACTION_SENT,
+                                       stream->stream_id, reaction, ret_error);
+}
+
+#define STREAM_PROP(name, type, flags)                                                             \
+  SD_BUS_PROPERTY (name, type, stream_property_get_cb, 0, flags)
+#define CHANGES SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
+
+const sd_bus_vtable wb_dbus_stream_vtable[] = {
+  SD_BUS_VTABLE_START (0),
+  SD_BUS_METHOD_WITH_NAMES ("SendChatMessage", "s", SD_BUS_PARAM (message), "", "",
+                            stream_send_chat_cb, 0),
+  SD_BUS_METHOD_WITH_NAMES ("SendReaction", "s", SD_BUS_PARAM (reaction), "", "",
+                            stream_send_reaction_cb, 0),
+  SD_BUS_SIGNAL_WITH_NAMES (
+      "Started", "sss",
+      SD_BUS_PARAM (started_at) SD_BUS_PARAM (protocol) SD_BUS_PARAM (ingest_endpoint), 0),
+  SD_BUS_SIGNAL_WITH_NAMES (
+      "Ended", "sds", SD_BUS_PARAM (ended_at) SD_BUS_PARAM (duration) SD_BUS_PARAM (recording_id),
+      0),
+  SD_BUS_SIGNAL_WITH_NAMES ("Health", "dddd",
+                            SD_BUS_PARAM (bitrate) SD_BUS_PARAM (fps) SD_BUS_PARAM (packet_loss)
+                                SD_BUS_PARAM (latency),
+                            0),
+  SD_BUS_SIGNAL_WITH_NAMES ("ViewerJoined", "ssss",
+                            SD_BUS_PARAM (viewer_id) SD_BUS_PARAM (country) SD_BUS_PARAM (device)
+                                SD_BUS_PARAM (joined_at),
+                            0),
+  SD_BUS_SIGNAL_WITH_NAMES (
+      "ViewerLeft", "sds",
+      SD_BUS_PARAM (viewer_id) SD_BUS_PARAM (watch_time) SD_BUS_PARAM (left_at), 0),
+  SD_BUS_SIGNAL_WITH_NAMES ("AnalyticsUpdate", "utud",
+                            SD_BUS_PARAM (concurrent_viewers) SD_BUS_PARAM (total_views)
+                                SD_BUS_PARAM (peak_viewers) SD_BUS_PARAM (average_watch_time),
+                            0),
+  SD_BUS_SIGNAL_WITH_NAMES ("ChatMessage", "sssss",
+                            SD_BUS_PARAM (message_id) SD_BUS_PARAM (user_id) SD_BUS_PARAM (username)
+                                SD_BUS_PARAM (message) SD_BUS_PARAM (timestamp),
+                            0),
+  SD_BUS_SIGNAL_WITH_NAMES ("ReactionReceived", "sus",
+                            SD_BUS_PARAM (reaction) SD_BUS_PARAM (count) SD_BUS_PARAM (timestamp),
+                            0),
+  STREAM_PROP ("StreamId", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+  STREAM_PROP ("Live", "b", CHANGES),
+  STREAM_PROP ("StartedAt", "s", CHANGES),
+  STREAM_PROP ("EndedAt", "s", CHANGES),
+  STREAM_PROP ("Protocol", "s", CHANGES),
+  STREAM_PROP ("IngestEndpoint", "s", CHANGES),
+  STREAM_PROP ("Duration", "d", CHANGES),
+  STREAM_PROP ("RecordingId", "s", CHANGES),
+  STREAM_PROP ("Bitrate", "d", CHANGES),
+  STREAM_PROP ("Fps", "d", CHANGES),
+  STREAM_PROP ("PacketLoss", "d", CHANGES),
+  STREAM_PROP ("Latency", "d", CHANGES),
+  STREAM_PROP ("ConcurrentViewers", "u", CHANGES),
+  STREAM_PROP ("TotalViews", "t", CHANGES),
+  STREAM_PROP ("PeakViewers", "u", CHANGES),
+  STREAM_PROP ("AverageWatchTime", "d", CHANGES),
+  SD_BUS_VTABLE_END,
+};
+
+/* ---- objects ------------------------------------------------------------ */
+
+char *
+wb_dbus_stream_path (const char *stream_id)
+{
+  char *sd_path = NULL;
+  char *path;
+
+  if (sd_bus_path_encode (WB_DBUS_STREAM_PREFIX, stream_id, &sd_path) < 0)
+    g_error ("Out of memory encoding a D-Bus path");
+  /* Re-home the malloc()ed string so callers can g_free() it. */
+  path = g_strdup (sd_path);
+  free (sd_path);
+  return path;
+}
+
+WbDbusStream *
+wb_dbus_stream_new (WbDbusFrontend *frontend, const char *stream_id)
+{
+  WbDbusStream *stream = g_new0 (WbDbusStream, 1);
+
+  stream->frontend = frontend;
+  stream->stream_id = g_strdup (stream_id);
+  stream->path = wb_dbus_stream_path (stream_id);
+  return stream;
+}
+
+void
+wb_dbus_stream_free (WbDbusStream *stream)
+{
+  if (stream == NULL)
+    return;
+  g_free (stream->stream_id);
+  g_free (stream->path);
+  g_free (stream);
+}
+
+int
+wb_dbus_stream_find_cb (sd_bus *bus, const char *path, const char *interface, void *user_data,
+                        void **out_found, sd_bus_error *ret_error)
+{
+  WbDbusFrontend *frontend = user_data;
+  g_autofree char *stream_id = NULL;
+  char *sd_stream_id = NULL;
+  WbDbusStream *stream;
+  int r;
+
+  r = sd_bus_path_decode (path, WB_DBUS_STREAM_PREFIX, &sd_stream_id);
+  if (r <= 0)
+    return r;
+  stream_id = g_strdup (sd_stream_id);
+  free (sd_stream_id);
+
+  stream = g_hash_table_lookup (frontend->streams, stream_id);
+  if (stream == NULL)
+    return 0;
+  *out_found = stream;
+  return 1;
+}
+
+int
+wb_dbus_stream_enumerate_cb (sd_bus *bus, const char *prefix, void *user_data, char ***out_nodes,
+                             sd_bus_error *ret_error)
+{
+  WbDbusFrontend *frontend = user_data;
+  GHashTableIter iter;
+  gpointer value;
+  char **nodes;
+  gsize n = 0;
+
+  /* sd-bus frees the array with free(), so build it with malloc(). */
+  nodes = calloc (g_hash_table_size (frontend->streams) + 1, sizeof (char *));
+  if (nodes == NULL)
+    return -ENOMEM;
+  g_hash_table_iter_init (&iter, frontend->streams);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      WbDbusStream *stream = value;
+
+      nodes[n] = strdup (stream->path);
+      if (nodes[n] == NULL)
+        {
+          for (gsize i = 0; i < n; i++)
+            free (nodes[i]);
+          free (nodes);
+          return -ENOMEM;
+        }
+      n++;
+    }
+  *out_nodes = nodes;
+  return 0;
+}
+
+/* ---- signals and PropertiesChanged --------------------------------------- */
+
+static const char *
+payload_string (JsonObject *payload, const char *member)
+{
+  JsonNode *node = payload != NULL ? json_object_get_member (payload, member) : NULL;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_STRING)
+    return ""; /* absent, or null like a missing recording_id */
+  return json_node_get_string (node);
+}
+
+static double
+payload_double (JsonObject *payload, const char *member)
+{
+  JsonNode *node = payload != NULL ? json_object_get_member (payload, member) : NULL;
+  GType type;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
+    return 0.0;
+  type = json_node_get_value_type (node);
+  if (type != G_TYPE_DOUBLE && type != G_TYPE_INT64)
+    return 0.0;
+  return json_node_get_double (node);
+}
+
+static guint64
+payload_uint (JsonObject *payload, const char *member, guint64 max)
+{
+  double value = payload_double (payload, member);
+
+  /* Out-of-range numbers are clamped: D-Bus types are unsigned and fixed. */
+  if (!(value > 0.0))
+    return 0;
+  if (value >= (double)max)
+    return max;
+  return (guint64)value;
+}
+
+void
+wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
+{
+  sd_bus *bus = stream->frontend->bus;
+  JsonObject *p = wb_event_get_payload (event);
+  const char *path = stream->path;
+  const char *iface = WB_DBUS_STREAM_INTERFACE;
+  const char *member = NULL;
+  int r;
+
+  switch (wb_event_get_message_type (event))
+    {
+    case WB_MESSAGE_STREAM_STARTED:
+      member = "Started";
+      r = sd_bus_emit_signal (bus, path, iface, member, "sss", payload_string (p, "started_at"),
+                              payload_string (p, "protocol"),
+                              payload_string (p, "ingest_endpoint"));
+      break;
+    case WB_MESSAGE_STREAM_ENDED:
+      member = "Ended";
+      r = sd_bus_emit_signal (bus, path, iface, member, "sds", payload_string (p, "ended_at"),
+                              payload_double (p, "duration"), payload_string (p, "recording_id"));
+      break;
+    case WB_MESSAGE_STREAM_HEALTH:
+      member = "Health";
+      r = sd_bus_emit_signal (bus, path, iface, member, "dddd", payload_double (p, "bitrate"),
+                              payload_double (p, "fps"), payload_double (p, "packet_loss"),
+                              payload_double (p, "latency"));
+      break;
+    case WB_MESSAGE_VIEWER_JOINED:
+      member = "ViewerJoined";
+      r = sd_bus_emit_signal (bus, path, iface, member, "ssss", payload_string (p, "viewer_id"),
+                              payload_string (p, "country"), payload_string (p, "device"),
+                              payload_string (p, "joined_at"));
+      break;
+    case WB_MESSAGE_VIEWER_LEFT:
+      member = "ViewerLeft";
+      r = sd_bus_emit_signal (bus, path, iface, member, "sds", payload_string (p, "viewer_id"),
+                              payload_double (p, "watch_time"), payload_string (p, "left_at"));
+      break;
+    case WB_MESSAGE_ANALYTICS_UPDATE:
+      member = "AnalyticsUpdate";
+      r = sd_bus_emit_signal (bus, path, iface, member, "utud",
+                              (guint32)payload_uint (p, "concurrent_viewers", G_MAXUINT32),
+                              (guint64)payload_uint (p, "total_views", G_MAXUINT64),
+                              (guint32)payload_uint (p, "peak_viewers", G_MAXUINT32),
+                              payload_double (p, "average_watch_time"));
+      break;
+    case WB_MESSAGE_CHAT_MESSAGE:
+      member = "ChatMessage";
+      r = sd_bus_emit_signal (bus, path, iface, member, "sssss", payload_string (p, "message_id"),
+                              payload_string (p, "user_id"), payload_string (p, "username"),
+                              payload_string (p, "message"), payload_string (p, "timestamp"));
+      break;
+    case WB_MESSAGE_REACTION_RECEIVED:
+      member = "ReactionReceived";
+      r = sd_bus_emit_signal (bus, path, iface, member, "sus", payload_string (p, "reaction"),
+                              (guint32)payload_uint (p, "count", G_MAXUINT32),
+                              payload_string (p, "timestamp"));
+      break;
+    default:
+      return; /* not a stream event: nothing on the bus for it */
+    }
+  wb_dbus_frontend_note_emit (stream->frontend, r, member);
+}
+
+void
+wb_dbus_stream_emit_changed (WbDbusStream *stream, WbStreamFields changed)
+{
+  const char *names[G_N_ELEMENTS (stream_properties) + 1];
+  gsize n = 0;
+  int r;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (stream_properties); i++)
+    if (stream_properties[i].field & changed)
+      names[n++] = stream_properties[i].name;
+  names[n] = NULL;
+  if (n == 0)
+    return;
+  r = sd_bus_emit_properties_changed_strv (stream->frontend->bus, stream->path,
+                                           WB_DBUS_STREAM_INTERFACE, (char **)names);
+  wb_dbus_frontend_note_emit (stream->frontend, r, "PropertiesChanged");
+}
