@@ -51,6 +51,10 @@ struct _FrontendClient
   WbPeerCredentials *credentials;
   char *name;
   GPtrArray *pending_sends; /* PendingSend, freed with the client */
+  /* While a subscribe is being applied: what the hub delivered meanwhile
+   * (bridge.state of the connect it triggered), so the ack goes first. */
+  gboolean holding;
+  GPtrArray *held_events;
 };
 
 struct _WbSocketFrontend
@@ -201,24 +205,44 @@ client_reply_parse_error (FrontendClient *client, const char *line, gsize length
 }
 
 static void
+client_release_held_events (FrontendClient *client)
+{
+  client->holding = FALSE;
+  for (guint i = 0; i < client->held_events->len; i++)
+    {
+      WbEvent *event = g_ptr_array_index (client->held_events, i);
+
+      if (!wb_socket_client_queue_event (client->connection, wb_event_get_line (event)))
+        wb_hub_client_count_dropped (client->hub_client, 1);
+    }
+  g_ptr_array_set_size (client->held_events, 0);
+}
+
+static void
 client_handle_subscribe (FrontendClient *client, const WbMessage *message)
 {
   g_auto (GStrv) events = wb_message_dup_events (message);
-  g_auto (GStrv) held = NULL;
+  g_auto (GStrv) now_held = NULL;
   g_autoptr (GError) error = NULL;
   JsonObject *payload;
+  gboolean subscribed;
 
-  if (!wb_hub_client_subscribe (client->hub_client, message->stream_id, (const char *const *)events,
-                                &held, &error))
+  client->holding = TRUE;
+  subscribed = wb_hub_client_subscribe (client->hub_client, message->stream_id,
+                                        (const char *const *)events, &now_held, &error);
+  if (!subscribed)
     {
       client_reply_error (client, "invalid_message", error->message, message->request_id,
                           message->stream_id);
+      client_release_held_events (client);
       return;
     }
   payload = json_object_new ();
   json_object_set_string_member (payload, "stream_id", message->stream_id);
-  json_object_set_array_member (payload, "events", strv_to_json_array ((const char *const *)held));
+  json_object_set_array_member (payload, "events",
+                                strv_to_json_array ((const char *const *)now_held));
   client_reply (client, "subscribed", payload, message->request_id);
+  client_release_held_events (client);
   wb_hub_client_replay_cache (client->hub_client, message->stream_id);
 }
 
@@ -400,6 +424,7 @@ frontend_client_free (FrontendClient *client)
   /* Hub first: it forgets our pending sends, so no callback can follow. */
   g_clear_pointer (&client->hub_client, wb_hub_client_free);
   g_clear_pointer (&client->pending_sends, g_ptr_array_unref);
+  g_clear_pointer (&client->held_events, g_ptr_array_unref);
   g_clear_pointer (&client->connection, wb_socket_client_free);
   g_clear_pointer (&client->credentials, wb_peer_credentials_free);
   g_free (client->name);
@@ -425,6 +450,11 @@ client_deliver_cb (WbHubClient *hub_client, WbEvent *event, gpointer user_data)
 {
   FrontendClient *client = user_data;
 
+  if (client->holding)
+    {
+      g_ptr_array_add (client->held_events, wb_event_ref (event));
+      return TRUE;
+    }
   return wb_socket_client_queue_event (client->connection, wb_event_get_line (event));
 }
 
@@ -495,6 +525,7 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
   client->credentials = g_steal_pointer (&credentials);
   client->name = g_steal_pointer (&name);
   client->pending_sends = g_ptr_array_new_with_free_func ((GDestroyNotify)pending_send_free);
+  client->held_events = g_ptr_array_new_with_free_func ((GDestroyNotify)wb_event_unref);
   client->connection = wb_socket_client_new (fd, &frontend->limits, &client_callbacks, client);
   g_hash_table_add (frontend->clients, client);
   /* The greeting goes first, before anything the hub may deliver. */
@@ -625,41 +656,91 @@ remove_stale_socket (const char *path, const struct sockaddr_un *address, GError
 }
 
 static gboolean
+frontend_bind_fail (const char *temp_path, GError **error, const char *what, const char *path)
+{
+  int saved_errno = errno;
+
+  if (temp_path != NULL)
+    unlink (temp_path);
+  errno = saved_errno;
+  return set_error_from_errno (error, what, path);
+}
+
+/* The node appears at @path only once it is listening (bound under a
+ * temporary name, then hard-linked into place), so whoever waits for the
+ * path can connect at once; link() also fails if another daemon won a race. */
+static gboolean
 frontend_bind (WbSocketFrontend *frontend, const char *path, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *temp_path = g_strdup_printf ("%s.%d.new", path, (int)getpid ());
   struct sockaddr_un address;
+  struct sockaddr_un bind_address;
   struct stat st;
   mode_t old_umask;
   int r;
 
   if (!fill_address (&address, path, error))
     return FALSE;
+  /* A path too long for the temporary name is bound directly. */
+  if (strlen (temp_path) >= sizeof bind_address.sun_path)
+    g_clear_pointer (&temp_path, g_free);
+  if (!fill_address (&bind_address, temp_path != NULL ? temp_path : path, error))
+    return FALSE;
   if (g_mkdir_with_parents (dir, SOCKET_DIR_MODE) < 0)
     return set_error_from_errno (error, "Cannot create directory", dir);
   if (!remove_stale_socket (path, &address, error))
     return FALSE;
+  if (temp_path != NULL && unlink (temp_path) < 0 && errno != ENOENT)
+    return set_error_from_errno (error, "Cannot remove", temp_path);
 
   frontend->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (frontend->listen_fd < 0)
     return set_error_from_errno (error, "Cannot create socket for", path);
   /* The node must never exist with wider permissions than SOCKET_MODE. */
   old_umask = umask (SOCKET_UMASK);
-  r = bind (frontend->listen_fd, (const struct sockaddr *)&address, sizeof address);
+  r = bind (frontend->listen_fd, (const struct sockaddr *)&bind_address, sizeof bind_address);
   umask (old_umask);
   if (r < 0)
-    return set_error_from_errno (error, "Cannot bind", path);
-  frontend->bound = TRUE;
-  frontend->path = g_strdup (path);
+    {
+      if (errno == EADDRINUSE && temp_path == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
+                       "Another wave-bridged is already listening on %s", path);
+          return FALSE;
+        }
+      return set_error_from_errno (error, "Cannot bind", bind_address.sun_path);
+    }
+  if (temp_path == NULL)
+    {
+      frontend->bound = TRUE;
+      frontend->path = g_strdup (path);
+    }
+  if (chmod (bind_address.sun_path, SOCKET_MODE) < 0)
+    return frontend_bind_fail (temp_path, error, "Cannot chmod", bind_address.sun_path);
+  if (listen (frontend->listen_fd, SOMAXCONN) < 0)
+    return frontend_bind_fail (temp_path, error, "Cannot listen on", path);
+  if (temp_path != NULL)
+    {
+      r = link (temp_path, path);
+      if (r < 0 && errno == EEXIST)
+        {
+          unlink (temp_path);
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
+                       "Another wave-bridged is already listening on %s", path);
+          return FALSE;
+        }
+      if (r < 0)
+        return frontend_bind_fail (temp_path, error, "Cannot link the socket to", path);
+      unlink (temp_path);
+      frontend->bound = TRUE;
+      frontend->path = g_strdup (path);
+    }
   if (stat (path, &st) == 0)
     {
       frontend->bound_dev = st.st_dev;
       frontend->bound_ino = st.st_ino;
     }
-  if (chmod (path, SOCKET_MODE) < 0)
-    return set_error_from_errno (error, "Cannot chmod", path);
-  if (listen (frontend->listen_fd, SOMAXCONN) < 0)
-    return set_error_from_errno (error, "Cannot listen on", path);
   g_message ("Listening on %s", path);
   return TRUE;
 }

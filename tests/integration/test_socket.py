@@ -155,7 +155,10 @@ class SocketBasics(unittest.TestCase):
         bridge = self.bridge()
         stream = 'stream_tst001'
         with bridge.connect() as first:
-            ack = subscribe(first, stream, request_id='sub-1')
+            first.send({'type': 'subscribe', 'stream_id': stream, 'id': 'sub-1'})
+            # The ack comes first, before the state change (connecting) it causes.
+            ack = first.recv()
+            self.assertEqual(ack['type'], 'subscribed')
             self.assertEqual(ack['id'], 'sub-1')
             self.assertEqual(ack['payload'], {'stream_id': stream, 'events': ALL_EVENTS})
             wait_upstream(self.sim, stream, ALL_EVENTS)
@@ -570,8 +573,8 @@ class SocketSlowClients(unittest.TestCase):
 
     def run_flood(self, slow_timeout):
         stream = 'stream_tst091'
-        count, size, rate = 6000, 1000, 3000
-        config = {'Limits': {'ClientQueueBytes': str(256 * 1024),
+        count, size, rate = 8000, 1000, 2000
+        config = {'Limits': {'ClientQueueBytes': str(1024 * 1024),
                              'SlowClientTimeout': str(slow_timeout)}}
         bridge = Bridge(self.sim, config=config).__enter__()
         self.addCleanup(bridge.__exit__, None, None, None)
@@ -581,9 +584,9 @@ class SocketSlowClients(unittest.TestCase):
         self.addCleanup(slow.close)
         subscribe(fast, stream, ['chat.message'])
         subscribe(slow, stream, ['chat.message'])
-        # The slow client stops reading, and shrinks its receive buffer so the
-        # bridge's queue, not the kernel's, has to hold the backlog.
-        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # From here on the slow client reads nothing. The kernel holds only
+        # the bridge's SO_SNDBUF worth (~200 KiB) for it; the rest is the
+        # bridge's queue, bounded at ClientQueueBytes.
         wait_upstream(self.sim, stream, ['chat.message'])
         rss_before = bridge.rss_kib()
 
@@ -601,7 +604,7 @@ class SocketSlowClients(unittest.TestCase):
             else:
                 self.assertNotEqual(message['type'], 'bridge.dropped')
         self.assertEqual(received, count)
-        # Unbounded queueing would hold the whole flood (~6 MB) for the slow one.
+        # Unbounded queueing would hold the whole flood (~9 MB) for the slow one.
         self.assertLess(rss_peak - rss_before, 4 * 1024,
                         f'RSS grew from {rss_before} to {rss_peak} KiB')
         return bridge, slow, count
