@@ -27,7 +27,7 @@
 #define WCTL_SYSTEM_SOCKET "/run/wave-bridge/wave.sock"
 #define WCTL_USER_SOCKET_SUBPATH "wave-bridge/wave.sock"
 
-G_DEFINE_QUARK (wavectl-error-quark, wctl_error)
+G_DEFINE_QUARK (wavectl - error - quark, wctl_error)
 
 /* ---- the transport-neutral wrappers ------------------------------------ */
 
@@ -78,8 +78,9 @@ wctl_client_free (WctlClient *client)
 }
 
 static const char *const stream_event_names[] = {
-  "stream.started", "stream.ended",     "stream.health", "viewer.joined", "viewer.left",
-  "analytics.update", "chat.message", "reaction.received", NULL,
+  "stream.started", "stream.ended",      "stream.health",
+  "viewer.joined",  "viewer.left",       "analytics.update",
+  "chat.message",   "reaction.received", NULL,
 };
 
 const char *const *
@@ -117,8 +118,8 @@ typedef struct
   WctlClient parent;
   int fd;
   char *path;
-  GString *input;  /* bytes read, not yet a whole line */
-  GQueue pending;  /* PendingLine: read while waiting for a reply */
+  GString *input; /* bytes read, not yet a whole line */
+  GQueue pending; /* PendingLine: read while waiting for a reply */
   gint64 next_id;
   gboolean eof;
   GError *read_error; /* why the connection ended, once it did */
@@ -169,8 +170,8 @@ set_connect_error (GError **error, int errsv, const char *path)
     case ECONNREFUSED:
     case ENOTDIR:
     case ENOTSOCK:
-      g_set_error (error, WCTL_ERROR, WCTL_ERROR_NOT_RUNNING,
-                   "%s (no bridge listens on %s)", WCTL_NOT_RUNNING_HINT, path);
+      g_set_error (error, WCTL_ERROR, WCTL_ERROR_NOT_RUNNING, "%s (no bridge listens on %s)",
+                   WCTL_NOT_RUNNING_HINT, path);
       break;
     default:
       g_set_error (error, WCTL_ERROR, WCTL_ERROR_PROTOCOL, "cannot connect to %s: %s", path,
@@ -199,7 +200,7 @@ connect_path (const char *path, GError **error)
       g_set_error (error, WCTL_ERROR, WCTL_ERROR_PROTOCOL, "socket: %s", g_strerror (errsv));
       return -1;
     }
-  if (connect (fd, (struct sockaddr *) &address, sizeof (address)) < 0)
+  if (connect (fd, (struct sockaddr *)&address, sizeof (address)) < 0)
     {
       int errsv = errno;
       close (fd);
@@ -218,7 +219,7 @@ connect_path (const char *path, GError **error)
 static gint64
 deadline_after_ms (guint timeout_ms)
 {
-  return g_get_monotonic_time () + (gint64) timeout_ms * G_TIME_SPAN_MILLISECOND;
+  return g_get_monotonic_time () + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
 }
 
 /* Milliseconds left until @deadline for poll(), rounded up, never negative. */
@@ -229,7 +230,7 @@ poll_timeout_ms (gint64 deadline)
 
   if (left <= 0)
     return 0;
-  return (int) MIN ((left + G_TIME_SPAN_MILLISECOND - 1) / G_TIME_SPAN_MILLISECOND, G_MAXINT);
+  return (int)MIN ((left + G_TIME_SPAN_MILLISECOND - 1) / G_TIME_SPAN_MILLISECOND, G_MAXINT);
 }
 
 static gboolean
@@ -245,7 +246,7 @@ write_all (WctlSocketClient *self, const char *data, gsize length, GError **erro
       if (written >= 0)
         {
           data += written;
-          length -= (gsize) written;
+          length -= (gsize)written;
           continue;
         }
       if (errno == EINTR)
@@ -297,10 +298,10 @@ split_lines (WctlSocketClient *self, GQueue *queue)
   char *start = self->input->str;
   char *newline;
 
-  while ((newline = memchr (start, '\n', self->input->len - (gsize) (start - self->input->str)))
+  while ((newline = memchr (start, '\n', self->input->len - (gsize)(start - self->input->str)))
          != NULL)
     {
-      gsize length = (gsize) (newline - start);
+      gsize length = (gsize)(newline - start);
       g_autoptr (GError) error = NULL;
       PendingLine *pending;
 
@@ -324,7 +325,7 @@ split_lines (WctlSocketClient *self, GQueue *queue)
         g_queue_push_tail (queue, pending);
       start = newline + 1;
     }
-  g_string_erase (self->input, 0, (gssize) (start - self->input->str));
+  g_string_erase (self->input, 0, (gssize)(start - self->input->str));
 }
 
 /* Reads what is there. FALSE and self->eof/read_error set when the
@@ -473,7 +474,7 @@ match_status_cb (JsonObject *message, gint64 id, const char *stream_id)
 static JsonObject *
 socket_get_status (WctlClient *client, GError **error)
 {
-  WctlSocketClient *self = (WctlSocketClient *) client;
+  WctlSocketClient *self = (WctlSocketClient *)client;
   g_autoptr (JsonObject) request = json_object_new ();
   g_autoptr (JsonObject) reply = NULL;
   gint64 id;
@@ -505,7 +506,7 @@ static gboolean
 socket_subscribe (WctlClient *client, const char *stream_id, const char *const *events,
                   GError **error)
 {
-  WctlSocketClient *self = (WctlSocketClient *) client;
+  WctlSocketClient *self = (WctlSocketClient *)client;
   g_autoptr (JsonObject) request = json_object_new ();
   g_autoptr (JsonObject) reply = NULL;
   JsonArray *array = json_array_new ();
@@ -536,7 +537,7 @@ static gboolean
 socket_send (WctlClient *client, const char *type, const char *stream_id, const char *text,
              GError **error)
 {
-  WctlSocketClient *self = (WctlSocketClient *) client;
+  WctlSocketClient *self = (WctlSocketClient *)client;
   g_autoptr (JsonObject) request = json_object_new ();
   g_autoptr (JsonObject) reply = NULL;
   gboolean chat = g_str_equal (type, "chat.message");
@@ -555,7 +556,7 @@ socket_send (WctlClient *client, const char *type, const char *stream_id, const 
 static void
 socket_request_status (WctlClient *client)
 {
-  WctlSocketClient *self = (WctlSocketClient *) client;
+  WctlSocketClient *self = (WctlSocketClient *)client;
   g_autoptr (JsonObject) request = json_object_new ();
   g_autoptr (GError) error = NULL;
 
@@ -607,15 +608,15 @@ socket_flush_pending_cb (gpointer user_data)
   if (self->eof)
     self->func (NULL, NULL, self->read_error, self->func_data);
   else
-    self->fd_source_id = g_unix_fd_add (self->fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
-                                        socket_readable_cb, self);
+    self->fd_source_id
+        = g_unix_fd_add (self->fd, G_IO_IN | G_IO_HUP | G_IO_ERR, socket_readable_cb, self);
   return G_SOURCE_REMOVE;
 }
 
 static void
 socket_listen (WctlClient *client, WctlMessageFunc func, gpointer user_data)
 {
-  WctlSocketClient *self = (WctlSocketClient *) client;
+  WctlSocketClient *self = (WctlSocketClient *)client;
 
   g_return_if_fail (self->func == NULL);
   self->func = func;
@@ -626,11 +627,11 @@ socket_listen (WctlClient *client, WctlMessageFunc func, gpointer user_data)
 static void
 socket_free (WctlClient *client)
 {
-  WctlSocketClient *self = (WctlSocketClient *) client;
+  WctlSocketClient *self = (WctlSocketClient *)client;
 
   g_clear_handle_id (&self->fd_source_id, g_source_remove);
   g_clear_handle_id (&self->idle_source_id, g_source_remove);
-  g_queue_clear_full (&self->pending, (GDestroyNotify) pending_line_free);
+  g_queue_clear_full (&self->pending, (GDestroyNotify)pending_line_free);
   if (self->fd >= 0)
     close (self->fd);
   g_string_free (self->input, TRUE);
@@ -659,9 +660,9 @@ wctl_socket_client_new (const char *socket_path, GError **error)
   const char *used = NULL;
 
   if (socket_path != NULL)
-    candidates = g_strdupv ((char *[]){ (char *) socket_path, NULL });
+    candidates = g_strdupv ((char *[]){ (char *)socket_path, NULL });
   else if (env != NULL && env[0] != '\0')
-    candidates = g_strdupv ((char *[]){ (char *) env, NULL });
+    candidates = g_strdupv ((char *[]){ (char *)env, NULL });
   else
     candidates = wctl_socket_default_paths ();
 

@@ -86,9 +86,12 @@ static const SignalMap stream_signals[] = {
 };
 
 static const NameMap error_codes[] = {
-  { "NotConnected", "not_connected" },   { "RateLimited", "rate_limited" },
-  { "InvalidArgument", "invalid_message" }, { "SendFailed", "send_failed" },
-  { "NotSubscribed", "not_subscribed" }, { "TooManySubscriptions", "too_many_subscriptions" },
+  { "NotConnected", "not_connected" },
+  { "RateLimited", "rate_limited" },
+  { "InvalidArgument", "invalid_message" },
+  { "SendFailed", "send_failed" },
+  { "NotSubscribed", "not_subscribed" },
+  { "TooManySubscriptions", "too_many_subscriptions" },
   { NULL, NULL },
 };
 
@@ -139,7 +142,7 @@ stream_path (const char *stream_id)
       if (g_ascii_isalnum (*p))
         g_string_append_c (path, *p);
       else
-        g_string_append_printf (path, "_%02x", (guint) (guchar) *p);
+        g_string_append_printf (path, "_%02x", (guint)(guchar)*p);
     }
   return g_string_free (path, FALSE);
 }
@@ -301,7 +304,7 @@ list_streams (WctlDbusClient *self, GError **error)
 static JsonObject *
 dbus_get_status (WctlClient *client, GError **error)
 {
-  WctlDbusClient *self = (WctlDbusClient *) client;
+  WctlDbusClient *self = (WctlDbusClient *)client;
   g_autoptr (GVariant) properties = get_all (self, BRIDGE_PATH, BRIDGE_IFACE, error);
   JsonObject *status;
   JsonArray *streams;
@@ -336,7 +339,7 @@ stream_signal_cb (GDBusConnection *bus, const char *sender, const char *path, co
       map = &stream_signals[i];
   if (map == NULL)
     return;
-  if (sub->events != NULL && !g_strv_contains ((const char *const *) sub->events, map->type))
+  if (sub->events != NULL && !g_strv_contains ((const char *const *)sub->events, map->type))
     return;
 
   payload = json_object_new ();
@@ -353,7 +356,7 @@ stream_signal_cb (GDBusConnection *bus, const char *sender, const char *path, co
 static gboolean
 wants (StreamSubscription *sub, const char *type)
 {
-  return sub->events == NULL || g_strv_contains ((const char *const *) sub->events, type);
+  return sub->events == NULL || g_strv_contains ((const char *const *)sub->events, type);
 }
 
 static void
@@ -426,7 +429,7 @@ watch_path (WctlDbusClient *self, const char *path, const char *stream_id,
       g_hash_table_insert (self->streams, g_strdup (path), sub);
     }
   g_strfreev (sub->events);
-  sub->events = events != NULL && events[0] != NULL ? g_strdupv ((char **) events) : NULL;
+  sub->events = events != NULL && events[0] != NULL ? g_strdupv ((char **)events) : NULL;
   return sub;
 }
 
@@ -434,7 +437,7 @@ static gboolean
 dbus_subscribe (WctlClient *client, const char *stream_id, const char *const *events,
                 GError **error)
 {
-  WctlDbusClient *self = (WctlDbusClient *) client;
+  WctlDbusClient *self = (WctlDbusClient *)client;
   g_autofree char *expected_path = stream_path (stream_id);
   g_autoptr (GError) local_error = NULL;
   g_autoptr (GVariant) reply = NULL;
@@ -447,8 +450,7 @@ dbus_subscribe (WctlClient *client, const char *stream_id, const char *const *ev
   reply = g_dbus_connection_call_sync (
       self->bus, BRIDGE_NAME, BRIDGE_PATH, BRIDGE_IFACE, "Subscribe",
       g_variant_new ("(s^as)", stream_id, events != NULL ? events : no_events),
-      G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, WCTL_REQUEST_TIMEOUT_MS, NULL,
-      &local_error);
+      G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, WCTL_REQUEST_TIMEOUT_MS, NULL, &local_error);
   if (reply == NULL)
     {
       dbus_set_error (error, local_error, bus_label (self));
@@ -464,7 +466,7 @@ static gboolean
 dbus_send (WctlClient *client, const char *type, const char *stream_id, const char *text,
            GError **error)
 {
-  WctlDbusClient *self = (WctlDbusClient *) client;
+  WctlDbusClient *self = (WctlDbusClient *)client;
   g_autoptr (GError) local_error = NULL;
   g_autoptr (GVariant) reply = g_dbus_connection_call_sync (
       self->bus, BRIDGE_NAME, BRIDGE_PATH, BRIDGE_IFACE,
@@ -507,7 +509,7 @@ status_reply_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 dbus_request_status (WctlClient *client)
 {
-  WctlDbusClient *self = (WctlDbusClient *) client;
+  WctlDbusClient *self = (WctlDbusClient *)client;
 
   g_dbus_connection_call (self->bus, BRIDGE_NAME, BRIDGE_PATH, PROPERTIES_IFACE, "GetAll",
                           g_variant_new ("(s)", BRIDGE_IFACE), G_VARIANT_TYPE ("(a{sv})"),
@@ -591,7 +593,7 @@ flush_pending_cb (gpointer user_data)
 static void
 dbus_listen (WctlClient *client, WctlMessageFunc func, gpointer user_data)
 {
-  WctlDbusClient *self = (WctlDbusClient *) client;
+  WctlDbusClient *self = (WctlDbusClient *)client;
 
   g_return_if_fail (self->func == NULL);
   self->func = func;
@@ -602,14 +604,14 @@ dbus_listen (WctlClient *client, WctlMessageFunc func, gpointer user_data)
 static void
 dbus_free (WctlClient *client)
 {
-  WctlDbusClient *self = (WctlDbusClient *) client;
+  WctlDbusClient *self = (WctlDbusClient *)client;
   GHashTableIter iter;
   StreamSubscription *sub;
 
   g_cancellable_cancel (self->cancellable);
   g_clear_handle_id (&self->idle_source_id, g_source_remove);
   g_hash_table_iter_init (&iter, self->streams);
-  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &sub))
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&sub))
     g_dbus_connection_signal_unsubscribe (self->bus, sub->signal_id);
   g_hash_table_unref (self->streams);
   if (self->manager_signal_id != 0)
@@ -617,7 +619,7 @@ dbus_free (WctlClient *client)
   if (self->owner_signal_id != 0)
     g_dbus_connection_signal_unsubscribe (self->bus, self->owner_signal_id);
   g_clear_signal_handler (&self->closed_handler_id, self->bus);
-  g_queue_clear_full (&self->pending, (GDestroyNotify) json_object_unref);
+  g_queue_clear_full (&self->pending, (GDestroyNotify)json_object_unref);
   g_clear_object (&self->cancellable);
   g_clear_object (&self->bus);
   g_free (self->state);
@@ -649,11 +651,10 @@ try_bus (GBusType type, GError **error)
                    WCTL_NOT_RUNNING_HINT, label, local_error->message);
       return NULL;
     }
-  reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                       "org.freedesktop.DBus", "NameHasOwner",
-                                       g_variant_new ("(s)", BRIDGE_NAME), G_VARIANT_TYPE ("(b)"),
-                                       G_DBUS_CALL_FLAGS_NONE, WCTL_REQUEST_TIMEOUT_MS, NULL,
-                                       &local_error);
+  reply = g_dbus_connection_call_sync (
+      bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner",
+      g_variant_new ("(s)", BRIDGE_NAME), G_VARIANT_TYPE ("(b)"), G_DBUS_CALL_FLAGS_NONE,
+      WCTL_REQUEST_TIMEOUT_MS, NULL, &local_error);
   if (reply == NULL)
     {
       dbus_set_error (error, local_error, label);
@@ -724,7 +725,7 @@ wctl_dbus_client_new (WctlBusChoice choice, GError **error)
   self->system_bus = order[0] == G_BUS_TYPE_SYSTEM;
   self->cancellable = g_cancellable_new ();
   self->streams = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                         (GDestroyNotify) stream_subscription_free);
+                                         (GDestroyNotify)stream_subscription_free);
   g_queue_init (&self->pending);
   /* The process ends with the client; a lost bus must not kill it first. */
   g_dbus_connection_set_exit_on_close (self->bus, FALSE);
@@ -735,8 +736,7 @@ wctl_dbus_client_new (WctlBusChoice choice, GError **error)
       G_DBUS_SIGNAL_FLAGS_NONE, manager_properties_cb, self, NULL);
   self->owner_signal_id = g_dbus_connection_signal_subscribe (
       self->bus, "org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
-      "/org/freedesktop/DBus", BRIDGE_NAME, G_DBUS_SIGNAL_FLAGS_NONE, owner_changed_cb, self,
-      NULL);
+      "/org/freedesktop/DBus", BRIDGE_NAME, G_DBUS_SIGNAL_FLAGS_NONE, owner_changed_cb, self, NULL);
 
   properties = get_all (self, BRIDGE_PATH, BRIDGE_IFACE, NULL);
   if (properties != NULL)

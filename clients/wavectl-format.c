@@ -62,7 +62,7 @@ wctl_json_int (JsonObject *object, const char *member, gint64 fallback)
     return fallback;
   node = json_object_get_member (object, member);
   if (json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    return (gint64) json_node_get_double (node);
+    return (gint64)json_node_get_double (node);
   return json_node_get_int (node);
 }
 
@@ -112,7 +112,7 @@ wctl_json_parse_object (const char *text, gsize length, GError **error)
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   JsonNode *root;
 
-  if (!json_parser_load_from_data (parser, text, (gssize) length, error))
+  if (!json_parser_load_from_data (parser, text, (gssize)length, error))
     return NULL;
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
@@ -273,7 +273,7 @@ wctl_format_duration (double seconds)
 
   if (!isfinite (seconds) || seconds < 0)
     return g_strdup ("-");
-  s = (guint64) llround (seconds);
+  s = (guint64)llround (seconds);
   if (s < WCTL_SECONDS_PER_MINUTE)
     return g_strdup_printf ("%" G_GUINT64_FORMAT "s", s);
   if (s < WCTL_SECONDS_PER_HOUR)
@@ -309,7 +309,7 @@ wctl_format_rtt (gint64 rtt_us)
 {
   if (rtt_us <= 0)
     return g_strdup ("-");
-  return g_strdup_printf ("%.1f ms", (double) rtt_us / G_TIME_SPAN_MILLISECOND);
+  return g_strdup_printf ("%.1f ms", (double)rtt_us / G_TIME_SPAN_MILLISECOND);
 }
 
 char *
@@ -327,7 +327,7 @@ wctl_format_realtime (gint64 realtime_us)
     return g_strdup ("-");
   clock = g_date_time_format (when, "%Y-%m-%d %H:%M:%S");
   age_us = g_get_real_time () - realtime_us;
-  ago = wctl_format_duration ((double) MAX (age_us, 0) / G_USEC_PER_SEC);
+  ago = wctl_format_duration ((double)MAX (age_us, 0) / G_USEC_PER_SEC);
   return g_strdup_printf ("%s (%s ago)", clock, ago);
 }
 
@@ -381,8 +381,7 @@ wctl_format_event_body (JsonObject *message, gboolean color)
     }
   else if (g_str_equal (type, "stream.ended"))
     {
-      g_autofree char *duration
-          = wctl_format_duration (wctl_json_double (payload, "duration", -1));
+      g_autofree char *duration = wctl_format_duration (wctl_json_double (payload, "duration", -1));
       const char *recording = wctl_json_string (payload, "recording_id");
       g_autofree char *clean_recording = wctl_sanitize (recording);
 
@@ -426,16 +425,16 @@ wctl_format_event_body (JsonObject *message, gboolean color)
     }
   else if (g_str_equal (type, "analytics.update"))
     {
-      g_autofree char *total = wctl_format_count (
-          (guint64) MAX (wctl_json_int (payload, "total_views", 0), 0));
+      g_autofree char *total
+          = wctl_format_count ((guint64)MAX (wctl_json_int (payload, "total_views", 0), 0));
       g_autofree char *watch
           = wctl_format_duration (wctl_json_double (payload, "average_watch_time", -1));
 
       wctl_append_styled (out, color, WCTL_STYLE_BLUE, "viewers");
-      g_string_append_printf (out, " %" G_GINT64_FORMAT " (peak %" G_GINT64_FORMAT
-                                   ") total %s avg watch %s",
-                              wctl_json_int (payload, "concurrent_viewers", 0),
-                              wctl_json_int (payload, "peak_viewers", 0), total, watch);
+      g_string_append_printf (
+          out, " %" G_GINT64_FORMAT " (peak %" G_GINT64_FORMAT ") total %s avg watch %s",
+          wctl_json_int (payload, "concurrent_viewers", 0),
+          wctl_json_int (payload, "peak_viewers", 0), total, watch);
     }
   else if (g_str_equal (type, "chat.message"))
     {
@@ -479,9 +478,10 @@ wctl_format_event_body (JsonObject *message, gboolean color)
   else if (g_str_equal (type, "bridge.resync"))
     {
       wctl_append_styled (out, color, WCTL_STYLE_YELLOW, "bridge resync");
-      g_string_append_printf (out, ": upstream reconnected, events of the last %.1f s may be "
-                                   "missing",
-                              (double) wctl_json_int (payload, "gap_ms", 0) / 1000.0);
+      g_string_append_printf (out,
+                              ": upstream reconnected, events of the last %.1f s may be "
+                              "missing",
+                              (double)wctl_json_int (payload, "gap_ms", 0) / 1000.0);
     }
   else if (g_str_equal (type, "bridge.dropped"))
     {
@@ -531,7 +531,7 @@ wctl_format_tail_line (JsonObject *message, GDateTime *now, gboolean color)
   if (json_object_get_boolean_member_with_default (message, "cached", FALSE))
     {
       g_autofree char *age
-          = wctl_format_duration ((double) wctl_json_int (message, "age_ms", 0) / 1000.0);
+          = wctl_format_duration ((double)wctl_json_int (message, "age_ms", 0) / 1000.0);
       g_autofree char *mark = g_strdup_printf ("[cached, %s old]", age);
 
       g_string_append (out, " ");
@@ -560,6 +560,24 @@ state_style (const char *state)
   if (g_strcmp0 (state, "idle") == 0 || g_strcmp0 (state, "connecting") == 0)
     return WCTL_STYLE_YELLOW;
   return WCTL_STYLE_RED;
+}
+
+static gboolean
+has_text (JsonObject *object, const char *member)
+{
+  return g_strcmp0 (wctl_or (wctl_json_string (object, member), ""), "") != 0;
+}
+
+/* "live":false also stands for "the bridge never saw the stream start":
+ * say "unknown" unless it saw a start or an end. */
+static const char *
+stream_live_text (JsonObject *stream)
+{
+  if (json_object_get_boolean_member_with_default (stream, "live", FALSE))
+    return "live";
+  if (has_text (stream, "started_at") || has_text (stream, "ended_at"))
+    return "offline";
+  return "unknown";
 }
 
 char *
@@ -631,20 +649,16 @@ wctl_format_status (JsonObject *status, gboolean color)
           stream = json_node_get_object (element);
           id = wctl_sanitize (wctl_or (wctl_json_string (stream, "stream_id"), "?"));
           g_string_append_printf (line, "%s%s (%s)", i == 0 ? ": " : ", ", id,
-                                  json_object_get_boolean_member_with_default (stream, "live",
-                                                                               FALSE)
-                                      ? "live"
-                                      : "offline");
+                                  stream_live_text (stream));
         }
     }
   else
     g_string_printf (line, "%" G_GINT64_FORMAT, wctl_json_int (status, "streams", 0));
   append_row (out, color, "Streams:", line->str);
 
-  received = wctl_format_count ((guint64) MAX (wctl_json_int (status, "events_received", 0), 0));
-  delivered
-      = wctl_format_count ((guint64) MAX (wctl_json_int (status, "events_delivered", 0), 0));
-  dropped = wctl_format_count ((guint64) MAX (wctl_json_int (status, "events_dropped", 0), 0));
+  received = wctl_format_count ((guint64)MAX (wctl_json_int (status, "events_received", 0), 0));
+  delivered = wctl_format_count ((guint64)MAX (wctl_json_int (status, "events_delivered", 0), 0));
+  dropped = wctl_format_count ((guint64)MAX (wctl_json_int (status, "events_dropped", 0), 0));
   g_string_printf (line, "%s received, %s delivered, %s dropped", received, delivered, dropped);
   append_row (out, color, "Events:", line->str);
   {
@@ -692,7 +706,7 @@ char *
 wctl_format_streams (JsonObject *status, gboolean color)
 {
   JsonNode *streams_node = json_object_get_member (status, "streams");
-  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify)g_strfreev);
   guint widths[N_COLUMNS];
   g_autoptr (GString) out = g_string_new (NULL);
   JsonArray *streams;
@@ -704,7 +718,7 @@ wctl_format_streams (JsonObject *status, gboolean color)
 
   streams = json_node_get_array (streams_node);
   for (guint c = 0; c < N_COLUMNS; c++)
-    widths[c] = (guint) strlen (column_titles[c]);
+    widths[c] = (guint)strlen (column_titles[c]);
 
   for (guint i = 0; i < json_array_get_length (streams); i++)
     {
@@ -717,15 +731,14 @@ wctl_format_streams (JsonObject *status, gboolean color)
       s = json_node_get_object (element);
       row = g_new0 (char *, N_COLUMNS + 1);
       row[COL_STREAM] = wctl_sanitize (wctl_or (wctl_json_string (s, "stream_id"), "?"));
-      row[COL_STATE] = g_strdup (
-          json_object_get_boolean_member_with_default (s, "live", FALSE) ? "live" : "offline");
-      row[COL_SUBS] = wctl_json_has_number (s, "subscribers")
-                          ? g_strdup_printf ("%" G_GINT64_FORMAT,
-                                             wctl_json_int (s, "subscribers", 0))
-                          : g_strdup ("-");
+      row[COL_STATE] = g_strdup (stream_live_text (s));
+      row[COL_SUBS]
+          = wctl_json_has_number (s, "subscribers")
+                ? g_strdup_printf ("%" G_GINT64_FORMAT, wctl_json_int (s, "subscribers", 0))
+                : g_strdup ("-");
       row[COL_VIEWERS]
-          = wctl_format_count ((guint64) MAX (wctl_json_int (s, "concurrent_viewers", 0), 0));
-      row[COL_PEAK] = wctl_format_count ((guint64) MAX (wctl_json_int (s, "peak_viewers", 0), 0));
+          = wctl_format_count ((guint64)MAX (wctl_json_int (s, "concurrent_viewers", 0), 0));
+      row[COL_PEAK] = wctl_format_count ((guint64)MAX (wctl_json_int (s, "peak_viewers", 0), 0));
       row[COL_BITRATE] = g_strdup_printf ("%.0f", wctl_json_double (s, "bitrate", 0));
       row[COL_FPS] = format_fps (wctl_json_double (s, "fps", 0));
       row[COL_LOSS] = format_loss (wctl_json_double (s, "packet_loss", 0));
@@ -761,8 +774,7 @@ wctl_format_streams (JsonObject *status, gboolean color)
 
               append_cell (cell, row[c], widths[c], FALSE);
               wctl_append_styled (out, color,
-                                  g_str_equal (row[c], "live") ? WCTL_STYLE_GREEN
-                                                               : WCTL_STYLE_DIM,
+                                  g_str_equal (row[c], "live") ? WCTL_STYLE_GREEN : WCTL_STYLE_DIM,
                                   cell->str);
             }
           else

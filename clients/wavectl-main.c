@@ -181,7 +181,7 @@ collect_events (char **given, char ***out_events, GError **error)
             continue;
           if (!wctl_is_stream_event_name (name))
             {
-              g_autofree char *valid = g_strjoinv (", ", (char **) wctl_stream_event_names ());
+              g_autofree char *valid = g_strjoinv (", ", (char **)wctl_stream_event_names ());
               g_autofree char *clean = wctl_sanitize (name);
 
               g_set_error (error, WCTL_ERROR, WCTL_ERROR_USAGE,
@@ -216,7 +216,7 @@ run_tail (Options *options, char **args)
   client = open_client (options, &error);
   if (client == NULL)
     return report_error (NULL, error);
-  return wctl_tail_run (client, args, (const char *const *) events, options->json);
+  return wctl_tail_run (client, args, (const char *const *)events, options->json);
 }
 
 static int
@@ -231,8 +231,9 @@ run_watch (Options *options, char **args)
 }
 
 static const Command commands[] = {
-  { "status", "", "Show the upstream connection: state and since when, round trip, reconnects, "
-                  "last close code and error, clients, streams, event counters.",
+  { "status", "",
+    "Show the upstream connection: state and since when, round trip, reconnects, "
+    "last close code and error, clients, streams, event counters.",
     0, 0, TRUE, FALSE, run_status },
   { "streams", "", "List the streams the bridge follows (those someone is subscribed to).", 0, 0,
     TRUE, FALSE, run_streams },
@@ -373,8 +374,7 @@ main (int argc, char **argv)
       { "socket", 's', 0, G_OPTION_ARG_FILENAME, &options.socket_path,
         "The bridge's socket (default: $WAVE_BRIDGE_SOCKET, else the user's and the system's)",
         "PATH" },
-      { "dbus", 0, 0, G_OPTION_ARG_NONE, &options.dbus, "Talk D-Bus instead of the socket",
-        NULL },
+      { "dbus", 0, 0, G_OPTION_ARG_NONE, &options.dbus, "Talk D-Bus instead of the socket", NULL },
       { "bus", 0, 0, G_OPTION_ARG_STRING, &options.bus,
         "Which bus for --dbus (default: session, then system)", "system|session" },
       { "version", 0, 0, G_OPTION_ARG_NONE, &show_version, "Print the version", NULL },
@@ -389,9 +389,8 @@ main (int argc, char **argv)
         "Only these event types (comma-separated, repeatable)", "TYPE,…" },
       G_OPTION_ENTRY_NULL,
     };
-    g_autofree char *parameter_string
-        = g_strdup_printf ("%s%s%s", command->name, command->parameters[0] ? " " : "",
-                           command->parameters);
+    g_autofree char *parameter_string = g_strdup_printf (
+        "%s%s%s", command->name, command->parameters[0] ? " " : "", command->parameters);
 
     prgname = g_strdup ("wavectl");
     g_set_prgname (prgname);
@@ -411,8 +410,8 @@ main (int argc, char **argv)
       g_ptr_array_add (rest, argv[i]);
   g_ptr_array_add (rest, NULL);
   {
-    int rest_argc = (int) rest->len - 1;
-    char **rest_argv = (char **) rest->pdata;
+    int rest_argc = (int)rest->len - 1;
+    char **rest_argv = (char **)rest->pdata;
 
     if (!g_option_context_parse (context, &rest_argc, &rest_argv, &error))
       return print_usage_error (command->name, error->message);
@@ -429,7 +428,7 @@ main (int argc, char **argv)
 
     /* Skip "--" if GOption left it. */
     args = rest_argv + 1;
-    n_args = (guint) (rest_argc - 1);
+    n_args = (guint)(rest_argc - 1);
     if (n_args > 0 && g_str_equal (args[0], "--"))
       {
         args++;

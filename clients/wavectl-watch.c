@@ -115,7 +115,7 @@ terminal_restore (void)
       const char *restore = ESC_CURSOR_SHOW ESC_ALT_SCREEN_OFF;
       ssize_t ignored = write (STDOUT_FILENO, restore, strlen (restore));
 
-      (void) ignored;
+      (void)ignored;
       screen_entered = FALSE;
     }
   if (termios_saved)
@@ -141,7 +141,7 @@ terminal_enter (Watch *watch)
       struct termios raw = saved_termios;
 
       /* Keys one by one and unechoed; ISIG stays so Ctrl-C is SIGINT. */
-      raw.c_lflag &= ~(tcflag_t) (ICANON | ECHO);
+      raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
       raw.c_cc[VMIN] = 1;
       raw.c_cc[VTIME] = 0;
       termios_saved = TRUE;
@@ -165,8 +165,8 @@ watch_read_size (Watch *watch)
       watch->rows = size.ws_row;
       return;
     }
-  watch->columns = (guint) g_ascii_strtoull (wctl_or (g_getenv ("COLUMNS"), ""), NULL, 10);
-  watch->rows = (guint) g_ascii_strtoull (wctl_or (g_getenv ("LINES"), ""), NULL, 10);
+  watch->columns = (guint)g_ascii_strtoull (wctl_or (g_getenv ("COLUMNS"), ""), NULL, 10);
+  watch->rows = (guint)g_ascii_strtoull (wctl_or (g_getenv ("LINES"), ""), NULL, 10);
   if (watch->columns == 0)
     watch->columns = WATCH_DEFAULT_COLUMNS;
   if (watch->rows == 0)
@@ -177,8 +177,7 @@ watch_read_size (Watch *watch)
 
 /* Appends @text clipped to the columns left on the line. */
 static void
-put (GString *line, guint *used, guint columns, gboolean color, WctlStyle style,
-     const char *text)
+put (GString *line, guint *used, guint columns, gboolean color, WctlStyle style, const char *text)
 {
   g_autofree char *clipped = NULL;
   guint width;
@@ -230,8 +229,8 @@ sparkline (const double *samples, guint length, guint width)
       if (high - low < 1e-9)
         level = G_N_ELEMENTS (spark_levels) / 2;
       else
-        level = (guint) lround ((samples[i] - low) / (high - low)
-                                * (double) (G_N_ELEMENTS (spark_levels) - 1));
+        level = (guint)lround ((samples[i] - low) / (high - low)
+                               * (double)(G_N_ELEMENTS (spark_levels) - 1));
       g_string_append (out, spark_levels[MIN (level, G_N_ELEMENTS (spark_levels) - 1)]);
     }
   return g_string_free (out, FALSE);
@@ -257,7 +256,7 @@ uptime_text (Watch *watch)
   if (started == NULL)
     return NULL;
   now = g_date_time_new_now_utc ();
-  return wctl_format_duration ((double) g_date_time_difference (now, started) / G_USEC_PER_SEC);
+  return wctl_format_duration ((double)g_date_time_difference (now, started) / G_USEC_PER_SEC);
 }
 
 static void
@@ -297,7 +296,7 @@ draw_header (Watch *watch, GString *screen, GString *line)
     }
   if (used + strlen (clock) + 1 < cols)
     {
-      put_spaces (line, &used, cols, cols - used - (guint) strlen (clock) - 1);
+      put_spaces (line, &used, cols, cols - used - (guint)strlen (clock) - 1);
       put (line, &used, cols, watch->color, WCTL_STYLE_DIM, clock);
     }
   end_line (screen, line);
@@ -311,8 +310,7 @@ draw_header (Watch *watch, GString *screen, GString *line)
 
     put (line, &used, cols, watch->color, WCTL_STYLE_NONE, " upstream ");
     put (line, &used, cols, watch->color,
-         g_strcmp0 (watch->upstream_state, "connected") == 0 ? WCTL_STYLE_GREEN
-                                                             : WCTL_STYLE_YELLOW,
+         g_strcmp0 (watch->upstream_state, "connected") == 0 ? WCTL_STYLE_GREEN : WCTL_STYLE_YELLOW,
          state);
     put (line, &used, cols, watch->color, WCTL_STYLE_DIM, rest);
   }
@@ -397,8 +395,8 @@ draw_metrics (Watch *watch, GString *screen, GString *line)
 static gint
 reaction_compare (gconstpointer a, gconstpointer b)
 {
-  const Reaction *ra = *(const Reaction *const *) a;
-  const Reaction *rb = *(const Reaction *const *) b;
+  const Reaction *ra = *(const Reaction *const *)a;
+  const Reaction *rb = *(const Reaction *const *)b;
 
   if (ra->count != rb->count)
     return ra->count > rb->count ? -1 : 1;
@@ -412,6 +410,8 @@ draw_reactions (Watch *watch, GString *screen, GString *line)
   guint cols = watch->columns;
   g_autoptr (GPtrArray) sorted = g_ptr_array_copy (watch->reactions, NULL, NULL);
 
+  /* The copy must not free what the original owns. */
+  g_ptr_array_set_free_func (sorted, NULL);
   put_padded (line, &used, cols, watch->color, WCTL_STYLE_BOLD, " Reactions",
               WATCH_LABEL_COLUMNS + 1);
   if (sorted->len == 0)
@@ -420,8 +420,8 @@ draw_reactions (Watch *watch, GString *screen, GString *line)
   for (guint i = 0; i < sorted->len && i < WATCH_REACTIONS_SHOWN; i++)
     {
       Reaction *reaction = g_ptr_array_index (sorted, i);
-      g_autofree char *text = g_strdup_printf ("%s %" G_GUINT64_FORMAT "  ", reaction->emoji,
-                                               reaction->count);
+      g_autofree char *text
+          = g_strdup_printf ("%s %" G_GUINT64_FORMAT "  ", reaction->emoji, reaction->count);
       put (line, &used, cols, watch->color, WCTL_STYLE_NONE, text);
     }
   end_line (screen, line);
@@ -480,7 +480,7 @@ draw_footer (Watch *watch, GString *screen, GString *line)
   else
     {
       gint64 age_us = g_get_monotonic_time () - watch->last_event_monotonic_us;
-      g_autofree char *age = wctl_format_duration ((double) age_us / G_USEC_PER_SEC);
+      g_autofree char *age = wctl_format_duration ((double)age_us / G_USEC_PER_SEC);
       g_autofree char *text = g_strdup_printf ("   last event %s ago", age);
       put (line, &used, cols, watch->color, WCTL_STYLE_DIM, text);
     }
@@ -629,12 +629,17 @@ watch_update_from_status (Watch *watch, JsonObject *status)
       stream = json_node_get_object (element);
       if (g_strcmp0 (wctl_json_string (stream, "stream_id"), watch->stream_id) != 0)
         continue;
-      if (!watch->live_known && json_object_has_member (stream, "live"))
+      /* "live":false also means "never saw stream.started": trust it only
+       * when the bridge saw the stream start or end. */
+      if (!watch->live_known && json_object_has_member (stream, "live")
+          && (g_strcmp0 (wctl_or (wctl_json_string (stream, "started_at"), ""), "") != 0
+              || g_strcmp0 (wctl_or (wctl_json_string (stream, "ended_at"), ""), "") != 0))
         {
           watch->live_known = TRUE;
           watch->live = json_object_get_boolean_member_with_default (stream, "live", FALSE);
         }
-      if (watch->started_at == NULL && wctl_json_string (stream, "started_at") != NULL)
+      if (watch->started_at == NULL
+          && g_strcmp0 (wctl_or (wctl_json_string (stream, "started_at"), ""), "") != 0)
         watch->started_at = g_strdup (wctl_json_string (stream, "started_at"));
     }
 }
@@ -656,13 +661,18 @@ watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload)
       watch->ended_duration = wctl_json_double (payload, "duration", 0);
     }
   else if (g_str_equal (type, "stream.health"))
-    watch_add_health (watch, payload);
+    {
+      /* Only a live stream reports health. */
+      if (!watch->live_known)
+        watch->live_known = watch->live = TRUE;
+      watch_add_health (watch, payload);
+    }
   else if (g_str_equal (type, "analytics.update"))
     {
       watch->have_analytics = TRUE;
-      watch->viewers = (guint64) MAX (wctl_json_int (payload, "concurrent_viewers", 0), 0);
-      watch->peak_viewers = (guint64) MAX (wctl_json_int (payload, "peak_viewers", 0), 0);
-      watch->total_views = (guint64) MAX (wctl_json_int (payload, "total_views", 0), 0);
+      watch->viewers = (guint64)MAX (wctl_json_int (payload, "concurrent_viewers", 0), 0);
+      watch->peak_viewers = (guint64)MAX (wctl_json_int (payload, "peak_viewers", 0), 0);
+      watch->total_views = (guint64)MAX (wctl_json_int (payload, "total_views", 0), 0);
       watch->average_watch_time = wctl_json_double (payload, "average_watch_time", 0);
     }
   else if (g_str_equal (type, "chat.message"))
@@ -678,7 +688,7 @@ watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload)
     }
   else if (g_str_equal (type, "reaction.received"))
     watch_add_reaction (watch, wctl_or (wctl_json_string (payload, "reaction"), "?"),
-                        (guint64) MAX (wctl_json_int (payload, "count", 1), 0));
+                        (guint64)MAX (wctl_json_int (payload, "count", 1), 0));
 }
 
 static void
@@ -691,8 +701,7 @@ watch_quit (Watch *watch, int exit_code, const char *message)
 }
 
 static void
-watch_message_cb (JsonObject *message, const char *line, const GError *error,
-                  gpointer user_data)
+watch_message_cb (JsonObject *message, const char *line, const GError *error, gpointer user_data)
 {
   Watch *watch = user_data;
   const char *type;
@@ -729,9 +738,9 @@ watch_message_cb (JsonObject *message, const char *line, const GError *error,
     }
   else if (g_str_equal (type, "bridge.resync"))
     {
-      g_autofree char *text = g_strdup_printf (
-          "upstream reconnected: events of the last %.1f s may be missing",
-          (double) wctl_json_int (payload, "gap_ms", 0) / 1000.0);
+      g_autofree char *text
+          = g_strdup_printf ("upstream reconnected: events of the last %.1f s may be missing",
+                             (double)wctl_json_int (payload, "gap_ms", 0) / 1000.0);
       watch_set_notice (watch, text);
     }
   else if (g_str_equal (type, "bridge.dropped"))
@@ -743,9 +752,9 @@ watch_message_cb (JsonObject *message, const char *line, const GError *error,
     }
   else if (g_str_equal (type, "error"))
     {
-      g_autofree char *text = g_strdup_printf ("error %s: %s",
-                                               wctl_or (wctl_json_string (payload, "code"), "?"),
-                                               wctl_or (wctl_json_string (payload, "message"), ""));
+      g_autofree char *text
+          = g_strdup_printf ("error %s: %s", wctl_or (wctl_json_string (payload, "code"), "?"),
+                             wctl_or (wctl_json_string (payload, "message"), ""));
       watch_set_notice (watch, text);
     }
   else if (wctl_is_stream_event_name (type)
@@ -834,7 +843,7 @@ wctl_watch_run (WctlClient *client, const char *stream_id)
     .loop = loop,
     .exit_code = WCTL_EXIT_OK,
     .color = wctl_stdout_wants_color (),
-    .reactions = g_ptr_array_new_with_free_func ((GDestroyNotify) reaction_free),
+    .reactions = g_ptr_array_new_with_free_func ((GDestroyNotify)reaction_free),
   };
   int exit_code;
 

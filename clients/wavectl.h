@@ -38,7 +38,7 @@ typedef enum
 
 /* The well-known text of the errors users see most. */
 #define WCTL_NOT_RUNNING_HINT                                                                      \
-  "wave-bridge is not running: start it with `systemctl start wave-bridge` (or `wave-bridged "   \
+  "wave-bridge is not running: start it with `systemctl start wave-bridge` (or `wave-bridged "     \
   "--bus=session` for a user session)"
 
 /* ---- transports -------------------------------------------------------- */
@@ -60,8 +60,8 @@ typedef struct
                          GError **error);
   /* @type "chat.message" or "reaction.sent"; waits until the bridge wrote
    * it upstream or refused it (WCTL_ERROR_REMOTE, message "code: text"). */
-  gboolean (*send) (WctlClient *client, const char *type, const char *stream_id,
-                    const char *text, GError **error);
+  gboolean (*send) (WctlClient *client, const char *type, const char *stream_id, const char *text,
+                    GError **error);
   /* From now on, every message (including those that arrived during the
    * blocking calls above) goes to @func from the default main context. */
   void (*listen) (WctlClient *client, WctlMessageFunc func, gpointer user_data);
@@ -159,9 +159,9 @@ guint wctl_text_width (const char *text);
 /* At most @columns columns of @text, "…" marking a cut. */
 char *wctl_text_truncate (const char *text, guint columns);
 
-char *wctl_format_duration (double seconds);   /* "3m12s", "1h02m", "45s" */
-char *wctl_format_count (guint64 count);       /* "12,345" */
-char *wctl_format_rtt (gint64 rtt_us);         /* "1.2 ms", "-" for 0 */
+char *wctl_format_duration (double seconds); /* "3m12s", "1h02m", "45s" */
+char *wctl_format_count (guint64 count);     /* "12,345" */
+char *wctl_format_rtt (gint64 rtt_us);       /* "1.2 ms", "-" for 0 */
 /* "12:00:01 (5 min ago)" for a g_get_real_time () value, "-" for 0. */
 char *wctl_format_realtime (gint64 realtime_us);
 
