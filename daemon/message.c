@@ -557,6 +557,9 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
   g_return_val_if_fail (data != NULL || length == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  /* json-glib refuses NULL even for an empty buffer, without an error. */
+  if (data == NULL)
+    data = "";
   if (!g_utf8_validate_len (data, length, NULL))
     {
       g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
@@ -569,8 +572,11 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, data, (gssize)length, &json_error))
     {
+      /* json-glib may quote a decoded lone surrogate: not UTF-8. */
+      g_autofree char *detail = g_utf8_make_valid (json_error->message, -1);
+
       g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                   "invalid JSON: %s", json_error->message);
+                   "invalid JSON: %s", detail);
       return NULL;
     }
   root = json_parser_get_root (parser);
