@@ -63,6 +63,7 @@ struct _WbSocketFrontend
   int listen_fd;
   guint listen_source_id;
   guint accept_retry_id;
+  gboolean accept_starved; /* out of descriptors, retrying */
   char *path;
   gboolean bound; /* we created the node, so we remove it */
   dev_t bound_dev;
@@ -566,6 +567,9 @@ frontend_accept_cb (gint listen_fd, GIOCondition condition, gpointer user_data)
 
       if (fd >= 0)
         {
+          if (frontend->accept_starved)
+            g_message ("Accepting local connections again");
+          frontend->accept_starved = FALSE;
           frontend_add_client (frontend, fd);
           continue;
         }
@@ -575,9 +579,12 @@ frontend_accept_cb (gint listen_fd, GIOCondition condition, gpointer user_data)
         break;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
         {
-          /* The pending connection stays queued; polling again now would spin. */
-          g_warning ("Cannot accept local connections: %s; retrying in %d ms", g_strerror (errno),
-                     ACCEPT_RETRY_MS);
+          /* The pending connection stays queued; polling again now would spin.
+           * Warn once per episode, not at every retry. */
+          if (!frontend->accept_starved)
+            g_warning ("Cannot accept local connections: %s; retrying every %d ms",
+                       g_strerror (errno), ACCEPT_RETRY_MS);
+          frontend->accept_starved = TRUE;
           frontend->listen_source_id = 0;
           frontend->accept_retry_id
               = g_timeout_add (ACCEPT_RETRY_MS, frontend_accept_retry_cb, frontend);

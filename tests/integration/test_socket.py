@@ -492,6 +492,18 @@ class SocketSending(unittest.TestCase):
             self.assertEqual(client.recv_type('sent', timeout=15)['id'], 'f')
         self.assertEqual(self.sim.stats()['received']['chat.message'], 3)
 
+    def test_unknown_send_group_fails_closed(self):
+        bridge = self.bridge(config={'Access': {'SendGroup': 'no-such-group-wb'}})
+        os.chmod(bridge.socket_path, 0o666)
+        request = {'type': 'reaction.sent', 'stream_id': 'stream_tst052', 'reaction': 'x'}
+        reply = run_as(bridge.socket_path, NOBODY, NOGROUP, [NOGROUP], request)
+        self.assertEqual(reply['payload']['code'], 'forbidden', reply)
+        with bridge.connect() as client:
+            client.send(request)
+            self.assertEqual(client.recv_type('sent', timeout=15)['payload']['type'],
+                             'reaction.sent')
+        self.assertIn('no-such-group-wb', bridge.log())
+
     def test_send_failed_while_upstream_down(self):
         self.sim.post('/sim/reject', {'count': 100000, 'http_status': 503})
         bridge = self.bridge(config={'Limits': {'SendQueueTimeout': '0.5'}})
@@ -665,6 +677,40 @@ class SocketManyClients(unittest.TestCase):
                     client.close()
             wait_until(lambda: upstream_events(sim, stream) is None, timeout=30,
                        what='upstream unsubscribe after 1000 clients left')
+
+
+class SocketOutOfFiles(unittest.TestCase):
+    def test_accept_resumes_after_emfile(self):
+        limit = 48
+        with Sim(streams=1, speed=1) as sim:
+            bridge = Bridge(sim).__enter__()
+            self.addCleanup(bridge.__exit__, None, None, None)
+            # Squeeze the running daemon's open-files limit (like prlimit(1)).
+            resource.prlimit(bridge.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
+
+            clients = []
+            self.addCleanup(lambda: [c.close() for c in clients])
+            waiting = None
+            for _ in range(limit + 10):
+                client = bridge.connect(read_hello=False)
+                clients.append(client)
+                try:
+                    client.recv(timeout=1)
+                except TimeoutError:
+                    waiting = client  # connected in the backlog, not accepted
+                    break
+            self.assertIsNotNone(waiting, 'never ran out of descriptors')
+            wait_until(lambda: 'Cannot accept local connections' in bridge.log(),
+                       what='the EMFILE warning')
+            for client in clients[:5]:
+                client.close()
+            self.assertEqual(waiting.recv(timeout=10)['type'], 'bridge.hello')
+            # One warning per episode, not one per retry.
+            self.assertEqual(bridge.log().count('Cannot accept local connections'), 1)
+            self.assertIn('Accepting local connections again', bridge.log())
+            waiting.send({'type': 'ping', 'id': 'late'})
+            self.assertEqual(waiting.recv_type('pong')['id'], 'late')
+            self.assertIsNone(bridge.proc.poll())
 
 
 class SocketPath(unittest.TestCase):
