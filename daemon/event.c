@@ -54,6 +54,8 @@ wb_event_new_from_message (const WbMessage *message)
 
   event = event_new_take_root (json_node_ref (message->root), message->type, message->body);
   event->stream_id = message->stream_id;
+  if (message->line != NULL)
+    event->line = g_bytes_ref (message->line);
   if (message->type == WB_MESSAGE_ERROR)
     event->stream_id = error_stream_id (message->body);
   return event;

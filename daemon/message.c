@@ -546,6 +546,22 @@ validate_message (WbMessage *message, WbDirection direction, GError **error)
   return TRUE;
 }
 
+/* Forwarding the validated text saves a serialization per event and keeps
+ * the server's exact number formatting; only a frame spread over several
+ * lines would break the socket's framing and must be re-serialized. */
+static GBytes *
+line_from_text (const char *data, gsize length)
+{
+  char *line;
+
+  if (memchr (data, '\n', length) != NULL || memchr (data, '\r', length) != NULL)
+    return NULL;
+  line = g_malloc (length + 1);
+  memcpy (line, data, length);
+  line[length] = '\n';
+  return g_bytes_new_take (line, length + 1);
+}
+
 WbMessage *
 wb_message_parse (const char *data, gsize length, WbDirection direction, GError **error)
 {
@@ -594,6 +610,8 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
   message->root = json_node_ref (root);
   if (!validate_message (message, direction, error))
     return NULL;
+  if (direction == WB_DIRECTION_TO_CLIENT)
+    message->line = line_from_text (data, length);
   return g_steal_pointer (&message);
 }
 
@@ -603,6 +621,7 @@ wb_message_free (WbMessage *message)
   if (message == NULL)
     return;
   g_clear_pointer (&message->root, json_node_unref);
+  g_clear_pointer (&message->line, g_bytes_unref);
   g_free (message);
 }
 

@@ -75,6 +75,10 @@ typedef struct
   JsonObject *body;      /* borrowed from root: payload or root, by direction */
   const char *stream_id; /* borrowed from body; NULL for ping, pong, error, status */
   JsonNode *request_id;  /* borrowed from root: the client's "id", or NULL */
+  /* Server → client only: the text exactly as received plus '\n', when it
+   * was one line already (so it can be forwarded without re-serializing);
+   * NULL otherwise. Owned. */
+  GBytes *line;
 } WbMessage;
 
 /* Every stream event type a client may subscribe to, NULL-terminated. */

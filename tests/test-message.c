@@ -1295,6 +1295,39 @@ test_extra_members (void)
   g_assert_true (json_object_has_member (message->body, "future"));
 }
 
+/* Server frames on one line are kept byte for byte, so the bridge forwards
+ * "exactly as received"; a frame spread over lines must not be. */
+static void
+test_verbatim_line (void)
+{
+  static const char one_line[] = "{\"type\":\"stream.health\",\"payload\":{\"stream_id\":\"s1\","
+                                 "\"bitrate\":2634.6,\"fps\":30,\"packet_loss\":1e-3,"
+                                 "\"latency\":12,\"extra\":\"kept\"}}";
+  static const char two_lines[] = "{\"type\":\"pong\",\n\"payload\":{\"timestamp\":1}}";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbMessage) kept
+      = wb_message_parse (one_line, strlen (one_line), WB_DIRECTION_TO_CLIENT, &error);
+  g_autoptr (WbMessage) spread = NULL;
+  g_autoptr (WbMessage) request = NULL;
+  gsize size = 0;
+  const char *bytes;
+
+  g_assert_no_error (error);
+  g_assert_nonnull (kept->line);
+  bytes = g_bytes_get_data (kept->line, &size);
+  g_assert_cmpuint (size, ==, strlen (one_line) + 1);
+  g_assert_cmpmem (bytes, size - 1, one_line, strlen (one_line));
+  g_assert_cmpint (bytes[size - 1], ==, '\n');
+
+  spread = wb_message_parse (two_lines, strlen (two_lines), WB_DIRECTION_TO_CLIENT, &error);
+  g_assert_no_error (error);
+  g_assert_null (spread->line);
+
+  request = wb_message_parse ("{\"type\":\"status\"}", 17, WB_DIRECTION_TO_SERVER, &error);
+  g_assert_no_error (error);
+  g_assert_null (request->line);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1328,6 +1361,7 @@ main (int argc, char **argv)
   g_test_add_func ("/message/escaped-nul", test_escaped_nul);
   g_test_add_func ("/message/huge", test_huge_message);
   g_test_add_func ("/message/extra-members", test_extra_members);
+  g_test_add_func ("/message/verbatim-line", test_verbatim_line);
 
   return g_test_run ();
 }
