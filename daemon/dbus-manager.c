@@ -318,18 +318,22 @@ manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_erro
   SD_BUS_PROPERTY (name, type, manager_property_get_cb, 0, flags)
 #define CHANGES SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
 
+/* Who may call what is the bus policy's business (dbus/inc.wave.Bridge1.conf),
+ * so methods are UNPRIVILEGED, except Reload(): re-reading configuration and
+ * key stays with root and the daemon's own user, like SIGHUP. */
 const sd_bus_vtable wb_dbus_manager_vtable[] = {
   SD_BUS_VTABLE_START (0),
   SD_BUS_METHOD_WITH_NAMES ("Subscribe", "sas", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (events), "o",
-                            SD_BUS_PARAM (stream), manager_subscribe_cb, 0),
+                            SD_BUS_PARAM (stream), manager_subscribe_cb,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("Unsubscribe", "s", SD_BUS_PARAM (stream_id), "", "",
-                            manager_unsubscribe_cb, 0),
+                            manager_unsubscribe_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendChatMessage", "ss",
                             SD_BUS_PARAM (stream_id) SD_BUS_PARAM (message), "", "",
-                            manager_send_chat_cb, 0),
+                            manager_send_chat_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "ss", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (reaction),
-                            "", "", manager_send_reaction_cb, 0),
-  SD_BUS_METHOD ("Reconnect", "", "", manager_reconnect_cb, 0),
+                            "", "", manager_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
+  SD_BUS_METHOD ("Reconnect", "", "", manager_reconnect_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, 0),
   MANAGER_PROP ("State", "s", CHANGES),
   MANAGER_PROP ("UpstreamURL", "s", CHANGES),

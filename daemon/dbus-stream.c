@@ -120,12 +120,13 @@ stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *re
   SD_BUS_PROPERTY (name, type, stream_property_get_cb, 0, flags)
 #define CHANGES SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
 
+/* Access control is the bus policy's (dbus/inc.wave.Bridge1.conf). */
 const sd_bus_vtable wb_dbus_stream_vtable[] = {
   SD_BUS_VTABLE_START (0),
   SD_BUS_METHOD_WITH_NAMES ("SendChatMessage", "s", SD_BUS_PARAM (message), "", "",
-                            stream_send_chat_cb, 0),
+                            stream_send_chat_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "s", SD_BUS_PARAM (reaction), "", "",
-                            stream_send_reaction_cb, 0),
+                            stream_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_SIGNAL_WITH_NAMES (
       "Started", "sss",
       SD_BUS_PARAM (started_at) SD_BUS_PARAM (protocol) SD_BUS_PARAM (ingest_endpoint), 0),
