@@ -62,15 +62,21 @@ fi
 
 # socat keeps the connection open after sending the request (shut-none and a
 # long -t): the bridge treats a half-closed socket as a client that left.
-# With -n, jq's limit() ends the pipe after COUNT messages; socat then meets
-# a closed pipe, which is the normal way out, not an error.
-set +o pipefail
+# With -n, jq's limit() stops after COUNT messages and socat is stopped.
+select='select(.type != "bridge.hello" and .type != "subscribed")'
 if ((count > 0)); then
-    printf '%s\n' "$request" \
-        | socat -t 2000000 - "UNIX-CONNECT:$socket,shut-none" 2>/dev/null \
-        | jq --unbuffered -n -r "limit($count; inputs | select(.type != \"bridge.hello\" and .type != \"subscribed\")) | $filter"
+    program="limit($count; inputs | $select) | $filter"
 else
-    printf '%s\n' "$request" \
-        | socat -t 2000000 - "UNIX-CONNECT:$socket,shut-none" \
-        | jq --unbuffered -r "select(.type != \"bridge.hello\" and .type != \"subscribed\") | $filter"
+    program="inputs | $select | $filter"
 fi
+# socat writes into a FIFO rather than a pipe so that its pid is known:
+# with -n, jq ends first and socat would otherwise wait for one more event.
+fifo_dir=$(mktemp -d)
+socat_pid=""
+trap 'if [[ -n $socat_pid ]]; then kill "$socat_pid" 2>/dev/null || true; fi; rm -rf "$fifo_dir"' EXIT
+mkfifo "$fifo_dir/events"
+socat -t 2000000 - "UNIX-CONNECT:$socket,shut-none" <<<"$request" >"$fifo_dir/events" &
+socat_pid=$!
+status=0
+jq --unbuffered -n -r "$program" <"$fifo_dir/events" || status=$?
+exit "$status"
