@@ -404,6 +404,13 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
 
   if (client->dead || client->closing)
     return FALSE;
+  /* A burst from upstream is fanned out before the loop polls again: before
+   * calling the client slow, see whether the kernel takes what is queued. */
+  if (!client->congested && client->queued_bytes > 0
+      && client->queued_bytes + g_bytes_get_size (line) > client->limits.queue_bytes)
+    client_flush (client);
+  if (client->dead)
+    return FALSE;
   if (client->congested
       || client->queued_bytes + g_bytes_get_size (line) > client->limits.queue_bytes)
     {
