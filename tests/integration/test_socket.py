@@ -504,6 +504,23 @@ class SocketSending(unittest.TestCase):
                              'reaction.sent')
         self.assertIn('no-such-group-wb', bridge.log())
 
+    def test_reload_applies_send_group_and_limits(self):
+        bridge = self.bridge()
+        os.chmod(bridge.socket_path, 0o666)
+        request = {'type': 'reaction.sent', 'stream_id': 'stream_tst053', 'reaction': 'x'}
+        self.assertEqual(run_as(bridge.socket_path, NOBODY, NOGROUP, [], request)['type'],
+                         'sent')
+        with bridge.connect() as before:
+            bridge.write_config({'Access': {'SendGroup': SEND_GROUP},
+                                 'Limits': {'MaxLineBytes': '1024'}})
+            bridge.reload()
+            wait_until(lambda: run_as(bridge.socket_path, NOBODY, NOGROUP, [], request)
+                       .get('payload', {}).get('code') == 'forbidden',
+                       what='SendGroup after SIGHUP')
+            # Connections made before the reload get the new limits too.
+            before.send_raw(b'{"type":"ping","pad":"' + b'x' * 1100 + b'"}\n')
+            self.assertEqual(before.recv_type('error')['payload']['code'], 'line_too_long')
+
     def test_send_failed_while_upstream_down(self):
         self.sim.post('/sim/reject', {'count': 100000, 'http_status': 503})
         bridge = self.bridge(config={'Limits': {'SendQueueTimeout': '0.5'}})
