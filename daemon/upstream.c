@@ -71,9 +71,9 @@ struct _WbUpstream
   gboolean healthy;  /* a pong arrived on this connection */
   gboolean io_error; /* libsoup reported an error on this connection */
 
-  /* stream id → sorted event strv: the union the hub asked for. */
+  /* stream id -> sorted event strv: the union the hub asked for. */
   GHashTable *streams;
-  /* stream id → event strv last sent on the current connection. */
+  /* stream id -> event strv last sent on the current connection. */
   GHashTable *sent;
 
   GQueue send_queue;  /* QueuedSend */
@@ -191,7 +191,7 @@ set_state (WbUpstream *self, WbUpstreamState state)
   self->status.state_since_realtime_us = g_get_real_time ();
   if (state == WB_UPSTREAM_CONNECTED)
     self->status.connected_since_realtime_us = self->status.state_since_realtime_us;
-  g_debug ("state %s → %s", wb_upstream_state_to_string (old), wb_upstream_state_to_string (state));
+  g_debug ("state %s -> %s", wb_upstream_state_to_string (old), wb_upstream_state_to_string (state));
   if (self->callbacks.state_changed != NULL)
     self->callbacks.state_changed (old, state, self->user_data);
 }
@@ -784,6 +784,8 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
 
   self->ws = ws;
   self->healthy = FALSE;
+  /* The round trip of this connection; 0 until its first pong. */
+  self->status.rtt_us = 0;
   self->io_error = FALSE;
   soup_websocket_connection_set_max_incoming_payload_size (ws,
                                                            WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES);
