@@ -33,7 +33,6 @@ static G_DEFINE_QUARK (sim - control - error - quark, sim_control_error)
   guint count;
   guint sent;
   guint64 delivered;
-  gsize padding;
   gint64 started_us;
   guint timer_id;
 } Flood;
@@ -277,6 +276,17 @@ flood_finish (Flood *flood)
              flood->id, flood->sent, flood->type, flood->delivered);
 }
 
+static gsize
+enveloped_length (const char *type, JsonObject *payload)
+{
+  g_autoptr (JsonNode) node = wb_message_new_enveloped (type, json_object_ref (payload));
+  g_autofree char *text = NULL;
+  gsize length = 0;
+
+  text = wb_json_to_string (node, &length);
+  return length;
+}
+
 static void
 flood_send_one (Flood *flood)
 {
@@ -285,13 +295,22 @@ flood_send_one (Flood *flood)
       = sim_streams_sample_payload (self->streams, flood->type, flood->stream_id);
 
   json_object_set_int_member (payload, "sim_seq", flood->sent);
-  if (flood->padding > 0)
+  json_object_set_int_member (payload, "sim_sent_us", g_get_monotonic_time ());
+  if (flood->size > 0)
     {
-      g_autofree char *padding = g_strnfill (flood->padding, 'x');
+      gsize length;
 
-      json_object_set_string_member (payload, "sim_padding", padding);
+      /* Sized per event: sample payloads differ in length. */
+      json_object_set_string_member (payload, "sim_padding", "");
+      length = enveloped_length (flood->type, payload);
+      if (flood->size > length)
+        {
+          g_autofree char *padding = g_strnfill (flood->size - length, 'x');
+
+          json_object_set_string_member (payload, "sim_padding", padding);
+        }
     }
-  /* Last, as close to the write as it gets. */
+  /* Again, as close to the write as it gets (same width: same size). */
   json_object_set_int_member (payload, "sim_sent_us", g_get_monotonic_time ());
   flood->delivered += sim_server_publish (self->server, flood->type, payload);
   flood->sent++;
@@ -322,24 +341,6 @@ active_floods (SimControl *self)
     if (((Flood *)l->data)->timer_id != 0)
       active++;
   return active;
-}
-
-/* The padding that brings the enveloped event to about @size bytes. */
-static gsize
-flood_padding (SimControl *self, Flood *flood)
-{
-  g_autoptr (JsonObject) payload
-      = sim_streams_sample_payload (self->streams, flood->type, flood->stream_id);
-  g_autoptr (JsonNode) node = NULL;
-  gsize length = 0;
-  g_autofree char *text = NULL;
-
-  json_object_set_int_member (payload, "sim_seq", flood->count);
-  json_object_set_string_member (payload, "sim_padding", "");
-  json_object_set_int_member (payload, "sim_sent_us", g_get_monotonic_time ());
-  node = wb_message_new_enveloped (flood->type, g_steal_pointer (&payload));
-  text = wb_json_to_string (node, &length);
-  return flood->size > length ? flood->size - length : 0;
 }
 
 static gboolean
@@ -373,7 +374,6 @@ route_flood (SimControl *self, JsonObject *body, JsonObject *answer, GError **er
   flood->rate = (guint)rate;
   flood->size = (guint)size;
   flood->count = (guint)count;
-  flood->padding = flood_padding (self, flood);
   flood->started_us = g_get_monotonic_time ();
   flood->timer_id = g_timeout_add (SIM_FLOOD_TICK_MS, flood_tick_cb, flood);
   g_queue_push_tail (&self->floods, flood);

@@ -27,6 +27,7 @@ typedef struct
   gboolean accepted;         /* past the key check: takes part in the protocol */
   gushort close_sent;        /* the code we closed with, 0 if none */
   gboolean dropped;          /* TCP cut by /sim/drop */
+  gushort error_code;        /* libsoup's reason when it gave up (e.g. 1009 too big) */
   GHashTable *subscriptions; /* stream_id → event type bit mask */
   gint64 *recent_us;         /* ring of the last rate_limit message times */
   guint recent_next;
@@ -324,6 +325,11 @@ record_close (SimServer *self, SimConnection *conn)
       initiator = "server";
       code = conn->close_sent;
     }
+  else if (conn->error_code != 0)
+    {
+      initiator = "error";
+      code = conn->error_code;
+    }
   else
     {
       initiator = received != 0 ? "client" : "abnormal";
@@ -336,6 +342,18 @@ record_close (SimServer *self, SimConnection *conn)
   while (self->closes.length > SIM_SERVER_MAX_CLOSES_KEPT)
     json_object_unref (g_queue_pop_head (&self->closes));
   g_message ("connection %" G_GUINT64_FORMAT ": closed (%s, %u)", conn->id, initiator, code);
+}
+
+/* libsoup tears a connection down itself on protocol errors and oversized
+ * frames; keep its reason for the close record. */
+static void
+error_cb (SoupWebsocketConnection *ws, GError *error, gpointer user_data)
+{
+  SimConnection *conn = user_data;
+
+  g_message ("connection %" G_GUINT64_FORMAT ": %s", conn->id, error->message);
+  if (error->domain == SOUP_WEBSOCKET_ERROR && conn->error_code == 0)
+    conn->error_code = (gushort)error->code;
 }
 
 static void
@@ -420,6 +438,7 @@ websocket_cb (SoupServer *soup, SoupServerMessage *msg, const char *path,
   soup_websocket_connection_set_max_incoming_payload_size (ws, SIM_SERVER_MAX_INCOMING_PAYLOAD);
   soup_websocket_connection_set_keepalive_interval (ws, 0);
   g_signal_connect (ws, "message", G_CALLBACK (message_cb), conn);
+  g_signal_connect (ws, "error", G_CALLBACK (error_cb), conn);
   g_signal_connect (ws, "closed", G_CALLBACK (closed_cb), conn);
   g_message ("connection %" G_GUINT64_FORMAT ": open from %s", conn->id,
              soup_server_message_get_remote_host (msg));

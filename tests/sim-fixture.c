@@ -6,6 +6,7 @@
 #include <libsoup/soup.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 /* Generous: the test machine is shared and may be slow. */
 #define SIM_FIXTURE_START_TIMEOUT_S 30
@@ -170,11 +171,19 @@ read_startup (SimFixture *fixture, GError **error)
   return ok;
 }
 
+/* A test that crashes must not leave simulators behind. */
+static void
+child_setup_cb (gpointer user_data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
 SimFixture *
 sim_fixture_new (const char *const *args, GError **error)
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (SimFixture) fixture = g_new0 (SimFixture, 1);
+  g_autoptr (GSubprocessLauncher) launcher = NULL;
 
   fixture->stream_ids = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (fixture->stream_ids, NULL);
@@ -184,8 +193,10 @@ sim_fixture_new (const char *const *args, GError **error)
     g_ptr_array_add (argv, g_strdup (*args));
   g_ptr_array_add (argv, NULL);
 
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  g_subprocess_launcher_set_child_setup (launcher, child_setup_cb, NULL, NULL);
   fixture->process
-      = g_subprocess_newv ((const char *const *)argv->pdata, G_SUBPROCESS_FLAGS_STDOUT_PIPE, error);
+      = g_subprocess_launcher_spawnv (launcher, (const char *const *)argv->pdata, error);
   if (fixture->process == NULL)
     {
       fixture->stopped = TRUE;
