@@ -24,12 +24,15 @@ typedef struct
   guint64 id;
   SoupWebsocketConnection *ws;
   GSocket *socket;
-  gboolean accepted;         /* past the key check: takes part in the protocol */
-  gushort close_sent;        /* the code we closed with, 0 if none */
-  gboolean dropped;          /* TCP cut by /sim/drop */
-  gushort error_code;        /* libsoup's reason when it gave up (e.g. 1009 too big) */
-  GHashTable *subscriptions; /* stream_id → event type bit mask */
-  gint64 *recent_us;         /* ring of the last rate_limit message times */
+  gboolean accepted;  /* past the key check: takes part in the protocol */
+  gushort close_sent; /* the code we closed with, 0 if none */
+  gboolean dropped;   /* TCP cut by /sim/drop */
+  gushort error_code;
+  gboolean closed;
+  /* freed by the next purge, never inside a send loop */ /* libsoup's reason when it gave up
+                                                             (e.g. 1009 too big) */
+  GHashTable *subscriptions;                              /* stream_id → event type bit mask */
+  gint64 *recent_us; /* ring of the last rate_limit message times */
   guint recent_next;
   guint recent_count;
 } SimConnection;
@@ -44,6 +47,8 @@ struct _SimServer
   SimStreams *streams;
 
   GPtrArray *connections; /* SimConnection, in accept order */
+  guint n_closed;         /* closed ones waiting for the purge */
+  guint purge_id;
   guint64 next_id;
   guint64 connections_total;
   guint64 handshakes_rejected;
@@ -356,6 +361,25 @@ error_cb (SoupWebsocketConnection *ws, GError *error, gpointer user_data)
     conn->error_code = (gushort)error->code;
 }
 
+static gboolean
+purge_cb (gpointer user_data)
+{
+  SimServer *self = user_data;
+
+  self->purge_id = 0;
+  for (guint i = self->connections->len; i-- > 0;)
+    if (((SimConnection *)g_ptr_array_index (self->connections, i))->closed)
+      g_ptr_array_remove_index (self->connections, i);
+  self->n_closed = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static guint
+n_connections (SimServer *self)
+{
+  return self->connections->len - self->n_closed;
+}
+
 static void
 closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
 {
@@ -363,7 +387,10 @@ closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
   SimServer *self = conn->server;
 
   record_close (self, conn);
-  g_ptr_array_remove (self->connections, conn);
+  conn->closed = TRUE;
+  self->n_closed++;
+  if (self->purge_id == 0)
+    self->purge_id = g_idle_add (purge_cb, self);
 }
 
 static void
@@ -397,10 +424,10 @@ handshake_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashT
       set_json_status (msg, self->reject_http_status, "rejected by /sim/reject");
       return;
     }
-  if (self->connections->len >= self->max_connections)
+  if (n_connections (self) >= self->max_connections)
     {
       self->handshakes_rejected++;
-      g_warning ("handshake rejected: %u connections open", self->connections->len);
+      g_warning ("handshake rejected: %u connections open", n_connections (self));
       set_json_status (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "too many connections");
     }
 }
@@ -513,6 +540,7 @@ sim_server_free (SimServer *self)
     return;
   if (self->soup != NULL)
     soup_server_disconnect (self->soup);
+  g_clear_handle_id (&self->purge_id, g_source_remove);
   g_clear_pointer (&self->connections, g_ptr_array_unref);
   g_clear_object (&self->soup);
   g_queue_clear_full (&self->closes, (GDestroyNotify)json_object_unref);
@@ -630,7 +658,7 @@ sim_server_drop_all (SimServer *self)
       SimConnection *conn = g_ptr_array_index (self->connections, i);
       g_autoptr (GError) error = NULL;
 
-      if (conn->dropped || conn->socket == NULL)
+      if (conn->dropped || conn->closed || conn->socket == NULL)
         continue;
       conn->dropped = TRUE;
       /* No close frame, no TLS close_notify: the peer sees the TCP stream end. */
@@ -726,6 +754,8 @@ subscriptions_to_json (SimServer *self)
       g_autofree gpointer *keys = NULL;
       guint n_keys = 0;
 
+      if (conn->closed)
+        continue;
       keys = g_hash_table_get_keys_as_array (conn->subscriptions, &n_keys);
       qsort (keys, n_keys, sizeof (gpointer), compare_key_cb);
       for (guint k = 0; k < n_keys; k++)
@@ -762,7 +792,7 @@ sim_server_add_stats (SimServer *self, JsonObject *stats)
   for (GList *l = self->closes.head; l != NULL; l = l->next)
     json_array_add_object_element (closes, json_object_ref (l->data));
 
-  json_object_set_int_member (stats, "connections", self->connections->len);
+  json_object_set_int_member (stats, "connections", n_connections (self));
   json_object_set_int_member (stats, "connections_total", (gint64)self->connections_total);
   json_object_set_int_member (stats, "handshakes_rejected", (gint64)self->handshakes_rejected);
   json_object_set_int_member (stats, "rejects_pending", self->reject_count);

@@ -1169,6 +1169,34 @@ test_limits (void)
   /* libsoup drops it at once: the close frame may be lost to a TCP reset. */
   g_assert_true (first->close_code == 0 || first->close_code == SOUP_WEBSOCKET_CLOSE_TOO_BIG);
 
+  /* Subscriptions per connection are bounded. */
+  {
+    const char *unlimited[] = { "--quiet", "--rate-limit", "0", NULL };
+    g_autoptr (SimFixture) open_sim = start_sim (unlimited);
+    g_autoptr (WsClient) client = ws_client_connect (open_sim);
+    g_autoptr (JsonObject) limited = NULL;
+    guint cursor = 0;
+    JsonObject *payload;
+
+    for (guint i = 0; i <= 1024; i++)
+      {
+        g_autofree char *stream_id = g_strdup_printf ("stream_%04u", i);
+
+        ws_client_subscribe (client, stream_id, "[]");
+      }
+    payload = ws_client_wait_error (client, &cursor, "invalid_message");
+    g_assert_cmpstr (json_object_get_string_member (
+                         json_object_get_object_member (payload, "details"), "stream_id"),
+                     ==, "stream_1024");
+    limited = get_stats (open_sim);
+    g_assert_cmpuint (
+        json_array_get_length (json_object_get_array_member (limited, "subscriptions")), ==, 1024);
+    /* Re-subscribing a stream it has is still fine. */
+    ws_client_subscribe (client, "stream_0001", "[\"chat.message\"]");
+    ws_client_sync (client);
+    g_assert_cmpint (ws_client_find (client, "error", cursor), ==, -1);
+  }
+
   /* The slot is free again. */
   {
     g_autoptr (WsClient) third = NULL;
@@ -1277,6 +1305,75 @@ test_realistic_events (void)
     g_assert_cmpint (json_object_get_int_member (second, "total_views"), ==,
                      json_object_get_int_member (first, "total_views") + joins);
   }
+}
+
+/* Subscribes to the health of stream 0 of @sim. */
+static WsClient *
+health_client (SimFixture *sim)
+{
+  WsClient *client = ws_client_connect (sim);
+
+  ws_client_subscribe (client, sim_fixture_get_stream_id (sim, 0), "[\"stream.health\"]");
+  return client;
+}
+
+/* The first @count health payloads @client got, as text, without stream_id. */
+static GPtrArray *
+collect_health (WsClient *client, guint count)
+{
+  GPtrArray *values = g_ptr_array_new_with_free_func (g_free);
+
+  WAIT_UNTIL (ws_client_count (client, "stream.health", NULL) >= count);
+  for (guint i = 0; i < client->messages->len && values->len < count; i++)
+    {
+      JsonObject *payload = message_payload (g_ptr_array_index (client->messages, i));
+
+      if (!g_str_equal (message_type (g_ptr_array_index (client->messages, i)), "stream.health"))
+        continue;
+      g_ptr_array_add (values,
+                       g_strdup_printf ("%g/%g/%g/%" G_GINT64_FORMAT,
+                                        json_object_get_double_member (payload, "bitrate"),
+                                        json_object_get_double_member (payload, "fps"),
+                                        json_object_get_double_member (payload, "packet_loss"),
+                                        json_object_get_int_member (payload, "latency")));
+    }
+  return values;
+}
+
+/* Whether @b (from its start) continues somewhere in the first entries of @a. */
+static gboolean
+health_aligns (GPtrArray *a, GPtrArray *b, guint compare)
+{
+  for (guint offset = 0; offset + compare <= a->len; offset++)
+    {
+      guint i = 0;
+
+      while (i < compare && g_str_equal (a->pdata[offset + i], b->pdata[i]))
+        i++;
+      if (i == compare)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+test_seed_replays (void)
+{
+  const char *args[] = { "--quiet", "--speed", FAST, "--streams", "1", "--seed", "42", NULL };
+  const char *other_args[] = { "--quiet", "--speed", FAST, "--streams", "1", "--seed", "43", NULL };
+  g_autoptr (SimFixture) sim = start_sim (args);
+  g_autoptr (SimFixture) again = start_sim (args);
+  g_autoptr (SimFixture) other = start_sim (other_args);
+  g_autoptr (WsClient) first_client = health_client (sim);
+  g_autoptr (WsClient) second_client = health_client (again);
+  g_autoptr (WsClient) third_client = health_client (other);
+  /* The clients join a few events apart: align the runs, then compare. */
+  g_autoptr (GPtrArray) first = collect_health (first_client, 12);
+  g_autoptr (GPtrArray) second = collect_health (second_client, 4);
+  g_autoptr (GPtrArray) third = collect_health (third_client, 4);
+
+  g_assert_true (health_aligns (first, second, 4));
+  g_assert_false (health_aligns (first, third, 4));
 }
 
 /* ---- TLS ---- */
@@ -1452,6 +1549,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sim/control/http-errors", test_control_http_errors);
   g_test_add_func ("/sim/limits", test_limits);
   g_test_add_func ("/sim/realistic-events", test_realistic_events);
+  g_test_add_func ("/sim/seed-replays", test_seed_replays);
   g_test_add_func ("/sim/tls", test_tls);
   g_test_add_func ("/sim/sigterm", test_sigterm);
   return g_test_run ();
