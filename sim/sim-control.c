@@ -449,29 +449,6 @@ static const struct
 
 /* ---- HTTP ---- */
 
-static void
-respond (SoupServerMessage *msg, guint status, JsonObject *answer)
-{
-  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
-  gsize length = 0;
-  char *text;
-
-  json_node_set_object (node, answer);
-  text = wb_json_to_string (node, &length);
-  soup_server_message_set_status (msg, status, NULL);
-  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE, text, length);
-}
-
-static void
-respond_error (SoupServerMessage *msg, guint status, const char *text)
-{
-  g_autoptr (JsonObject) answer = json_object_new ();
-
-  json_object_set_boolean_member (answer, "ok", FALSE);
-  json_object_set_string_member (answer, "error", text);
-  respond (msg, status, answer);
-}
-
 /* Refuses oversized bodies before libsoup reads them into memory. */
 static void
 early_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTable *query,
@@ -480,9 +457,9 @@ early_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTable
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
 
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED)
-    respond_error (msg, SOUP_STATUS_LENGTH_REQUIRED, "chunked bodies are not accepted");
+    sim_server_respond_error (msg, SOUP_STATUS_LENGTH_REQUIRED, "chunked bodies are not accepted");
   else if (soup_message_headers_get_content_length (headers) > SIM_CONTROL_MAX_BODY_BYTES)
-    respond_error (msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "body too large");
+    sim_server_respond_error (msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "body too large");
 }
 
 static JsonObject *
@@ -530,7 +507,7 @@ control_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTab
       body = parse_body (msg, &error);
       if (body == NULL)
         {
-          respond_error (msg, SOUP_STATUS_BAD_REQUEST, error->message);
+          sim_server_respond_error (msg, SOUP_STATUS_BAD_REQUEST, error->message);
           return;
         }
       answer = json_object_new ();
@@ -538,17 +515,17 @@ control_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTab
       if (!routes[i].func (self, body, answer, &error))
         {
           g_message ("%s %s: %s", method, path, error->message);
-          respond_error (msg, SOUP_STATUS_BAD_REQUEST, error->message);
+          sim_server_respond_error (msg, SOUP_STATUS_BAD_REQUEST, error->message);
           return;
         }
       g_debug ("%s %s: ok", method, path);
-      respond (msg, SOUP_STATUS_OK, answer);
+      sim_server_respond_json (msg, SOUP_STATUS_OK, answer);
       return;
     }
   if (path_known)
-    respond_error (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "method not allowed");
+    sim_server_respond_error (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "method not allowed");
   else
-    respond_error (msg, SOUP_STATUS_NOT_FOUND, "no such control endpoint");
+    sim_server_respond_error (msg, SOUP_STATUS_NOT_FOUND, "no such control endpoint");
 }
 
 SimControl *

@@ -393,22 +393,6 @@ closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
     self->purge_id = g_idle_add (purge_cb, self);
 }
 
-static void
-set_json_status (SoupServerMessage *msg, guint status, const char *text)
-{
-  g_autoptr (JsonObject) answer = json_object_new ();
-  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
-  gsize length = 0;
-  char *body;
-
-  json_object_set_boolean_member (answer, "ok", FALSE);
-  json_object_set_string_member (answer, "error", text);
-  json_node_set_object (node, answer);
-  body = wb_json_to_string (node, &length);
-  soup_server_message_set_status (msg, status, NULL);
-  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE, body, length);
-}
-
 /* Runs before libsoup's WebSocket handshake: a status set here refuses it. */
 static void
 handshake_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTable *query,
@@ -421,14 +405,14 @@ handshake_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashT
       self->reject_count--;
       self->handshakes_rejected++;
       g_message ("handshake rejected with HTTP %u (injected)", self->reject_http_status);
-      set_json_status (msg, self->reject_http_status, "rejected by /sim/reject");
+      sim_server_respond_error (msg, self->reject_http_status, "rejected by /sim/reject");
       return;
     }
   if (n_connections (self) >= self->max_connections)
     {
       self->handshakes_rejected++;
       g_warning ("handshake rejected: %u connections open", n_connections (self));
-      set_json_status (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "too many connections");
+      sim_server_respond_error (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "too many connections");
     }
 }
 
@@ -808,4 +792,27 @@ sim_server_shutdown (SimServer *self)
 {
   g_return_if_fail (self != NULL);
   sim_server_close_all (self, SIM_CLOSE_GOING_AWAY, "simulator shutting down");
+}
+
+void
+sim_server_respond_json (SoupServerMessage *msg, guint status, JsonObject *answer)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  gsize length = 0;
+  char *text;
+
+  json_node_set_object (node, answer);
+  text = wb_json_to_string (node, &length);
+  soup_server_message_set_status (msg, status, NULL);
+  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE, text, length);
+}
+
+void
+sim_server_respond_error (SoupServerMessage *msg, guint status, const char *text)
+{
+  g_autoptr (JsonObject) answer = json_object_new ();
+
+  json_object_set_boolean_member (answer, "ok", FALSE);
+  json_object_set_string_member (answer, "error", text);
+  sim_server_respond_json (msg, status, answer);
 }

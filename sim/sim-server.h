@@ -65,6 +65,10 @@ guint sim_server_send_raw_binary (SimServer *server, GBytes *data);
 
 /* Adds the server's counters to the /sim/stats answer. */
 void sim_server_add_stats (SimServer *server, JsonObject *stats);
+/* HTTP answers of the sim: @answer as JSON, or {"ok":false,"error":text}. */
+void sim_server_respond_json (SoupServerMessage *msg, guint status, JsonObject *answer);
+void sim_server_respond_error (SoupServerMessage *msg, guint status, const char *text);
+
 /* Closes every connection with 1001 (going away) before exit. */
 void sim_server_shutdown (SimServer *server);
 
