@@ -52,9 +52,10 @@
 /* Setting up (connect, acks, upstream subscription) may take this long. */
 #define SETUP_TIMEOUT_US (60 * G_USEC_PER_SEC)
 #define UPSTREAM_POLL_INTERVAL_US (20 * 1000)
-/* After the flood should have ended: stop once nothing came for this long. */
-#define QUIET_AFTER_END_US (3 * G_USEC_PER_SEC)
-#define DEFAULT_GRACE_S 30
+/* After the flood should have ended: stop once nothing came for this long.
+ * Generous: a bridge fanning out a burst may write nothing for seconds. */
+#define DEFAULT_QUIET_S 15
+#define DEFAULT_GRACE_S 120
 
 static const char SENT_KEY[] = "\"sim_sent_us\":";
 static const char SUBSCRIBED_TYPE[] = "\"type\":\"subscribed\"";
@@ -87,6 +88,7 @@ typedef struct
   guint count;
   gint pid;
   guint grace_s;
+  guint quiet_s;
   gboolean hold;
 
   /* derived */
@@ -568,7 +570,8 @@ receive_flood (Bench *bench, gboolean (*done) (Bench *), void (*spin) (Bench *, 
       gint64 now = now_us ();
 
       if (now >= deadline
-          || (now >= expected_end && now - bench->last_activity_us >= QUIET_AFTER_END_US))
+          || (now >= expected_end
+              && now - bench->last_activity_us >= (gint64)bench->quiet_s * G_USEC_PER_SEC))
         break;
       spin (bench, MIN (deadline - now, 100 * 1000));
     }
@@ -754,7 +757,8 @@ run_direct (Bench *bench, CpuSample *out_before, CpuSample *out_after, GError **
         gint64 now = now_us ();
 
         if (now >= flood_deadline
-            || (now >= expected_end && now - bench->last_activity_us >= QUIET_AFTER_END_US))
+            || (now >= expected_end
+                && now - bench->last_activity_us >= (gint64)bench->quiet_s * G_USEC_PER_SEC))
           break;
         /* Wakes the blocking iteration so the deadlines are checked. */
         if (quiet_timer == 0)
@@ -872,11 +876,13 @@ main (int argc, char **argv)
     .rate = 1000,
     .count = 1000,
     .grace_s = DEFAULT_GRACE_S,
+    .quiet_s = DEFAULT_QUIET_S,
     .min_sent_us = -1,
     .first_recv_us = -1,
     .last_recv_us = -1,
   };
-  gint clients = 1, bystanders = 0, rate = 1000, size = 0, count = 1000, grace = DEFAULT_GRACE_S;
+  gint clients = 1, bystanders = 0, rate = 1000, size = 0, count = 1000, grace = DEFAULT_GRACE_S,
+       quiet = DEFAULT_QUIET_S;
   GOptionEntry entries[] = {
     { "mode", 0, 0, G_OPTION_ARG_STRING, &bench.mode,
       "bridge (socket clients) or direct (WebSocket to wave-sim)", "MODE" },
@@ -899,6 +905,8 @@ main (int argc, char **argv)
     { "pid", 0, 0, G_OPTION_ARG_INT, &bench.pid,
       "process whose CPU time to sample around the flood", "PID" },
     { "grace", 0, 0, G_OPTION_ARG_INT, &grace, "seconds to wait past the flood's end", "S" },
+    { "quiet", 0, 0, G_OPTION_ARG_INT, &quiet,
+      "after the flood's end, stop when nothing came for S seconds", "S" },
     { "hold", 0, 0, G_OPTION_ARG_NONE, &bench.hold,
       "connect, subscribe, print ready, wait for stdin EOF", NULL },
     { NULL },
@@ -934,6 +942,7 @@ main (int argc, char **argv)
   bench.size = (guint)size;
   bench.count = (guint)count;
   bench.grace_s = (guint)grace;
+  bench.quiet_s = (guint)quiet;
   if (bench.api_key == NULL)
     bench.api_key = g_strdup ("wave_test_key");
   if (!parse_http_base (&bench, &error))

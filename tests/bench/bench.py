@@ -46,11 +46,12 @@ SLOW_RATE = 5000
 SLOW_QUEUE_BYTES = (1048576, 4194304)
 RSS_SAMPLE_INTERVAL = 0.005
 SETTLE = 0.5
-# The fan-out daemon: queues big enough that the throughput runs measure
+# The fan-out daemon: a queue bound above a whole throughput burst per
+# client (TP_DELIVERIES / N events of ~270 B), so the throughput runs measure
 # speed, not the drop policy (the bytes are shared between clients anyway).
 FANOUT_LIMITS = {
     'MaxClients': '1100',
-    'ClientQueueBytes': str(64 * 1024 * 1024),
+    'ClientQueueBytes': str(16 * 1024 * 1024),
     'SlowClientTimeout': '120',
 }
 MEMORY_LIMITS = {'MaxClients': '1100'}
@@ -308,38 +309,41 @@ class Bench:
 
     def slow_client_round(self, queue_bytes, round_no):
         count = SLOW_FLOOD_FACTOR * queue_bytes // SLOW_EVENT_SIZE
+        rec = {'round': round_no, 'client_queue_bytes': queue_bytes, 'event_size': SLOW_EVENT_SIZE,
+               'count': count}
+        before, peak, _ = self.flood_one_client(queue_bytes, count, reading=True)
+        rec['control_growth_kib'] = peak - before
+        before, peak, dropped = self.flood_one_client(queue_bytes, count, reading=False)
+        rec['rss_before_kib'] = before
+        rec['rss_peak_kib'] = peak
+        rec['growth_kib'] = peak - before
+        rec['growth_over_queue'] = (peak - before) * 1024 / queue_bytes
+        rec['events_dropped'] = dropped
+        log(f'  RSS growth {rec["growth_kib"]} KiB = {rec["growth_over_queue"]:.2f} x '
+            f'ClientQueueBytes (reading client: {rec["control_growth_kib"]} KiB); '
+            f'{rec["events_dropped"]} events dropped')
+        return rec
+
+    def flood_one_client(self, queue_bytes, count, reading):
+        """A fresh daemon, one client on the flooded stream (reading it or
+        never reading at all): (RSS before, peak RSS, events dropped)."""
         limits = {'MaxClients': '1100', 'ClientQueueBytes': str(queue_bytes),
                   'SlowClientTimeout': '120'}
         sim = Sim(self.build_dir, self.workdir)
         bridge = Bridge(self.build_dir, self.workdir, sim, limits, 'slow')
-        rec = {'round': round_no, 'client_queue_bytes': queue_bytes, 'event_size': SLOW_EVENT_SIZE,
-               'count': count}
+        stream_id = self.stream('s')
+        client = None
         try:
             # An idle client on another stream keeps upstream connected, so
-            # the baselines below do not include connecting.
+            # the baseline does not include connecting.
             holder = self.hold_clients(sim, bridge, 1, self.stream('h'))
-            time.sleep(SETTLE)
-            before = bridge.rss_kib()
-            # Control: the same flood to a client that reads; also warms the heap.
-            proc = subprocess.Popen(
-                [self.tool, '--mode=bridge', f'--sim-url={sim.url}', f'--stream={self.stream("c")}',
-                 f'--socket={bridge.socket_path}', '--clients=1', f'--rate={SLOW_RATE}',
-                 f'--count={count}', f'--size={SLOW_EVENT_SIZE}'],
-                stdout=subprocess.PIPE, text=True)
-            peak = self.sample_peak_rss(bridge, lambda: proc.poll() is not None)
-            report = json.loads(proc.stdout.read().strip().splitlines()[-1])
-            rec['control_rss_before_kib'] = before
-            rec['control_rss_peak_kib'] = peak
-            rec['control_received'] = report['received']
-
-            stream_id = self.stream('s')
-            slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            slow.connect(bridge.socket_path)
-            slow.sendall(f'{{"type":"subscribe","stream_id":"{stream_id}"}}\n'.encode())
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(bridge.socket_path)
+            client.sendall(f'{{"type":"subscribe","stream_id":"{stream_id}"}}\n'.encode())
             deadline = time.monotonic() + START_TIMEOUT
             while not sim.has_subscription(stream_id):
                 if time.monotonic() > deadline:
-                    raise RuntimeError('the slow client\'s subscription never reached wave-sim')
+                    raise RuntimeError('the subscription never reached wave-sim')
                 time.sleep(0.02)
             time.sleep(SETTLE)
             dropped_before = bridge.status()['events_dropped']
@@ -347,23 +351,29 @@ class Bench:
             flood = sim.request('/sim/flood', {'stream_id': stream_id, 'type': 'chat.message',
                                                'rate': SLOW_RATE, 'size': SLOW_EVENT_SIZE,
                                                'count': count})['flood']
-            peak = self.sample_peak_rss(bridge, lambda: sim.flood_done(flood))
-            status = bridge.status()
-            rec['rss_before_kib'] = before
-            rec['rss_peak_kib'] = peak
-            rec['growth_kib'] = peak - before
-            rec['growth_over_queue'] = (peak - before) * 1024 / queue_bytes
-            rec['control_growth_kib'] = rec['control_rss_peak_kib'] - rec['control_rss_before_kib']
-            rec['events_dropped'] = status['events_dropped'] - dropped_before
-            slow.close()
+            if reading:
+                client.setblocking(False)
+
+            def done():
+                if reading:
+                    try:
+                        while client.recv(1 << 20):
+                            pass
+                    except BlockingIOError:
+                        pass
+                return sim.flood_done(flood)
+
+            peak = self.sample_peak_rss(bridge, done)
+            if reading:
+                done()
+            dropped = bridge.status()['events_dropped'] - dropped_before
             self.release(holder)
-            log(f'  RSS growth {rec["growth_kib"]} KiB = {rec["growth_over_queue"]:.2f} x '
-                f'ClientQueueBytes (reading client: {rec["control_growth_kib"]} KiB); '
-                f'{rec["events_dropped"]} events dropped')
+            return before, peak, dropped
         finally:
+            if client is not None:
+                client.close()
             bridge.stop()
             sim.stop()
-        return rec
 
     # ---- summary ----------------------------------------------------------------
     def summarize(self):
@@ -385,6 +395,8 @@ class Bench:
                 'deliveries_per_s': median(x['deliveries_per_s'] for x in tp),
                 'upstream_events_per_s': median(x['upstream_events_per_s'] for x in tp),
                 'us_per_upstream_event': median(x['us_per_upstream_event'] for x in tp),
+                'burst_lat_p50_us': median(x['lat_p50_us'] for x in tp),
+                'burst_span_s': median(x['span_s'] for x in tp),
                 'throughput_ratio_vs_direct': median(
                     r['throughput'][key]['upstream_events_per_s']
                     / max(1e-9, r['throughput']['direct']['upstream_events_per_s'])
@@ -399,6 +411,8 @@ class Bench:
                 r['throughput']['direct']['upstream_events_per_s'] for r in rounds),
             'us_per_upstream_event': median(
                 r['throughput']['direct']['us_per_upstream_event'] for r in rounds),
+            'burst_lat_p50_us': median(r['throughput']['direct']['lat_p50_us'] for r in rounds),
+            'burst_span_s': median(r['throughput']['direct']['span_s'] for r in rounds),
         }
         small, big = str(min(self.sizes)), str(max(self.sizes))
         if small != big:
@@ -410,7 +424,7 @@ class Bench:
                 'time_per_delivery_ratio': per_event / (int(big) / int(small)),
             }
         # CPU from the latency runs: the same flood at every N.
-        cpu_n = '100' if '100' in self.sizes else big
+        cpu_n = '100' if 100 in self.sizes else big
         for key in {small, cpu_n}:
             lat = [r['latency'][key] for r in rounds]
             s['cpu'][key] = {
@@ -477,18 +491,20 @@ class Bench:
         out.append(f'1. Fan-out: latency flood {LAT_COUNT} x {EVENT_SIZE} B at {LAT_RATE}/s; '
                    f'throughput flood offered at {TP_RATE}/s')
         out.append(f'   {"receiver":<14}{"p50 us":>9}{"p99 us":>9}{"p50 x":>8}{"p99 x":>8}'
-                   f'{"deliv/s":>11}{"events/s":>10}{"us/event":>10}')
+                   f'{"deliv/s":>11}{"events/s":>10}{"us/event":>10}{"burst p50":>11}')
         d = s['fanout']['direct']
         out.append(f'   {"direct ws":<14}{fmt(d["lat_p50_us"]):>9}{fmt(d["lat_p99_us"]):>9}'
                    f'{"1.0":>8}{"1.0":>8}{fmt(d["deliveries_per_s"]):>11}'
-                   f'{fmt(d["upstream_events_per_s"]):>10}{fmt(d["us_per_upstream_event"], ".1f"):>10}')
+                   f'{fmt(d["upstream_events_per_s"]):>10}{fmt(d["us_per_upstream_event"], ".1f"):>10}'
+                   f'{fmt(d["burst_lat_p50_us"] / 1000, ".0f") + " ms":>11}')
         for n in self.sizes:
             f = s['fanout'][str(n)]
             out.append(f'   {"bridge N=" + str(n):<14}{fmt(f["lat_p50_us"]):>9}{fmt(f["lat_p99_us"]):>9}'
                        f'{fmt(f["lat_p50_ratio_vs_direct"], ".1f"):>8}'
                        f'{fmt(f["lat_p99_ratio_vs_direct"], ".1f"):>8}'
                        f'{fmt(f["deliveries_per_s"]):>11}{fmt(f["upstream_events_per_s"]):>10}'
-                       f'{fmt(f["us_per_upstream_event"], ".1f"):>10}')
+                       f'{fmt(f["us_per_upstream_event"], ".1f"):>10}'
+                       f'{fmt(f["burst_lat_p50_us"] / 1000, ".0f") + " ms":>11}')
         if 'per_client_cost' in s['fanout']:
             c = s['fanout']['per_client_cost']
             out.append(f'   per-client cost: time per event N={c["n_big"]} / N={c["n_small"]} = '
