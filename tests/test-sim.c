@@ -1137,6 +1137,26 @@ test_control_http_errors (void)
   post_fails (sim, "/sim/close", "not json", 400);
   post_fails (sim, "/sim/close", "[4500]", 400);
 
+  /* Chunked bodies have no length to check up front: refused. */
+  {
+    g_autoptr (GSocketClient) socket_client = g_socket_client_new ();
+    g_autoptr (GSocketConnection) connection = g_socket_client_connect_to_host (
+        socket_client, "127.0.0.1", sim_fixture_get_port (sim), NULL, &error);
+    const char request[] = "POST /sim/close HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    char answer[64] = { 0 };
+    gsize got = 0;
+
+    g_assert_no_error (error);
+    g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (connection)), request,
+                               sizeof request - 1, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_input_stream_read_all (g_io_stream_get_input_stream (G_IO_STREAM (connection)), answer,
+                             strlen ("HTTP/1.1 411"), &got, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (answer, ==, "HTTP/1.1 411");
+  }
+
   /* Over the body limit: refused before it is read. */
   big = g_strnfill (2 * 1024 * 1024, ' ');
   post_fails (sim, "/sim/close", big, 413);
@@ -1382,6 +1402,25 @@ test_seed_replays (void)
   g_assert_false (health_aligns (first, third, 4));
 }
 
+static void
+test_speed (void)
+{
+  const char *args[] = { "--quiet", "--speed", "10", "--streams", "1", NULL };
+  g_autoptr (SimFixture) sim = start_sim (args);
+  g_autoptr (WsClient) client = ws_client_connect (sim);
+  const char *a = sim_fixture_get_stream_id (sim, 0);
+  gint64 first_us, elapsed_us;
+
+  /* Health every 5 simulated s: 0.5 s at --speed 10; 4 intervals ~ 2 s. */
+  ws_client_subscribe (client, a, "[\"stream.health\"]");
+  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 1);
+  first_us = g_get_monotonic_time ();
+  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 5);
+  elapsed_us = g_get_monotonic_time () - first_us;
+  g_assert_cmpint (elapsed_us, >=, 1500 * 1000);
+  g_assert_cmpint (elapsed_us, <=, 4 * G_USEC_PER_SEC);
+}
+
 /* ---- TLS ---- */
 
 static void
@@ -1556,6 +1595,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sim/limits", test_limits);
   g_test_add_func ("/sim/realistic-events", test_realistic_events);
   g_test_add_func ("/sim/seed-replays", test_seed_replays);
+  g_test_add_func ("/sim/speed", test_speed);
   g_test_add_func ("/sim/tls", test_tls);
   g_test_add_func ("/sim/sigterm", test_sigterm);
   return g_test_run ();
