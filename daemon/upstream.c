@@ -191,7 +191,8 @@ set_state (WbUpstream *self, WbUpstreamState state)
   self->status.state_since_realtime_us = g_get_real_time ();
   if (state == WB_UPSTREAM_CONNECTED)
     self->status.connected_since_realtime_us = self->status.state_since_realtime_us;
-  g_debug ("state %s -> %s", wb_upstream_state_to_string (old), wb_upstream_state_to_string (state));
+  g_debug ("state %s -> %s", wb_upstream_state_to_string (old),
+           wb_upstream_state_to_string (state));
   if (self->callbacks.state_changed != NULL)
     self->callbacks.state_changed (old, state, self->user_data);
 }
@@ -556,6 +557,7 @@ detach_ws (WbUpstream *self, gushort code, const char *reason)
   g_hash_table_remove_all (self->sent);
   self->healthy = FALSE;
   self->io_error = FALSE;
+  self->status.rtt_us = 0;
   if (ws == NULL)
     return;
   g_signal_handlers_disconnect_by_data (ws, self);

@@ -436,7 +436,7 @@ test_lazy_connect_and_events (Fixture *f, gconstpointer data)
   g_assert_cmpuint (status (f)->reconnects, ==, 0);
   g_assert_cmpint (status (f)->connected_since_realtime_us, >, 0);
   g_assert_cmpint (stats_received (f, "ping"), >=, 1);
-  g_assert_cmpint (stats_received (f, "subscribe"), ==, 1);
+  WAIT_UNTIL (stats_received (f, "subscribe") == 1, TEST_DEADLINE_MS);
   /* First connect: nothing to resync. */
   g_assert_cmpuint (f->resync_gaps->len, ==, 0);
 
@@ -823,6 +823,9 @@ test_accept_and_close (Fixture *f, gconstpointer data)
   g_assert_no_error (result.error);
   g_assert_cmpuint (count_states (f, WB_UPSTREAM_CONNECTED), ==, rejects + 1);
   assert_backoff_grows (f, rejects, "accept and close");
+  /* Written once, on the healthy connection only (the sim counts it a moment later). */
+  WAIT_UNTIL (stats_received (f, "chat.message") == 1, TEST_DEADLINE_MS);
+  spin_ms (200);
   g_assert_cmpint (stats_received (f, "chat.message"), ==, 1);
   g_assert_cmpuint (result.calls, ==, 1);
   send_result_clear (&result);
@@ -1111,6 +1114,9 @@ test_error_message (Fixture *f, gconstpointer data)
   g_test_message ("last error: %s", status (f)->last_error);
   g_assert_true (g_str_has_prefix (status (f)->last_error, "invalid_message"));
   g_assert_cmpint (state (f), ==, WB_UPSTREAM_CONNECTED);
+  /* Written: WAVE answers with an error message, not a send failure. */
+  WAIT_UNTIL (result.done, TEST_DEADLINE_MS);
+  g_assert_no_error (result.error);
   send_result_clear (&result);
 }
 
