@@ -101,6 +101,9 @@ class Sim:
         _stop(self.proc)
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     def log(self):
         if self._stderr is None:
@@ -157,9 +160,13 @@ class PrivateBus:
         return {'DBUS_SESSION_BUS_ADDRESS': self.address}
 
     def name_has_owner(self, name):
-        out = subprocess.run(['busctl', f'--address={self.address}', 'status', name],
+        # Ask the bus itself: `busctl status` also needs the owner's
+        # credentials, which are not available in every container.
+        out = subprocess.run(['busctl', f'--address={self.address}', 'call',
+                              'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                              'org.freedesktop.DBus', 'NameHasOwner', 's', name],
                              capture_output=True, text=True)
-        return out.returncode == 0
+        return out.returncode == 0 and out.stdout.strip() == 'b true'
 
 
 class SocketClient:
@@ -168,7 +175,11 @@ class SocketClient:
     def __init__(self, path, timeout=DEFAULT_TIMEOUT):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
         self.buffer = b''
         self.closed = False
 
