@@ -43,6 +43,11 @@ def processes_with(mark):
     return found
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 class DemoCase(unittest.TestCase):
     def setUp(self):
         self.mark = uuid.uuid4().hex
@@ -95,8 +100,11 @@ class DemoInTmux(DemoCase):
         env = {k: v for k, v in self.env.items() if k != MARK_VARIABLE}
         env['TERM'] = 'xterm-256color'
         env.pop('TMUX', None)
+        self.status_file = os.path.join(tempfile.mkdtemp(prefix='wb-demo-status-'), 'status')
+        self.addCleanup(shutil.rmtree, os.path.dirname(self.status_file), ignore_errors=True)
         command = (f'env {MARK_VARIABLE}={self.mark} '
-                   f'{shlex.quote(DEMO)} {shlex.quote(BUILD_DIR)}')
+                   f'{shlex.quote(DEMO)} {shlex.quote(BUILD_DIR)}; '
+                   f'echo $? > {shlex.quote(self.status_file)}')
         subprocess.run(self.tmux(['new-session', '-d', '-s', 'demo', '-x', str(self.COLUMNS),
                                   '-y', str(self.ROWS), command]), env=env, check=True)
         # Keep the pane after the demo exits, to read its exit status.
@@ -134,9 +142,13 @@ class DemoInTmux(DemoCase):
         subprocess.run(self.tmux(['send-keys', '-t', 'demo', 'q']), check=True)
         wait_until(lambda: self.pane('#{pane_dead}') == '1', timeout=TIMEOUT,
                    what='the demo to exit')
-        wait_until(lambda: self.pane('#{pane_dead_status}') != '', timeout=TIMEOUT,
+        # tmux does not always reap its pane's process here, so the shell
+        # around the demo records the exit status.
+        wait_until(lambda: os.path.exists(self.status_file), timeout=TIMEOUT,
                    what='the exit status')
-        self.assertEqual(self.pane('#{pane_dead_status}'), '0')
+        wait_until(lambda: read_text(self.status_file).strip(), timeout=TIMEOUT,
+                   what='the exit status written')
+        self.assertEqual(read_text(self.status_file).strip(), '0', self.capture())
         self.assert_cleaned_up()
         # The normal screen is back, with the instructions printed before.
         after = self.capture()
@@ -147,7 +159,7 @@ class DemoInTmux(DemoCase):
         self.start_demo()
         self.wait_dashboard()
         subprocess.run(self.tmux(['send-keys', '-t', 'demo', 'C-c']), check=True)
-        wait_until(lambda: self.pane('#{pane_dead}') == '1', timeout=TIMEOUT,
+        wait_until(lambda: os.path.exists(self.status_file), timeout=TIMEOUT,
                    what='the demo to exit')
         self.assert_cleaned_up()
 
