@@ -14,7 +14,15 @@ _wavectl_streams()
 _wavectl()
 {
     local cur prev words cword
-    _init_completion || return
+    if declare -F _init_completion >/dev/null; then
+        _init_completion || return
+    else
+        # Without the bash-completion package: COMP_WORDS as bash splits them.
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD - 1]-}
+    fi
 
     local commands="status streams tail chat react watch help"
     local global="--socket --dbus --bus= --help --version"
@@ -34,7 +42,11 @@ _wavectl()
 
     case $prev in
         --socket|-s)
-            _filedir
+            if declare -F _filedir >/dev/null; then
+                _filedir
+            else
+                COMPREPLY=($(compgen -f -- "$cur"))
+            fi
             return
             ;;
         --bus)
@@ -49,7 +61,7 @@ _wavectl()
                 last=${cur##*,}
             fi
             COMPREPLY=($(compgen -P "$head" -W "$events" -- "$last"))
-            compopt -o nospace
+            compopt -o nospace 2>/dev/null
             return
             ;;
     esac
@@ -62,7 +74,7 @@ _wavectl()
     if [[ -z $command ]]; then
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W "$global" -- "$cur"))
-            [[ ${COMPREPLY-} == *= ]] && compopt -o nospace
+            [[ ${COMPREPLY-} == *= ]] && compopt -o nospace 2>/dev/null
         else
             COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         fi
@@ -76,7 +88,7 @@ _wavectl()
             tail) options+=" --json --events" ;;
         esac
         COMPREPLY=($(compgen -W "$options" -- "$cur"))
-        [[ ${COMPREPLY-} == *= ]] && compopt -o nospace
+        [[ ${COMPREPLY-} == *= ]] && compopt -o nospace 2>/dev/null
         return
     fi
 

@@ -416,6 +416,27 @@ class Commands(BridgeCase):
         self.assertIn(self.stream, [s['stream_id'] for s in listed])
         self.assertEqual(tail.stop(), 0)
 
+    def test_bash_completion(self):
+        self.holder(self.stream)
+        script = os.path.join(os.environ.get('WB_SOURCE_DIR', '../..'), 'clients', 'completion',
+                              'wavectl.bash')
+        program = (f'source {script}\n'
+                   'complete_words() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1));'
+                   ' COMPREPLY=(); _wavectl; echo "${COMPREPLY[*]}"; }\n'
+                   'complete_words wavectl st\n'
+                   'complete_words wavectl tail --events chat.message,stream.h\n'
+                   'complete_words wavectl watch ""\n'
+                   'complete_words wavectl chat "" ""\n')
+        env = dict(self.env, PATH=os.path.dirname(WAVECTL_BIN) + ':' + os.environ['PATH'])
+        result = subprocess.run(['bash', '-c', program], env=env, capture_output=True,
+                                text=True, timeout=TIMEOUT)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.split('\n')
+        self.assertEqual(lines[0], 'status streams')
+        self.assertEqual(lines[1], 'chat.message,stream.health')
+        self.assertEqual(lines[2], self.stream)
+        self.assertEqual(lines[3], '')
+
     def test_default_socket_paths(self):
         # Root tries /run/wave-bridge first, then $XDG_RUNTIME_DIR's socket;
         # with neither variable set the user's socket is found.
