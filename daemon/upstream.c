@@ -13,9 +13,6 @@
 /* WAVE events are small JSON objects; anything this big is a broken or
  * hostile server, and libsoup's 128 KiB default is too tight for chat bursts. */
 #define WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES (1024 * 1024)
-/* A handshake that hangs (black-holed SYN, a server that never answers)
- * counts as a network failure after this long. */
-#define WB_UPSTREAM_CONNECT_TIMEOUT_MS (20 * 1000)
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
@@ -874,6 +871,12 @@ connect_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   connect_attempt_unref (attempt);
 }
 
+static guint
+connect_timeout_ms (WbUpstream *self)
+{
+  return self->config.ping_interval_ms + self->config.pong_timeout_ms;
+}
+
 static gboolean
 connect_timeout_cb (gpointer user_data)
 {
@@ -883,6 +886,23 @@ connect_timeout_cb (gpointer user_data)
   attempt->timed_out = TRUE;
   g_cancellable_cancel (attempt->cancellable);
   return G_SOURCE_REMOVE;
+}
+
+/* NULL unless @url is a ws:// or wss:// URL with a host: libsoup treats
+ * anything else as a programming error. */
+static SoupMessage *
+new_handshake_message (const char *url)
+{
+  g_autoptr (GUri) uri = g_uri_parse (url, SOUP_HTTP_URI_FLAGS, NULL);
+  const char *scheme;
+
+  if (uri == NULL)
+    return NULL;
+  scheme = g_uri_get_scheme (uri);
+  if ((g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0)
+      || g_uri_get_host (uri) == NULL || g_uri_get_host (uri)[0] == '\0')
+    return NULL;
+  return soup_message_new_from_uri (SOUP_METHOD_GET, uri);
 }
 
 static void
@@ -895,11 +915,13 @@ start_connect (WbUpstream *self)
   abandon_attempt (self);
   detach_ws (self, WB_UPSTREAM_CLOSE_NORMAL, "reconnect");
 
-  msg = soup_message_new (SOUP_METHOD_GET, self->full_url);
+  msg = new_handshake_message (self->full_url);
   if (msg == NULL)
     {
       set_last_error (self, "invalid upstream URL");
       g_warning ("invalid upstream URL %s", self->redacted_url);
+      /* Still an attempt, so observers see the same cycle as for any failure. */
+      set_state (self, WB_UPSTREAM_CONNECTING);
       apply_policy (self, wb_close_policy_for_local_failure (WB_LOCAL_FAILURE_INVALID_URL));
       return;
     }
@@ -912,7 +934,9 @@ start_connect (WbUpstream *self)
   attempt->upstream = self;
   attempt->cancellable = g_cancellable_new ();
   attempt->msg = g_object_ref (msg);
-  attempt->timeout_id = g_timeout_add (WB_UPSTREAM_CONNECT_TIMEOUT_MS, connect_timeout_cb, attempt);
+  /* A handshake that hangs (black-holed SYN, a server that never answers)
+   * gets one heartbeat cycle, then counts as a network failure. */
+  attempt->timeout_id = g_timeout_add (connect_timeout_ms (self), connect_timeout_cb, attempt);
   self->attempt = attempt;
 
   g_debug ("connecting to %s", self->redacted_url);

@@ -676,6 +676,57 @@ test_unresolvable_host (Fixture *f, gconstpointer data)
   assert_backoff_grows (f, 2, "unresolvable host");
 }
 
+/* A server that completes TCP (the kernel's backlog) but never answers. */
+static void
+test_handshake_timeout (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocket) socket
+      = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &error);
+  g_autoptr (GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+  g_autoptr (GSocketAddress) bound = NULL;
+  guint timeout_ms;
+  gint index;
+
+  g_assert_no_error (error);
+  g_socket_bind (socket, address, FALSE, &error);
+  g_assert_no_error (error);
+  g_socket_listen (socket, &error);
+  g_assert_no_error (error);
+  bound = g_socket_get_local_address (socket, &error);
+  g_assert_no_error (error);
+
+  f->config->ping_interval_ms = 300;
+  f->config->pong_timeout_ms = 300;
+  timeout_ms = f->config->ping_interval_ms + f->config->pong_timeout_ms;
+  g_free (f->config->url);
+  f->config->url = g_strdup_printf ("ws://127.0.0.1:%u/v1/streams",
+                                    g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+  wb_upstream_set_stream_events (upstream (f), "stream_abc123", health_events);
+  WAIT_UNTIL (measured_wait_ms (f, 0, NULL) >= 0, TEST_DEADLINE_MS);
+  index = find_state (f, 0, WB_UPSTREAM_WAITING);
+  assert_wait_between ((g_array_index (f->states, StateEvent, index).at_us
+                        - g_array_index (f->states, StateEvent, 0).at_us)
+                           / 1000,
+                       timeout_ms, timeout_ms + TEST_SLACK_MS, "handshake timeout");
+  g_assert_cmpstr (status (f)->last_error, ==, "connect timeout");
+  g_assert_cmpuint (count_states (f, WB_UPSTREAM_CONNECTED), ==, 0);
+}
+
+/* A URL libsoup cannot use is retried (cheaply), never parked. */
+static void
+test_invalid_url (Fixture *f, gconstpointer data)
+{
+  g_free (f->config->url);
+  f->config->url = g_strdup ("ws://");
+  wb_upstream_set_stream_events (upstream (f), "stream_abc123", health_events);
+  WAIT_UNTIL (measured_wait_ms (f, 1, NULL) >= 0, TEST_DEADLINE_MS);
+  g_test_message ("last error: %s", status (f)->last_error);
+  g_assert_cmpstr (status (f)->last_error, !=, "");
+  assert_backoff_grows (f, 2, "invalid URL");
+}
+
 static gboolean
 make_certificate (Fixture *f, char **out_cert, char **out_key)
 {
@@ -1302,6 +1353,8 @@ main (int argc, char **argv)
     }
   ADD_NO_SIM ("connection-refused", test_connection_refused);
   ADD_NO_SIM ("unresolvable-host", test_unresolvable_host);
+  ADD_NO_SIM ("handshake-timeout", test_handshake_timeout);
+  ADD_NO_SIM ("invalid-url", test_invalid_url);
   ADD_NO_SIM ("tls/trusted", test_tls_trusted);
   ADD_NO_SIM ("tls/untrusted", test_tls_untrusted);
   ADD_NO_SIM ("tls/wrong-ca", test_tls_wrong_ca);
