@@ -455,11 +455,11 @@ class Commands(BridgeCase):
 
 
 class Watch(BridgeCase):
-    def spawn(self, stream, columns=80, rows=24):
+    def spawn(self, stream, columns=80, rows=24, options=()):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', rows, columns, 0, 0))
         env = dict(self.env, TERM='xterm')
-        proc = subprocess.Popen([WAVECTL_BIN, 'watch', stream], stdin=slave, stdout=slave,
+        proc = subprocess.Popen([WAVECTL_BIN, *options, 'watch', stream], stdin=slave, stdout=slave,
                                 stderr=slave, env=env, start_new_session=True)
         self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
         self.addCleanup(os.close, master)
@@ -526,6 +526,18 @@ class Watch(BridgeCase):
         lflag = termios.tcgetattr(slave)[3]
         self.assertTrue(lflag & termios.ECHO)
         self.assertTrue(lflag & termios.ICANON)
+
+    def test_dashboard_over_dbus(self):
+        proc, master, slave, text = self.spawn(self.stream, options=['--dbus'])
+        wait_until(lambda: self.stream in text(), timeout=TIMEOUT, what='dashboard')
+        self.wait_upstream(self.stream)
+        self.emit(health(self.stream, bitrate=3333))
+        self.emit(analytics(self.stream, viewers=4444, peak=5555))
+        self.emit(chat(self.stream, 'dbus_user', 'hello over the bus'))
+        for expected in ('3333 kbps', '4,444 now', 'peak 5,555', 'dbus_user: hello over the bus'):
+            wait_until(lambda: expected in text(), timeout=TIMEOUT, what=repr(expected))
+        os.write(master, b'q')
+        self.assertEqual(proc.wait(TIMEOUT), 0)
 
     def test_signals_restore_the_terminal(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
