@@ -182,13 +182,22 @@ static WbStreamFields
 update_health (WbStreamCache *cache, JsonObject *payload)
 {
   WbStreamState *state = &cache->state;
+  WbStreamFields changed = 0;
 
+  /* WAVE sends health only for a live stream. A bridge that subscribed after
+   * stream.started never saw it, so health is its first sign of life; after
+   * a seen stream.ended, only a new stream.started makes it live again. */
+  if (!state->live && cache->ended_at[0] == '\0')
+    {
+      state->live = TRUE;
+      changed |= WB_STREAM_FIELD_LIVE;
+    }
   if (set_double (&state->bitrate, payload_double (payload, "bitrate"))
       | set_double (&state->fps, payload_double (payload, "fps"))
       | set_double (&state->packet_loss, payload_double (payload, "packet_loss"))
       | set_double (&state->latency, payload_double (payload, "latency")))
-    return WB_STREAM_FIELD_HEALTH;
-  return 0;
+    changed |= WB_STREAM_FIELD_HEALTH;
+  return changed;
 }
 
 static WbStreamFields

@@ -767,6 +767,38 @@ test_fanout_observers (Fixture *fixture, gconstpointer data)
   g_assert_cmpuint (a->events->len, ==, 1);
 }
 
+/* A bridge that subscribes mid-stream never sees stream.started: health is
+ * its first sign of life. After a seen stream.ended it is not enough. */
+static void
+test_live_inferred_from_health (Fixture *fixture, gconstpointer data)
+{
+  Sink *a = sink_new (fixture, "a");
+  const WbStreamState *state;
+
+  subscribe (a, "s1", NULL);
+  state = wb_hub_get_stream (fixture->hub, "s1");
+  g_assert_false (state->live);
+
+  g_ptr_array_set_size (fixture->log, 0);
+  feed_health (fixture, "s1", 1800);
+  state = wb_hub_get_stream (fixture->hub, "s1");
+  g_assert_true (state->live);
+  g_assert_cmpstr (g_ptr_array_index (fixture->log, 0), ==, "changed s1 0x9");
+
+  feed_ended (fixture, "s1");
+  state = wb_hub_get_stream (fixture->hub, "s1");
+  g_assert_false (state->live);
+  g_ptr_array_set_size (fixture->log, 0);
+  feed_health (fixture, "s1", 1900);
+  state = wb_hub_get_stream (fixture->hub, "s1");
+  g_assert_false (state->live);
+  g_assert_cmpstr (g_ptr_array_index (fixture->log, 0), ==, "changed s1 0x8");
+
+  feed_started (fixture, "s1");
+  state = wb_hub_get_stream (fixture->hub, "s1");
+  g_assert_true (state->live);
+}
+
 /* ---- cache replay -------------------------------------------------------- */
 
 static void
@@ -1458,6 +1490,7 @@ main (int argc, char **argv)
   ADD ("/hub/fanout/shared-line", test_fanout_shared_line);
   ADD ("/hub/fanout/counters", test_fanout_counters);
   ADD ("/hub/fanout/observers", test_fanout_observers);
+  ADD ("/hub/stream/live-inferred-from-health", test_live_inferred_from_health);
   ADD ("/hub/cache/replay", test_cache_replay);
   ADD ("/hub/cache/age", test_cache_age);
   ADD ("/hub/state", test_state);

@@ -22,15 +22,21 @@ case ${1:-} in
 esac
 stream=${1:-}
 
+# Asks the bus itself (`busctl status` also needs the owner's credentials).
+has_owner() {
+    [ "$(busctl "$@" call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+        NameHasOwner s "$NAME" 2>/dev/null)" = "b true" ]
+}
+
 if ((${#bus[@]} == 0)); then
     # The user's session first (a user service), else the system bus.
-    if busctl --user status "$NAME" >/dev/null 2>&1; then
+    if has_owner --user; then
         bus=(--user)
     else
         bus=(--system)
     fi
 fi
-if ! busctl "${bus[@]}" status "$NAME" >/dev/null 2>&1; then
+if ! has_owner "${bus[@]}"; then
     echo "$0: $NAME is not on the ${bus[0]#--} bus (is wave-bridge running?)" >&2
     exit 1
 fi
