@@ -194,12 +194,21 @@ check_depth (const char *data, gsize length, GError **error)
 {
   gboolean in_string = FALSE;
   gboolean escaped = FALSE;
+  gboolean value_closed = FALSE;
   int depth = 0;
 
   for (gsize i = 0; i < length; i++)
     {
       char c = data[i];
 
+      /* json-glib stops at the end of the first value and ignores the rest,
+       * so "{…}{…}" would silently lose the second request. */
+      if (value_closed && !g_ascii_isspace (c))
+        {
+          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
+                               "invalid JSON: more data after the message (one object per line)");
+          return FALSE;
+        }
       if (in_string)
         {
           if (escaped)
@@ -231,7 +240,7 @@ check_depth (const char *data, gsize length, GError **error)
             }
         }
       else if (c == '}' || c == ']')
-        depth--;
+        value_closed = --depth == 0;
     }
   return TRUE;
 }

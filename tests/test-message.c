@@ -1328,6 +1328,38 @@ test_verbatim_line (void)
   g_assert_null (request->line);
 }
 
+/* json-glib parses the first value and ignores the rest: a second request on
+ * the same line must be an error, not silently lost. */
+static void
+test_trailing_data (void)
+{
+  static const char *const inputs[] = {
+    "{\"type\":\"status\"}{\"type\":\"ping\"}",
+    "{\"type\":\"status\"} {\"type\":\"ping\"}",
+    "{\"type\":\"status\"}x",
+    "{\"type\":\"status\"}]",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (inputs); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (WbMessage) message
+          = wb_message_parse (inputs[i], strlen (inputs[i]), WB_DIRECTION_TO_SERVER, &error);
+
+      g_assert_null (message);
+      g_assert_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON);
+    }
+  {
+    static const char spaced[] = " {\"type\":\"status\",\"x\":{\"a\":[1]}} \t ";
+    g_autoptr (GError) error = NULL;
+    g_autoptr (WbMessage) message
+        = wb_message_parse (spaced, strlen (spaced), WB_DIRECTION_TO_SERVER, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpint (message->type, ==, WB_MESSAGE_STATUS);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1362,6 +1394,7 @@ main (int argc, char **argv)
   g_test_add_func ("/message/huge", test_huge_message);
   g_test_add_func ("/message/extra-members", test_extra_members);
   g_test_add_func ("/message/verbatim-line", test_verbatim_line);
+  g_test_add_func ("/message/trailing-data", test_trailing_data);
 
   return g_test_run ();
 }
