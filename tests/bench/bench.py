@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import select
 import signal
 import socket
@@ -550,9 +551,11 @@ class Bench:
         self.idle_clients = 100 if quick else IDLE_CLIENTS
         self.bystanders = 100 if quick else BYSTANDERS
         started = time.monotonic()
+        # Logs stay in the work dir when a run fails; a good run removes it.
         self.run_fanout()
         self.run_memory()
         self.run_slow_client()
+        shutil.rmtree(self.workdir, ignore_errors=True)
         summary = self.summarize()
         self.print_table(summary)
         result = {
