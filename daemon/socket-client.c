@@ -4,7 +4,9 @@
 #include "socket-client.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <limits.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <string.h>
@@ -19,12 +21,28 @@
 /* Events resume once the queue drained to 1/LOW_WATER_DIVISOR of its bound,
  * so a client hovering at the bound gets one bridge.dropped, not thousands. */
 #define LOW_WATER_DIVISOR 2
+/* Past this much queued output a client is written at once instead of at the
+ * end of the loop iteration: libsoup hands over a whole upstream burst in one
+ * dispatch, and the clients must not wait for all of it. */
+#define FLUSH_EARLY_BYTES (64 * 1024)
+/* Readiness events taken per epoll_wait(); the rest come next iteration. */
+#define MAX_EPOLL_EVENTS 256
 
 typedef struct
 {
   GSource source;
-  WbSocketClient *client;
-} ClientSource;
+  WbSocketClientGroup *group;
+} GroupSource;
+
+struct _WbSocketClientGroup
+{
+  int epoll_fd;
+  GSource *source;
+  GQueue clients; /* every client, by all_link */
+  GQueue dirty;   /* to write, or dead: handled at the next dispatch */
+  gboolean wake_pending;
+  gint64 next_deadline; /* earliest slow/closing deadline, G_MAXINT64: none */
+};
 
 struct _WbSocketClient
 {
@@ -33,8 +51,12 @@ struct _WbSocketClient
   WbSocketClientCallbacks callbacks;
   gpointer user_data;
 
-  GSource *source;
-  gpointer fd_tag;
+  WbSocketClientGroup *group;
+  GList all_link;
+  GList dirty_link;
+  gboolean in_dirty;
+  guint32 epoll_events;   /* the interest registered with the group */
+  gboolean write_blocked; /* the kernel said EAGAIN: wait for EPOLLOUT */
 
   GByteArray *input;
   gboolean reading; /* FALSE after EOF, a too-long line or close_after_flush */
@@ -82,33 +104,82 @@ client_mark_dead (WbSocketClient *client, WbSocketClientCloseReason reason)
   client->reading = FALSE;
 }
 
+static void
+group_schedule (WbSocketClientGroup *group)
+{
+  if (group->wake_pending)
+    return;
+  /* set_ready_time wakes the context every time: once per iteration is enough. */
+  group->wake_pending = TRUE;
+  g_source_set_ready_time (group->source, 0);
+}
+
+static void
+client_mark_dirty (WbSocketClient *client)
+{
+  if (client->in_dirty)
+    return;
+  client->in_dirty = TRUE;
+  g_queue_push_tail_link (&client->group->dirty, &client->dirty_link);
+  group_schedule (client->group);
+}
+
+static gint64
+client_deadline (const WbSocketClient *client)
+{
+  if (client->dead || !(client->congested || client->closing))
+    return G_MAXINT64;
+  return client->congested_since + (gint64)client->limits.slow_timeout_ms * 1000;
+}
+
 static gsize
 low_water_bytes (const WbSocketClient *client)
 {
   return client->limits.queue_bytes / LOW_WATER_DIVISOR;
 }
 
-/* Poll interest follows the state: IN while reading, OUT only while output
- * is pending; the ready time wakes us for a deferred close or the slow deadline. */
+/* Poll interest follows the state: IN while reading, OUT only while a write
+ * was refused. epoll_ctl only when that changes; a dead client is handed to
+ * its owner at the next dispatch; a slow deadline moves the group's. */
 static void
-client_update_source (WbSocketClient *client)
+client_update_interest (WbSocketClient *client)
 {
-  GIOCondition events = 0;
-  gint64 ready_time = -1;
-
-  if (client->source == NULL)
-    return;
-  if (client->reading)
-    events |= G_IO_IN;
-  if (client->queued_bytes > 0 && !client->dead)
-    events |= G_IO_OUT;
-  g_source_modify_unix_fd (client->source, client->fd_tag, events);
+  WbSocketClientGroup *group = client->group;
+  guint32 events = 0;
+  gint64 deadline;
 
   if (client->dead)
-    ready_time = 0;
-  else if (client->congested || client->closing)
-    ready_time = client->congested_since + (gint64)client->limits.slow_timeout_ms * 1000;
-  g_source_set_ready_time (client->source, ready_time);
+    {
+      client_mark_dirty (client);
+      return;
+    }
+  if (client->reading)
+    events |= EPOLLIN;
+  if (client->write_blocked && client->queued_bytes > 0)
+    events |= EPOLLOUT;
+  if (events != client->epoll_events)
+    {
+      struct epoll_event event = { .events = events, .data.ptr = client };
+
+      if (epoll_ctl (group->epoll_fd, EPOLL_CTL_MOD, client->fd, &event) < 0)
+        {
+          g_warning ("Watching a local client failed: %s", g_strerror (errno));
+          client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_ERROR);
+          client_mark_dirty (client);
+          return;
+        }
+      client->epoll_events = events;
+    }
+  if (client->queued_bytes > 0 && !client->write_blocked)
+    client_mark_dirty (client);
+
+  deadline = client_deadline (client);
+  if (deadline < group->next_deadline)
+    {
+      group->next_deadline = deadline;
+      if (!group->wake_pending)
+        g_source_set_ready_time (group->source, deadline);
+    }
 }
 
 static void
@@ -193,7 +264,10 @@ client_flush (WbSocketClient *client)
           if (errno == EINTR)
             continue;
           if (errno == EAGAIN || errno == EWOULDBLOCK)
-            break;
+            {
+              client->write_blocked = TRUE;
+              break;
+            }
           if (errno == EPIPE || errno == ECONNRESET)
             client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
           else
@@ -205,7 +279,11 @@ client_flush (WbSocketClient *client)
         }
       client_consume (client, (gsize)written);
       if ((gsize)written < batch_bytes)
-        break;
+        {
+          /* A short write means the socket buffer is full. */
+          client->write_blocked = TRUE;
+          break;
+        }
     }
 
   if (client->congested && client->queued_bytes <= low_water_bytes (client))
@@ -303,65 +381,167 @@ client_read (WbSocketClient *client)
   client_process_input (client, FALSE);
 }
 
-static gboolean
-client_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+/* One readiness report of the client's socket. */
+static void
+client_handle_events (WbSocketClient *client, guint32 events)
 {
-  WbSocketClient *client = ((ClientSource *)source)->client;
-  GIOCondition revents = g_source_query_unix_fd (source, client->fd_tag);
-
-  if (!client->dead && client->queued_bytes > 0 && (revents & (G_IO_OUT | G_IO_ERR | G_IO_HUP)))
-    client_flush (client);
-  if (!client->dead && client->reading && (revents & (G_IO_IN | G_IO_ERR | G_IO_HUP)))
+  if (!client->dead && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+    {
+      client->write_blocked = FALSE;
+      if (client->queued_bytes > 0)
+        client_flush (client);
+    }
+  if (!client->dead && client->reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
     client_read (client);
   /* Without read interest, HUP/ERR is the only sign the peer is gone. */
-  if (!client->dead && !client->reading && (revents & (G_IO_ERR | G_IO_HUP)))
+  if (!client->dead && !client->reading && (events & (EPOLLERR | EPOLLHUP)))
     client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
-  if (!client->dead && (client->congested || client->closing)
-      && g_get_monotonic_time ()
-             >= client->congested_since + (gint64)client->limits.slow_timeout_ms * 1000)
-    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_SLOW);
+  client_update_interest (client);
+}
 
-  if (client->dead)
+/* Cuts clients past their slow deadline; finds the next deadline. */
+static void
+group_sweep_deadlines (WbSocketClientGroup *group, gint64 now)
+{
+  group->next_deadline = G_MAXINT64;
+  for (GList *l = group->clients.head; l != NULL; l = l->next)
     {
-      g_source_set_ready_time (source, -1);
-      /* The owner frees the client here, which destroys this source. */
-      client->callbacks.closed (client, client->dead_reason, client->user_data);
-      return G_SOURCE_CONTINUE;
+      WbSocketClient *client = l->data;
+      gint64 deadline = client_deadline (client);
+
+      if (deadline <= now)
+        {
+          client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_SLOW);
+          client_mark_dirty (client);
+        }
+      else if (deadline < group->next_deadline)
+        group->next_deadline = deadline;
     }
-  client_update_source (client);
+}
+
+static gboolean
+group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  WbSocketClientGroup *group = ((GroupSource *)source)->group;
+  struct epoll_event events[MAX_EPOLL_EVENTS];
+  gint64 now;
+  int n;
+
+  group->wake_pending = FALSE;
+  g_source_set_ready_time (source, -1);
+
+  do
+    n = epoll_wait (group->epoll_fd, events, G_N_ELEMENTS (events), 0);
+  while (n < 0 && errno == EINTR);
+  /* Clients are only freed from their closed callback, below: every
+   * pointer in events[] stays valid for this loop. */
+  for (int i = 0; i < n; i++)
+    client_handle_events (events[i].data.ptr, events[i].events);
+
+  now = g_get_monotonic_time ();
+  if (now >= group->next_deadline)
+    group_sweep_deadlines (group, now);
+
+  while (!g_queue_is_empty (&group->dirty))
+    {
+      GList *link = g_queue_pop_head_link (&group->dirty);
+      WbSocketClient *client = link->data;
+
+      client->in_dirty = FALSE;
+      if (!client->dead && client->queued_bytes > 0 && !client->write_blocked)
+        client_flush (client);
+      if (client->dead)
+        {
+          /* The owner frees the client here. */
+          client->callbacks.closed (client, client->dead_reason, client->user_data);
+          continue;
+        }
+      /* Output left over a full batch puts the client back in the queue. */
+      client_update_interest (client);
+    }
+
+  if (!group->wake_pending && group->next_deadline != G_MAXINT64)
+    g_source_set_ready_time (source, group->next_deadline);
   return G_SOURCE_CONTINUE;
 }
 
-static GSourceFuncs client_source_funcs = {
-  .dispatch = client_source_dispatch,
+static GSourceFuncs group_source_funcs = {
+  .dispatch = group_source_dispatch,
 };
 
+WbSocketClientGroup *
+wb_socket_client_group_new (GError **error)
+{
+  WbSocketClientGroup *group;
+  int epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
+
+  if (epoll_fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "Cannot create an epoll descriptor: %s", g_strerror (saved_errno));
+      return NULL;
+    }
+  group = g_new0 (WbSocketClientGroup, 1);
+  group->epoll_fd = epoll_fd;
+  group->next_deadline = G_MAXINT64;
+  g_queue_init (&group->clients);
+  g_queue_init (&group->dirty);
+  group->source = g_source_new (&group_source_funcs, sizeof (GroupSource));
+  ((GroupSource *)group->source)->group = group;
+  g_source_set_static_name (group->source, "wave-bridge socket clients");
+  g_source_add_unix_fd (group->source, epoll_fd, G_IO_IN);
+  g_source_attach (group->source, NULL);
+  return group;
+}
+
+void
+wb_socket_client_group_free (WbSocketClientGroup *group)
+{
+  if (group == NULL)
+    return;
+  g_warn_if_fail (g_queue_is_empty (&group->clients));
+  g_source_destroy (group->source);
+  g_source_unref (group->source);
+  close (group->epoll_fd);
+  g_free (group);
+}
+
 WbSocketClient *
-wb_socket_client_new (int fd, const WbSocketClientLimits *limits,
+wb_socket_client_new (WbSocketClientGroup *group, int fd, const WbSocketClientLimits *limits,
                       const WbSocketClientCallbacks *callbacks, gpointer user_data)
 {
   WbSocketClient *client;
+  struct epoll_event event = { .events = EPOLLIN };
 
-  g_return_val_if_fail (fd >= 0, NULL);
+  g_return_val_if_fail (group != NULL && fd >= 0, NULL);
   g_return_val_if_fail (limits != NULL && callbacks != NULL, NULL);
   g_return_val_if_fail (callbacks->line != NULL && callbacks->line_too_long != NULL
                             && callbacks->closed != NULL,
                         NULL);
 
   client = g_new0 (WbSocketClient, 1);
+  event.data.ptr = client;
+  if (epoll_ctl (group->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0)
+    {
+      g_warning ("Cannot watch a local client: %s", g_strerror (errno));
+      close (fd);
+      g_free (client);
+      return NULL;
+    }
   client->fd = fd;
   client->limits = *limits;
   client->callbacks = *callbacks;
   client->user_data = user_data;
   client->input = g_byte_array_new ();
   client->reading = TRUE;
+  client->epoll_events = EPOLLIN;
+  client->group = group;
+  client->all_link.data = client;
+  client->dirty_link.data = client;
   g_queue_init (&client->output);
-
-  client->source = g_source_new (&client_source_funcs, sizeof (ClientSource));
-  ((ClientSource *)client->source)->client = client;
-  g_source_set_static_name (client->source, "wave-bridge socket client");
-  client->fd_tag = g_source_add_unix_fd (client->source, fd, G_IO_IN);
-  g_source_attach (client->source, NULL);
+  g_queue_push_tail_link (&group->clients, &client->all_link);
   return client;
 }
 
@@ -370,11 +550,12 @@ wb_socket_client_free (WbSocketClient *client)
 {
   if (client == NULL)
     return;
-  if (client->source != NULL)
-    {
-      g_source_destroy (client->source);
-      g_clear_pointer (&client->source, g_source_unref);
-    }
+  if (client->in_dirty)
+    g_queue_unlink (&client->group->dirty, &client->dirty_link);
+  g_queue_unlink (&client->group->clients, &client->all_link);
+  /* Closing the fd would drop it from the epoll set only if no duplicate
+   * existed; say so explicitly. */
+  epoll_ctl (client->group->epoll_fd, EPOLL_CTL_DEL, client->fd, NULL);
   g_queue_clear_full (&client->output, (GDestroyNotify)g_bytes_unref);
   g_byte_array_unref (client->input);
   if (client->fd >= 0)
@@ -387,7 +568,7 @@ wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLimits 
 {
   g_return_if_fail (client != NULL && limits != NULL);
   client->limits = *limits;
-  client_update_source (client);
+  client_update_interest (client);
 }
 
 int
@@ -417,11 +598,13 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
       client_set_congested (client);
       client->dropped_pending++;
       client->dropped_total++;
-      client_update_source (client);
+      client_update_interest (client);
       return FALSE;
     }
   client_push (client, line);
-  client_update_source (client);
+  if (client->queued_bytes >= FLUSH_EARLY_BYTES && !client->write_blocked)
+    client_flush (client);
+  client_update_interest (client);
   return TRUE;
 }
 
@@ -437,7 +620,7 @@ wb_socket_client_queue_control (WbSocketClient *client, GBytes *line)
     client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
   else if (client->queued_bytes > client->limits.queue_bytes)
     client_set_congested (client);
-  client_update_source (client);
+  client_update_interest (client);
 }
 
 void
@@ -453,7 +636,7 @@ wb_socket_client_close_after_flush (WbSocketClient *client)
   client->congested_since = g_get_monotonic_time ();
   if (client->queued_bytes == 0)
     client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
-  client_update_source (client);
+  client_update_interest (client);
 }
 
 gsize

@@ -2,7 +2,7 @@
 /*
  * One local socket connection: newline framing of what the client sends,
  * and a bounded output queue of shared line buffers written with one
- * sendmsg() per batch when the socket is writable. Knows nothing of the
+ * sendmsg() per batch. Knows nothing of the
  * protocol's meaning; socket-frontend.c does.
  *
  * Backpressure: events past queue_bytes are refused (the owner counts them
@@ -18,6 +18,17 @@
 G_BEGIN_DECLS
 
 typedef struct _WbSocketClient WbSocketClient;
+
+/* All connections of one frontend share one epoll descriptor in the main
+ * loop: a loop iteration costs the same with 1 or 1000 idle clients, poll
+ * interest changes only when it really changes, and new output is written
+ * once per client per iteration (one sendmsg for everything queued). */
+typedef struct _WbSocketClientGroup WbSocketClientGroup;
+
+WbSocketClientGroup *wb_socket_client_group_new (GError **error);
+/* The group's clients must be freed first. Accepts NULL. */
+void wb_socket_client_group_free (WbSocketClientGroup *group);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbSocketClientGroup, wb_socket_client_group_free)
 
 typedef struct
 {
@@ -51,8 +62,10 @@ typedef struct
   void (*closed) (WbSocketClient *client, WbSocketClientCloseReason reason, gpointer user_data);
 } WbSocketClientCallbacks;
 
-/* Takes ownership of @fd (a connected, non-blocking stream socket). */
-WbSocketClient *wb_socket_client_new (int fd, const WbSocketClientLimits *limits,
+/* Takes ownership of @fd (a connected, non-blocking stream socket). NULL if
+ * the fd cannot be watched (it is closed then). */
+WbSocketClient *wb_socket_client_new (WbSocketClientGroup *group, int fd,
+                                      const WbSocketClientLimits *limits,
                                       const WbSocketClientCallbacks *callbacks, gpointer user_data);
 /* Closes the fd without emitting closed. Accepts NULL. */
 void wb_socket_client_free (WbSocketClient *client);

@@ -76,6 +76,7 @@ struct _WbSocketFrontend
   gid_t send_gid;
 
   GHashTable *clients; /* FrontendClient set */
+  WbSocketClientGroup *connections;
   gint64 last_refusal_log_us;
   guint refusals_unlogged;
 };
@@ -527,7 +528,13 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
   client->name = g_steal_pointer (&name);
   client->pending_sends = g_ptr_array_new_with_free_func ((GDestroyNotify)pending_send_free);
   client->held_events = g_ptr_array_new_with_free_func ((GDestroyNotify)wb_event_unref);
-  client->connection = wb_socket_client_new (fd, &frontend->limits, &client_callbacks, client);
+  client->connection = wb_socket_client_new (frontend->connections, fd, &frontend->limits,
+                                             &client_callbacks, client);
+  if (client->connection == NULL)
+    {
+      frontend_client_free (client);
+      return;
+    }
   g_hash_table_add (frontend->clients, client);
   /* The greeting goes first, before anything the hub may deliver. */
   client_send_hello (client);
@@ -819,6 +826,9 @@ wb_socket_frontend_new (WbHub *hub, const WbConfig *config, GError **error)
   frontend->listen_fd = -1;
   frontend->clients = g_hash_table_new_full (g_direct_hash, g_direct_equal,
                                              (GDestroyNotify)frontend_client_free, NULL);
+  frontend->connections = wb_socket_client_group_new (error);
+  if (frontend->connections == NULL)
+    return NULL;
   frontend_apply_config (frontend, config);
 
   if (!frontend_take_activated (frontend))
@@ -844,6 +854,7 @@ wb_socket_frontend_free (WbSocketFrontend *frontend)
   g_clear_handle_id (&frontend->listen_source_id, g_source_remove);
   g_clear_handle_id (&frontend->accept_retry_id, g_source_remove);
   g_clear_pointer (&frontend->clients, g_hash_table_unref);
+  g_clear_pointer (&frontend->connections, wb_socket_client_group_free);
   if (frontend->listen_fd >= 0)
     close (frontend->listen_fd);
   /* Remove the node only if it is still the one we created. */
