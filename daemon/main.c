@@ -26,6 +26,8 @@
 
 /* sysexits.h EX_CONFIG: systemd shows a configuration problem, not a crash. */
 #define EXIT_CONFIG 78
+/* Bounded: a source that keeps itself ready must not stall the exit. */
+#define SHUTDOWN_DRAIN_ITERATIONS 100
 
 typedef struct
 {
@@ -357,6 +359,10 @@ daemon_stop (Daemon *daemon)
   g_clear_pointer (&daemon->socket_frontend, wb_socket_frontend_free);
   /* Upstream before the hub: failing queued sends reports into the hub. */
   g_clear_pointer (&daemon->upstream, wb_upstream_free);
+  /* Cancelled connects and closes finish through callbacks of their own;
+   * let them run so they release what they hold. */
+  for (guint i = 0; i < SHUTDOWN_DRAIN_ITERATIONS && g_main_context_pending (NULL); i++)
+    g_main_context_iteration (NULL, FALSE);
   g_clear_pointer (&daemon->hub, wb_hub_free);
   g_clear_pointer (&daemon->config, wb_config_free);
   if (daemon->api_key != NULL)
