@@ -13,6 +13,7 @@ typedef struct
   GSource source;
   sd_bus *bus;
   gpointer fd_tag;
+  GIOCondition condition; /* what fd_tag currently waits for */
   gboolean lost;
 } WbBusSource;
 
@@ -55,7 +56,13 @@ bus_source_prepare (GSource *source, gint *out_timeout)
     condition |= G_IO_IN;
   if (events & POLLOUT)
     condition |= G_IO_OUT;
-  g_source_modify_unix_fd (source, self->fd_tag, condition);
+  /* Only on change: g_source_modify_unix_fd() wakes the context up, and
+   * doing that from every prepare would turn poll() into a busy loop. */
+  if (condition != self->condition)
+    {
+      g_source_modify_unix_fd (source, self->fd_tag, condition);
+      self->condition = condition;
+    }
 
   r = sd_bus_get_timeout (self->bus, &until_us);
   if (r < 0)
@@ -145,7 +152,8 @@ wb_bus_source_new (sd_bus *bus)
   self = (WbBusSource *)g_source_new (&bus_source_funcs, sizeof (WbBusSource));
   g_source_set_static_name (&self->source, "sd-bus");
   self->bus = sd_bus_ref (bus);
-  self->fd_tag = g_source_add_unix_fd (&self->source, fd, G_IO_IN);
+  self->condition = G_IO_IN;
+  self->fd_tag = g_source_add_unix_fd (&self->source, fd, self->condition);
   return &self->source;
 }
 
