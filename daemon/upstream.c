@@ -838,6 +838,7 @@ connect_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 
   g_assert (self->attempt == attempt);
   self->attempt = NULL;
+  connect_attempt_unref (attempt); /* self->attempt's; the operation's ref remains */
   g_clear_handle_id (&attempt->timeout_id, g_source_remove);
   status = soup_message_get_status (attempt->msg);
 
