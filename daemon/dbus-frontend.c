@@ -174,7 +174,7 @@ wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what)
     {
       /* The outgoing queue is full: the bus daemon is not reading. Never
        * wait for it; the message is lost and counted. */
-      frontend->bus_dropped++;
+      wb_hub_count_dropped (frontend->hub, 1);
       g_debug ("D-Bus output queue full, dropped %s", what);
       wb_dbus_manager_status_changed (frontend, FALSE);
       return;

@@ -47,7 +47,6 @@ snapshot_take (WbDbusFrontend *frontend, WbDbusManagerSnapshot *out_snapshot)
       out_snapshot->events_delivered = counters->events_delivered;
       out_snapshot->events_dropped = counters->events_dropped;
     }
-  out_snapshot->events_dropped += frontend->bus_dropped;
   if (out_snapshot->state == NULL)
     out_snapshot->state = g_strdup (wb_upstream_state_to_string (WB_UPSTREAM_IDLE));
   if (out_snapshot->upstream_url == NULL)

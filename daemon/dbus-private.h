@@ -72,9 +72,6 @@ struct _WbDbusFrontend
   sd_bus_slot *stream_slot;
   sd_bus_slot *enumerator_slot;
 
-  /* Messages sd-bus refused (ENOBUFS): part of EventsDropped. */
-  guint64 bus_dropped;
-
   WbDbusManagerSnapshot published;
   guint status_timeout_id;
   gint64 last_status_us;

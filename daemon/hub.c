@@ -990,6 +990,13 @@ wb_hub_client_count_dropped (WbHubClient *client, guint count)
     client->hub->counters.events_dropped += count;
 }
 
+void
+wb_hub_count_dropped (WbHub *hub, guint count)
+{
+  g_return_if_fail (hub != NULL);
+  hub->counters.events_dropped += count;
+}
+
 /* ---- sends --------------------------------------------------------------- */
 
 static void

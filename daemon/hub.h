@@ -124,6 +124,9 @@ gboolean wb_hub_client_send (WbHubClient *client, WbMessageType type, const char
 /* Events the frontend dropped for this client outside deliver() (e.g. when
  * draining). */
 void wb_hub_client_count_dropped (WbHubClient *client, guint count);
+/* Events a frontend dropped that belong to no one client (a broadcast D-Bus
+ * signal the bus refused). */
+void wb_hub_count_dropped (WbHub *hub, guint count);
 
 /* ---- observers (D-Bus frontend, sd_notify) ----------------------------- */
 

@@ -687,11 +687,14 @@ test_fanout_counters (Fixture *fixture, gconstpointer data)
   wb_hub_client_count_dropped (slow->client, 5);
   g_assert_cmpuint (counters->events_dropped, ==, 7);
   g_assert_cmpuint (log_count_prefix (fixture, "status"), >=, 2);
+  /* A broadcast signal the bus refused belongs to no client. */
+  wb_hub_count_dropped (fixture->hub, 3);
+  g_assert_cmpuint (counters->events_dropped, ==, 10);
 
   status = wb_hub_build_status (fixture->hub);
   g_assert_cmpint (json_object_get_int_member (status, "events_received"), ==, 2);
   g_assert_cmpint (json_object_get_int_member (status, "events_delivered"), ==, 2);
-  g_assert_cmpint (json_object_get_int_member (status, "events_dropped"), ==, 7);
+  g_assert_cmpint (json_object_get_int_member (status, "events_dropped"), ==, 10);
 }
 
 static void
