@@ -22,6 +22,15 @@ typedef struct
   char **events;
 } Options;
 
+static void
+options_clear (Options *options)
+{
+  g_clear_pointer (&options->socket_path, g_free);
+  g_clear_pointer (&options->bus, g_free);
+  g_clear_pointer (&options->events, g_strfreev);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Options, options_clear)
+
 typedef int (*CommandFunc) (Options *options, char **args);
 
 typedef struct
@@ -306,7 +315,7 @@ option_takes_value (const char *arg)
 int
 main (int argc, char **argv)
 {
-  Options options = { 0 };
+  g_auto (Options) options = { 0 };
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) rest = g_ptr_array_new ();
@@ -454,8 +463,5 @@ main (int argc, char **argv)
     result = command->run (&options, args);
   }
 
-  g_free (options.socket_path);
-  g_free (options.bus);
-  g_strfreev (options.events);
   return result;
 }
