@@ -86,9 +86,11 @@ class DemoInTmux(DemoCase):
     def tmux(self, args):
         return ['tmux', '-L', self.tmux_socket, '-f', '/dev/null'] + args
 
-    def capture(self):
-        return subprocess.run(self.tmux(['capture-pane', '-p', '-t', 'demo']),
-                              capture_output=True, text=True).stdout
+    def capture(self, history=False):
+        # With history: the scrollback too (long paths push the top of the
+        # printed instructions out of an 80x24 pane).
+        args = ['capture-pane', '-p', '-t', 'demo'] + (['-S', '-'] if history else [])
+        return subprocess.run(self.tmux(args), capture_output=True, text=True).stdout
 
     def pane(self, fmt):
         return subprocess.run(self.tmux(['display-message', '-p', '-t', 'demo', fmt]),
@@ -151,7 +153,7 @@ class DemoInTmux(DemoCase):
         self.assertEqual(read_text(self.status_file).strip(), '0', self.capture())
         self.assert_cleaned_up()
         # The normal screen is back, with the instructions printed before.
-        after = self.capture()
+        after = self.capture(history=True)
         self.assertIn('Try from another terminal', after)
         self.assertIn('demo finished', after)
 
