@@ -914,6 +914,8 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
   if (added)
     NOTIFY (hub, stream_added, stream->stream_id);
   stream_union_changed (hub, stream, old_mask);
+  if (hub->ops != NULL && hub->ops->demand != NULL)
+    hub->ops->demand (hub->upstream);
   hub_leave (hub);
   return TRUE;
 }

@@ -63,6 +63,10 @@ typedef struct
                 gpointer user_data);
   const WbUpstreamStatus *(*get_status) (gpointer upstream);
   void (*reconnect) (gpointer upstream);
+  /* A local client subscribed: connect if parked in idle or closed, even
+   * when the union did not change (DESIGN.md: "reconnect on the next local
+   * demand"). May be NULL. */
+  void (*demand) (gpointer upstream);
   /* Re-read configuration and key (SIGHUP, Reload()). */
   gboolean (*reload) (gpointer upstream, GError **error);
 } WbHubUpstreamOps;

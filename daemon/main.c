@@ -81,6 +81,14 @@ ops_reconnect (gpointer user_data)
   wb_upstream_reconnect (daemon->upstream);
 }
 
+static void
+ops_demand (gpointer user_data)
+{
+  Daemon *daemon = user_data;
+
+  wb_upstream_demand (daemon->upstream);
+}
+
 static gboolean daemon_reload (Daemon *daemon, GError **error);
 
 static gboolean
@@ -94,6 +102,7 @@ static const WbHubUpstreamOps hub_upstream_ops = {
   .send = ops_send,
   .get_status = ops_get_status,
   .reconnect = ops_reconnect,
+  .demand = ops_demand,
   .reload = ops_reload,
 };
 

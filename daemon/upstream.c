@@ -955,6 +955,14 @@ demand_added (WbUpstream *self)
     start_connect (self);
 }
 
+void
+wb_upstream_demand (WbUpstream *self)
+{
+  g_return_if_fail (self != NULL);
+  if (have_demand (self))
+    demand_added (self);
+}
+
 /* ---- configuration -------------------------------------------------------- */
 
 static void

@@ -96,6 +96,9 @@ void wb_upstream_set_stream_events (WbUpstream *upstream, const char *stream_id,
 void wb_upstream_send (WbUpstream *upstream, JsonNode *message, WbUpstreamSendCallback callback,
                        gpointer user_data);
 
+/* A local client asked for something: connect if idle or closed (after a
+ * server's 1000) and there is anything to connect for. Waits are kept. */
+void wb_upstream_demand (WbUpstream *upstream);
 /* Reconnect() on D-Bus: drop the current connection (if any) and connect now. */
 void wb_upstream_reconnect (WbUpstream *upstream);
 /* New configuration and key (SIGHUP, Reload()): leaves auth-failed, reconnects

@@ -43,6 +43,7 @@ typedef struct
   GPtrArray *send_calls;
   WbUpstreamStatus status;
   guint reconnects;
+  guint demands;
   guint reloads;
   gboolean reload_fails;
 } Recorder;
@@ -98,6 +99,12 @@ recorder_reconnect (gpointer upstream)
   ((Recorder *)upstream)->reconnects++;
 }
 
+static void
+recorder_demand (gpointer upstream)
+{
+  ((Recorder *)upstream)->demands++;
+}
+
 static gboolean
 recorder_reload (gpointer upstream, GError **error)
 {
@@ -117,6 +124,7 @@ static const WbHubUpstreamOps recorder_ops = {
   .send = recorder_send,
   .get_status = recorder_get_status,
   .reconnect = recorder_reconnect,
+  .demand = recorder_demand,
   .reload = recorder_reload,
 };
 
@@ -800,6 +808,23 @@ test_live_inferred_from_health (Fixture *fixture, gconstpointer data)
   feed_started (fixture, "s1");
   state = wb_hub_get_stream (fixture->hub, "s1");
   g_assert_true (state->live);
+}
+
+/* Every subscribe is local demand, even one that leaves the union as it is:
+ * it is what ends a server's 1000 ("closed"). */
+static void
+test_subscribe_is_demand (Fixture *fixture, gconstpointer data)
+{
+  Sink *a = sink_new (fixture, "a");
+  Sink *b = sink_new (fixture, "b");
+  guint set_calls;
+
+  subscribe (a, "s1", "stream.health");
+  g_assert_cmpuint (fixture->recorder.demands, ==, 1);
+  set_calls = fixture->recorder.set_calls->len;
+  subscribe (b, "s1", "stream.health");
+  g_assert_cmpuint (fixture->recorder.set_calls->len, ==, set_calls);
+  g_assert_cmpuint (fixture->recorder.demands, ==, 2);
 }
 
 /* ---- cache replay -------------------------------------------------------- */
@@ -1494,6 +1519,7 @@ main (int argc, char **argv)
   ADD ("/hub/fanout/counters", test_fanout_counters);
   ADD ("/hub/fanout/observers", test_fanout_observers);
   ADD ("/hub/stream/live-inferred-from-health", test_live_inferred_from_health);
+  ADD ("/hub/union/subscribe-is-demand", test_subscribe_is_demand);
   ADD ("/hub/cache/replay", test_cache_replay);
   ADD ("/hub/cache/age", test_cache_age);
   ADD ("/hub/state", test_state);

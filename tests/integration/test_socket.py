@@ -595,6 +595,30 @@ class SocketUpstreamEvents(unittest.TestCase):
             self.assertEqual(got[-1]['payload']['bitrate'], 5.0)
 
 
+    def test_subscribe_reconnects_after_server_close_1000(self):
+        """DESIGN.md: after a 1000 from the server the bridge stays closed
+        until local demand; a new subscriber is demand even when the stream
+        is already in the union (so nothing new is sent upstream)."""
+        stream = 'stream_tst091'
+        with Bridge(self.sim) as bridge, bridge.connect() as first:
+            subscribe(first, stream, ['stream.health'])
+            wait_upstream(self.sim, stream, ['stream.health'])
+            self.sim.post('/sim/close', {'code': 1000, 'reason': 'bye'})
+            first.recv_type('bridge.state', timeout=15,
+                            where=lambda m: m['payload']['state'] == 'closed')
+            # Parked: no retry by itself.
+            time.sleep(1.0)
+            self.assertEqual(bridge.status()['state'], 'closed')
+            with bridge.connect() as second:
+                self.assertEqual(second.hello['payload']['state'], 'closed')
+                subscribe(second, stream, ['stream.health'])
+                second.recv_type('bridge.state', timeout=15,
+                                 where=lambda m: m['payload']['state'] == 'connected')
+                wait_upstream(self.sim, stream, ['stream.health'])
+                self.sim.post('/sim/emit', health(stream, 7.0))
+                got = stream_events_until(second, lambda m: m['type'] == 'stream.health')
+                self.assertEqual(got[-1]['payload']['bitrate'], 7.0)
+
 class SocketSlowClients(unittest.TestCase):
     def setUp(self):
         self.sim = Sim(streams=1, speed=1).__enter__()
