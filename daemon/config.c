@@ -38,7 +38,9 @@ wb_config_new_defaults (gboolean user_mode)
   WbConfig *config = g_new0 (WbConfig, 1);
 
   config->url = g_strdup (DEFAULT_URL);
-  config->api_key_file = user_mode ? NULL : g_strdup (SYSTEM_API_KEY_FILE);
+  config->api_key_file
+      = user_mode ? g_build_filename (g_get_user_config_dir (), "wave-bridge", "api-key", NULL)
+                  : g_strdup (SYSTEM_API_KEY_FILE);
   config->ping_interval_ms = 30 * 1000;
   config->pong_timeout_ms = 5 * 1000;
   config->idle_timeout_ms = 60 * 1000;
@@ -253,6 +255,51 @@ validate_socket_path (const char *path, const char *source, GError **error)
   return TRUE;
 }
 
+static const char *const known_keys[] = {
+  "Upstream/URL",
+  "Upstream/APIKeyFile",
+  "Upstream/CAFile",
+  "Upstream/PingInterval",
+  "Upstream/PongTimeout",
+  "Upstream/IdleTimeout",
+  "Upstream/BackoffInitial",
+  "Upstream/BackoffMax",
+  "Upstream/GoingAwayWait",
+  "Upstream/RateLimitedWait",
+  "Socket/Path",
+  "Limits/MaxClients",
+  "Limits/ClientQueueBytes",
+  "Limits/MaxLineBytes",
+  "Limits/ChatPerMinute",
+  "Limits/ReactionsPerMinute",
+  "Limits/SendQueueSize",
+  "Limits/SendQueueTimeout",
+  "Limits/MaxSubscriptions",
+  "Limits/SlowClientTimeout",
+  "Access/SendGroup",
+  NULL,
+};
+
+/* A misspelt key would otherwise silently keep its default. */
+static void
+warn_unknown_keys (GKeyFile *key_file, const char *source)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (key_file, NULL);
+
+  for (guint g = 0; groups[g] != NULL; g++)
+    {
+      g_auto (GStrv) keys = g_key_file_get_keys (key_file, groups[g], NULL, NULL);
+
+      for (guint k = 0; keys != NULL && keys[k] != NULL; k++)
+        {
+          g_autofree char *name = g_strconcat (groups[g], "/", keys[k], NULL);
+
+          if (!g_strv_contains (known_keys, name))
+            g_warning ("%s: unknown key [%s] %s, ignored", source, groups[g], keys[k]);
+        }
+    }
+}
+
 gboolean
 wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *source, GError **error)
 {
@@ -262,6 +309,7 @@ wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *sourc
   g_return_val_if_fail (config != NULL && key_file != NULL, FALSE);
   if (source == NULL)
     source = "configuration";
+  warn_unknown_keys (key_file, source);
 
   if (!read_string (key_file, source, up, "URL", &config->url, error)
       || !read_string (key_file, source, up, "APIKeyFile", &config->api_key_file, error)

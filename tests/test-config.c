@@ -47,7 +47,8 @@ test_defaults (void)
   g_assert_cmpint (user->bus, ==, WB_BUS_SESSION);
   g_assert_true (g_str_has_prefix (user->socket_path, g_get_user_runtime_dir ()));
   g_assert_true (g_str_has_suffix (user->socket_path, "/wave-bridge/wave.sock"));
-  g_assert_null (user->api_key_file);
+  g_assert_true (g_str_has_prefix (user->api_key_file, g_get_user_config_dir ()));
+  g_assert_true (g_str_has_suffix (user->api_key_file, "/wave-bridge/api-key"));
 }
 
 static void
@@ -136,6 +137,22 @@ test_bad_values (void)
       g_assert_nonnull (strstr (error->message, "test.conf: "));
       g_assert_nonnull (strstr (error->message, cases[i].expected_in_message));
     }
+}
+
+static void
+test_unknown_keys_warn (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbConfig) config = NULL;
+
+  g_test_expect_message ("wave-config", G_LOG_LEVEL_WARNING,
+                         "test.conf: unknown key [Limits] ChatPerMinut, ignored");
+  g_test_expect_message ("wave-config", G_LOG_LEVEL_WARNING,
+                         "test.conf: unknown key [Nope] X, ignored");
+  config = load_text ("[Limits]\nChatPerMinut=5\nChatPerMinute=7\n[Nope]\nX=1\n", &error);
+  g_test_assert_expected_messages ();
+  g_assert_no_error (error);
+  g_assert_cmpuint (config->chat_per_minute, ==, 7);
 }
 
 static char *
@@ -317,6 +334,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/defaults", test_defaults);
   g_test_add_func ("/config/every-key", test_every_key);
   g_test_add_func ("/config/bad-values", test_bad_values);
+  g_test_add_func ("/config/unknown-keys-warn", test_unknown_keys_warn);
   g_test_add_func ("/config/file-and-overrides", test_file_and_overrides);
   g_test_add_func ("/config/api-key-sources", test_api_key_sources);
   g_test_add_func ("/config/world-readable-key-warns", test_world_readable_key_warns);
