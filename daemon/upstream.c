@@ -670,8 +670,15 @@ connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, 
   detach_ws (self, WB_UPSTREAM_CLOSE_GOING_AWAY, reason);
   if (code != 0)
     record_close (self, code, reason);
-  g_message ("upstream %s lost (%u %s): %s", self->redacted_url, code, reason != NULL ? reason : "",
-             policy->description);
+  if (code != 0 && reason != NULL && reason[0] != '\0')
+    g_message ("upstream %s lost: %s (close code %u: %s)", self->redacted_url, policy->description,
+               code, reason);
+  else if (code != 0)
+    g_message ("upstream %s lost: %s (close code %u)", self->redacted_url, policy->description,
+               code);
+  else
+    g_message ("upstream %s lost: %s (%s)", self->redacted_url, policy->description,
+               reason != NULL ? reason : "no reason given");
   apply_policy (self, policy);
   notify_status (self);
 }
@@ -692,10 +699,17 @@ ws_closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
     }
   else
     {
+      g_autofree char *text = NULL;
+
       /* No close frame at all is an abnormal closure. */
       if (code == 0)
         code = WB_CLOSE_CODE_ABNORMAL;
       policy = wb_close_policy_for_close_code (code);
+      /* What `status` shows: why the server closed (e.g. 4401 after a bad key). */
+      text = reason_copy != NULL && reason_copy[0] != '\0'
+                 ? g_strdup_printf ("closed by the server with %u: %s", code, reason_copy)
+                 : g_strdup_printf ("closed with %u (%s)", code, policy->description);
+      set_last_error (self, text);
     }
   connection_failed (self, policy, code, reason_copy);
 }

@@ -573,6 +573,8 @@ test_wrong_key (Fixture *f, gconstpointer data)
   wb_upstream_set_stream_events (upstream (f), stream0 (f), health_events);
   WAIT_UNTIL (state (f) == WB_UPSTREAM_AUTH_FAILED, TEST_DEADLINE_MS);
   g_assert_cmpuint (status (f)->last_close_code, ==, 4401);
+  /* What `wavectl status` and LastError show to explain auth-failed. */
+  g_assert_cmpstr (status (f)->last_error, ==, "closed by the server with 4401: invalid api key");
   spin_ms (TEST_BACKOFF_MAX_MS * 2);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, 1);
   g_assert_cmpint (state (f), ==, WB_UPSTREAM_AUTH_FAILED);
