@@ -396,7 +396,10 @@ replay_properties (WctlDbusClient *self, const char *path, StreamSubscription *s
       return;
     }
   state = properties_to_json (properties, stream_properties);
-  if (json_object_get_boolean_member_with_default (state, "live", FALSE))
+  /* Live is also known from health alone; replay a start only if one was seen. */
+  if (json_object_get_boolean_member_with_default (state, "live", FALSE)
+      && g_strcmp0 (wctl_json_string (state, "started_at"), "") != 0
+      && wctl_json_string (state, "started_at") != NULL)
     add_cached (self, sub, "stream.started", state,
                 (const char *const[]){ "started_at", "protocol", "ingest_endpoint", NULL });
   else if (g_strcmp0 (wctl_json_string (state, "ended_at"), "") != 0

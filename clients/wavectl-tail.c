@@ -63,6 +63,24 @@ tail_signal_cb (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* tail shows state changes as they come; one that happened before it started
+ * (auth-failed, waiting, rate-limited) would otherwise explain nothing. */
+static void
+tail_report_upstream (WctlClient *client)
+{
+  g_autoptr (JsonObject) status = wctl_client_get_status (client, NULL);
+  const char *state = status != NULL ? wctl_json_string (status, "state") : NULL;
+  const char *last_error = status != NULL ? wctl_json_string (status, "last_error") : NULL;
+  g_autofree char *clean_error = NULL;
+
+  if (state == NULL || g_str_equal (state, "connected") || g_str_equal (state, "connecting")
+      || g_str_equal (state, "idle"))
+    return;
+  clean_error = wctl_sanitize (last_error != NULL ? last_error : "");
+  g_printerr ("wavectl: upstream is %s%s%s\n", state, clean_error[0] != '\0' ? ": " : "",
+              clean_error);
+}
+
 int
 wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gboolean json)
 {
@@ -89,6 +107,7 @@ wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gb
       /* A stream nobody streams to stays silent; say we are listening. */
       g_printerr ("wavectl: waiting for events of %s (Ctrl-C to stop)\n", clean);
     }
+  tail_report_upstream (client);
 
   sigint_id = g_unix_signal_add (SIGINT, tail_signal_cb, &tail);
   sigterm_id = g_unix_signal_add (SIGTERM, tail_signal_cb, &tail);

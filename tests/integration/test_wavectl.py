@@ -416,6 +416,24 @@ class Commands(BridgeCase):
         self.assertIn(self.stream, [s['stream_id'] for s in listed])
         self.assertEqual(tail.stop(), 0)
 
+    def test_dbus_replays_no_start_it_never_saw(self):
+        # Live is inferred from health, but no stream.started was seen: the
+        # D-Bus replay must not invent one (the socket replays none either).
+        stream = 'stream_qqq111'
+        self.holder(stream)
+        self.wait_upstream(stream)
+        self.emit(health(stream, bitrate=1234))
+        wait_until(lambda: any(s['stream_id'] == stream and s['live'] for s in
+                               json.loads(run(['streams', '--json'], env=self.env).stdout)),
+                   timeout=TIMEOUT, what='the stream to count as live')
+        for transport in ([], ['--dbus']):
+            tail = Tail(transport + ['tail', stream, '--json'], self.env)
+            self.addCleanup(tail.stop, signal.SIGKILL)
+            tail.out.wait_contains('"stream.health"')
+            self.assertEqual(tail.stop(signal.SIGTERM), 0)
+            types = [json.loads(l).get('type') for l in tail.out.snapshot() if l.startswith('{')]
+            self.assertNotIn('stream.started', types, transport)
+
     def test_bash_completion(self):
         self.holder(self.stream)
         script = os.path.join(os.environ.get('WB_SOURCE_DIR', '../..'), 'clients', 'completion',
@@ -610,6 +628,11 @@ class NotConnected(unittest.TestCase):
                 status = run(['status'], env=env).stdout
                 self.assertIn('auth-failed', status)
                 self.assertIn('4401', status)
+                # A tail started now says why nothing will come.
+                tail = Tail(['tail', sim.streams[0]], env)
+                self.addCleanup(tail.stop, signal.SIGKILL)
+                tail.err.wait_contains('upstream is auth-failed: closed by the server with 4401')
+                self.assertEqual(tail.stop(signal.SIGTERM), 0)
 
 
 class Resync(BridgeCase):
