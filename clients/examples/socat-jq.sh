@@ -61,7 +61,7 @@ if ((raw)); then
 fi
 
 # socat keeps the connection open after sending the request (shut-none and a
-# long -t): the bridge treats a half-closed socket as a client that left.
+# long -t), so it does not exit on its own while jq is still reading.
 # With -n, jq's limit() stops after COUNT messages and socat is stopped.
 select='select(.type != "bridge.hello" and .type != "subscribed")'
 if ((count > 0)); then
