@@ -70,8 +70,9 @@ struct _WbSocketClient
   guint dropped_pending;  /* refused since the last bridge.dropped */
   guint64 dropped_total;
 
-  gboolean closing; /* close once the output is written */
-  gboolean dead;    /* emit closed at the next dispatch */
+  gboolean closing;   /* close once the output is written */
+  gboolean lingering; /* output written, write side shut: discarding input until EOF */
+  gboolean dead;      /* emit closed at the next dispatch */
   WbSocketClientCloseReason dead_reason;
 };
 
@@ -153,7 +154,7 @@ client_update_interest (WbSocketClient *client)
       client_mark_dirty (client);
       return;
     }
-  if (client->reading)
+  if (client->reading || client->lingering)
     events |= EPOLLIN;
   if (client->write_blocked && client->queued_bytes > 0)
     events |= EPOLLOUT;
@@ -233,6 +234,34 @@ client_consume (WbSocketClient *client, gsize written)
     }
 }
 
+/* The last reply is out. Closing now, with the peer's unread input still in
+ * our buffer, would make the kernel answer with RST, which can destroy that
+ * reply before the peer reads it (a client still sending its too-long
+ * line). So: shut our write side (the peer reads the reply, then EOF) and
+ * discard its input until it closes too, or the closing deadline passes. */
+static void
+client_linger (WbSocketClient *client)
+{
+  if (client->lingering || client->dead)
+    return;
+  client->lingering = TRUE;
+  if (shutdown (client->fd, SHUT_WR) < 0)
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
+}
+
+static void
+client_drain (WbSocketClient *client)
+{
+  char scratch[READ_CHUNK_BYTES];
+  ssize_t n;
+
+  do
+    n = recv (client->fd, scratch, sizeof scratch, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
+}
+
 static void
 client_flush (WbSocketClient *client)
 {
@@ -293,7 +322,7 @@ client_flush (WbSocketClient *client)
         client_queue_dropped_notice (client);
     }
   if (client->closing && client->queued_bytes == 0)
-    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
+    client_linger (client);
 }
 
 static void
@@ -393,9 +422,12 @@ client_handle_events (WbSocketClient *client, guint32 events)
     }
   if (!client->dead && client->reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
     client_read (client);
+  else if (!client->dead && client->lingering && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+    client_drain (client);
   /* Without read interest, HUP/ERR is the only sign the peer is gone. */
   if (!client->dead && !client->reading && (events & (EPOLLERR | EPOLLHUP)))
-    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
+    client_mark_dead (client, client->closing ? WB_SOCKET_CLIENT_CLOSED_DONE
+                                              : WB_SOCKET_CLIENT_CLOSED_BY_PEER);
   client_update_interest (client);
 }
 
@@ -411,7 +443,9 @@ group_sweep_deadlines (WbSocketClientGroup *group, gint64 now)
 
       if (deadline <= now)
         {
-          client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_SLOW);
+          /* A closing client past the deadline only ends its goodbye. */
+          client_mark_dead (client, client->closing ? WB_SOCKET_CLIENT_CLOSED_DONE
+                                                    : WB_SOCKET_CLIENT_CLOSED_SLOW);
           client_mark_dirty (client);
         }
       else if (deadline < group->next_deadline)
@@ -635,7 +669,7 @@ wb_socket_client_close_after_flush (WbSocketClient *client)
   /* The slow deadline doubles as the limit on waiting for the last reply. */
   client->congested_since = g_get_monotonic_time ();
   if (client->queued_bytes == 0)
-    client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_DONE);
+    client_linger (client);
   client_update_interest (client);
 }
 

@@ -336,6 +336,18 @@ class SocketBasics(unittest.TestCase):
             self.assertEqual(client.recv()['payload']['code'], 'line_too_long')
             self.assertTrue(client.is_closed_by_peer(timeout=5))
 
+    def test_line_too_long_reaches_socat_still_sending(self):
+        # `socat` piping a huge line is still writing when the bridge gives
+        # up; if the bridge closed at once, socat would hit EPIPE and exit
+        # before printing the error. The bridge shuts only its write side
+        # and discards input until socat is done.
+        bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
+        line = b'{"type":"ping","pad":"' + b'w' * (4 << 20) + b'"}\n'
+        for attempt in range(3):
+            result = subprocess.run(['socat', '-t', '5', '-', f'UNIX-CONNECT:{bridge.socket_path}'],
+                                    input=line, capture_output=True, timeout=30)
+            self.assertIn(b'"line_too_long"', result.stdout, (attempt, result.stderr[-300:]))
+
     def test_ping_and_status(self):
         bridge = self.bridge()
         with bridge.connect() as client:
