@@ -28,6 +28,8 @@
 #define EXIT_CONFIG 78
 /* Bounded: a source that keeps itself ready must not stall the exit. */
 #define SHUTDOWN_DRAIN_ITERATIONS 100
+/* systemctl status shows one line; longer text only hides the state. */
+#define NOTIFY_TEXT_MAX_BYTES 200
 
 typedef struct
 {
@@ -116,14 +118,37 @@ upstream_message_cb (const WbMessage *message, gpointer user_data)
   wb_hub_handle_upstream_message (daemon->hub, message);
 }
 
+/* The server chooses error texts and close reasons: a newline in them would
+ * start a new sd_notify assignment (WATCHDOG=trigger, STOPPING=1 ...). */
+static char *
+notify_safe_text (const char *text)
+{
+  char *safe = g_utf8_make_valid (text != NULL ? text : "", -1);
+
+  for (char *p = safe; *p != '\0'; p++)
+    if ((guchar)*p < 0x20 || *p == 0x7f)
+      *p = ' ';
+  if (strlen (safe) > NOTIFY_TEXT_MAX_BYTES)
+    {
+      char *end = g_utf8_find_prev_char (safe, safe + NOTIFY_TEXT_MAX_BYTES);
+
+      *end = '\0';
+    }
+  return safe;
+}
+
 static void
 upstream_state_changed_cb (WbUpstreamState old_state, WbUpstreamState new_state, gpointer user_data)
 {
   Daemon *daemon = user_data;
   const WbUpstreamStatus *status = wb_upstream_get_status (daemon->upstream);
 
+  /* Once connected, the last failure no longer describes the state. */
+  g_autofree char *last_error
+      = notify_safe_text (new_state == WB_UPSTREAM_CONNECTED ? "" : status->last_error);
+
   sd_notifyf (FALSE, "STATUS=upstream %s%s%s", wb_upstream_state_to_string (new_state),
-              status->last_error[0] != '\0' ? ": " : "", status->last_error);
+              last_error[0] != '\0' ? ": " : "", last_error);
   if (daemon->hub != NULL)
     wb_hub_handle_upstream_state (daemon->hub, old_state, new_state);
 }

@@ -706,11 +706,22 @@ wb_message_dup_events (const WbMessage *message)
       g_ptr_array_add (events, g_strdup (*name));
 
   g_ptr_array_sort (events, compare_string_pointers);
-  for (guint i = 1; i < events->len;)
-    if (g_strcmp0 (events->pdata[i - 1], events->pdata[i]) == 0)
-      g_ptr_array_remove_index (events, i);
-    else
-      i++;
+  /* Sorted: one pass keeps the first of each run (linear; a hostile list
+   * of thousands of duplicates must not stall the loop). */
+  if (events->len > 1)
+    {
+      guint kept = 1;
+
+      for (guint i = 1; i < events->len; i++)
+        if (g_strcmp0 (events->pdata[kept - 1], events->pdata[i]) != 0)
+          events->pdata[kept++] = events->pdata[i];
+        else
+          g_free (events->pdata[i]);
+      /* The tail holds moved or freed pointers: nothing left to free there. */
+      for (guint i = kept; i < events->len; i++)
+        events->pdata[i] = NULL;
+      g_ptr_array_set_size (events, kept);
+    }
   g_ptr_array_add (events, NULL);
   return (char **)g_ptr_array_free (g_steal_pointer (&events), FALSE);
 }

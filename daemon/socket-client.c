@@ -626,8 +626,11 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
     client_flush (client);
   if (client->dead)
     return FALSE;
+  /* An empty queue takes any one line, however large: refusing it would
+   * leave the client congested with nothing to drain. */
   if (client->congested
-      || client->queued_bytes + g_bytes_get_size (line) > client->limits.queue_bytes)
+      || (client->queued_bytes > 0
+          && client->queued_bytes + g_bytes_get_size (line) > client->limits.queue_bytes))
     {
       client_set_congested (client);
       client->dropped_pending++;

@@ -181,6 +181,9 @@ set_state (WbUpstream *self, WbUpstreamState state)
     self->status.next_attempt_monotonic_us = 0;
   if (state != WB_UPSTREAM_CONNECTED)
     self->status.connected_since_realtime_us = 0;
+  /* Nobody was subscribed across an idle period: no gap to tell anyone of. */
+  if (state == WB_UPSTREAM_IDLE)
+    self->lost_monotonic_us = 0;
   if (old == state)
     return;
 

@@ -1360,6 +1360,28 @@ test_trailing_data (void)
   }
 }
 
+/* Thousands of duplicates de-duplicate in one pass, to the same result. */
+static void
+test_dup_events_many_duplicates (void)
+{
+  GString *json = g_string_new ("{\"type\":\"subscribe\",\"stream_id\":\"s\",\"events\":[");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbMessage) message = NULL;
+  g_auto (GStrv) events = NULL;
+
+  for (guint i = 0; i < 5000; i++)
+    g_string_append_printf (json, "%s\"%s\"", i == 0 ? "" : ",",
+                            i % 2 ? "viewer.left" : "chat.message");
+  g_string_append (json, "]}");
+  message = wb_message_parse (json->str, json->len, WB_DIRECTION_TO_SERVER, &error);
+  g_assert_no_error (error);
+  events = wb_message_dup_events (message);
+  g_assert_cmpuint (g_strv_length (events), ==, 2);
+  g_assert_cmpstr (events[0], ==, "chat.message");
+  g_assert_cmpstr (events[1], ==, "viewer.left");
+  g_string_free (json, TRUE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1395,6 +1417,7 @@ main (int argc, char **argv)
   g_test_add_func ("/message/extra-members", test_extra_members);
   g_test_add_func ("/message/verbatim-line", test_verbatim_line);
   g_test_add_func ("/message/trailing-data", test_trailing_data);
+  g_test_add_func ("/message/subscribe/dup-events-many", test_dup_events_many_duplicates);
 
   return g_test_run ();
 }

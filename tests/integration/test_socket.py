@@ -607,6 +607,47 @@ class SocketUpstreamEvents(unittest.TestCase):
             self.assertEqual(got[-1]['payload']['bitrate'], 5.0)
 
 
+    def test_oversized_event_does_not_wedge_a_reading_client(self):
+        # One event bigger than the whole queue bound, into an empty queue:
+        # delivered, and the client is not left "congested" with nothing to
+        # drain (which would drop everything after and cut it as slow).
+        stream = 'stream_tst093'
+        config = {'Limits': {'ClientQueueBytes': '4096', 'SlowClientTimeout': '2'}}
+        with Bridge(self.sim, config=config) as bridge, bridge.connect() as client:
+            subscribe(client, stream, ['chat.message', 'stream.health'])
+            wait_upstream(self.sim, stream, ['chat.message', 'stream.health'])
+            self.sim.post('/sim/emit', {'type': 'chat.message', 'payload': {
+                'stream_id': stream, 'message_id': 'm1', 'user_id': 'u', 'username': 'big',
+                'message': 'x' * 5000, 'timestamp': '2026-01-01T00:00:00Z'}})
+            big = client.recv_type('chat.message')
+            self.assertEqual(len(big['payload']['message']), 5000)
+            time.sleep(2.5)
+            for bitrate in (1.0, 2.0, 3.0):
+                self.sim.post('/sim/emit', health(stream, bitrate))
+            got = [client.recv_type('stream.health')['payload']['bitrate'] for _ in range(3)]
+            self.assertEqual(got, [1.0, 2.0, 3.0])
+
+    def test_no_resync_after_an_idle_period(self):
+        # A loss that nobody was subscribed across is no gap for anyone.
+        stream = 'stream_tst094'
+        with Bridge(self.sim) as bridge:
+            with bridge.connect() as first:
+                subscribe(first, stream, ['stream.health'])
+                wait_upstream(self.sim, stream, ['stream.health'])
+                self.sim.post('/sim/drop')
+            wait_until(lambda: bridge.status()['state'] == 'idle', timeout=15,
+                       what='the bridge to go idle')
+            with bridge.connect() as second:
+                subscribe(second, 'stream_tst095', ['stream.health'])
+                second.recv_type('bridge.state', timeout=15,
+                                 where=lambda m: m['payload']['state'] == 'connected')
+                second.send({'type': 'ping', 'id': 'after'})
+                while True:
+                    message = second.recv()
+                    self.assertNotEqual(message['type'], 'bridge.resync', message)
+                    if message['type'] == 'pong':
+                        break
+
     def test_subscribe_reconnects_after_server_close_1000(self):
         """DESIGN.md: after a 1000 from the server the bridge stays closed
         until local demand; a new subscriber is demand even when the stream

@@ -303,8 +303,10 @@ class Bridge:
     def start(self):
         bus = 'session' if self.bus else 'none'
         self._stderr = open(os.path.join(self.dir, 'daemon.log'), 'ab')
+        # GLib writes debug and info to stdout, the rest to stderr: keep both.
         self.proc = subprocess.Popen([BRIDGE_BIN, f'--config={self.config_path}', f'--bus={bus}']
-                                     + self.args, stderr=self._stderr, env=self.env)
+                                     + self.args, stdout=self._stderr, stderr=self._stderr,
+                                     env=self.env)
         if self.wait_ready:
             wait_until(lambda: os.path.exists(self.socket_path) or self.proc.poll() is not None,
                        what='the bridge socket')
