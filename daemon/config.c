@@ -29,6 +29,7 @@
 #define MAX_RATE_LIMIT 100000
 #define MAX_SEND_QUEUE_SIZE 65536
 #define MAX_SUBSCRIPTIONS_LIMIT 65536
+#define MAX_MESSAGES_PER_SECOND 10000
 
 G_DEFINE_QUARK (wb - config - error - quark, wb_config_error)
 
@@ -48,6 +49,7 @@ wb_config_new_defaults (gboolean user_mode)
   config->backoff_max_ms = 30 * 1000;
   config->going_away_wait_ms = 5 * 1000;
   config->rate_limited_wait_ms = 60 * 1000;
+  config->messages_per_second = 20;
 
   if (user_mode)
     config->socket_path
@@ -266,6 +268,7 @@ static const char *const known_keys[] = {
   "Upstream/BackoffMax",
   "Upstream/GoingAwayWait",
   "Upstream/RateLimitedWait",
+  "Upstream/MessagesPerSecond",
   "Socket/Path",
   "Limits/MaxClients",
   "Limits/ClientQueueBytes",
@@ -325,6 +328,8 @@ wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *sourc
                         error)
       || !read_seconds (key_file, source, up, "RateLimitedWait", 0.01,
                         &config->rate_limited_wait_ms, error)
+      || !read_uint (key_file, source, up, "MessagesPerSecond", 1, MAX_MESSAGES_PER_SECOND,
+                     &config->messages_per_second, error)
       || !read_string (key_file, source, "Socket", "Path", &config->socket_path, error)
       || !read_uint (key_file, source, lim, "MaxClients", 1, MAX_CLIENTS_LIMIT,
                      &config->max_clients, error)

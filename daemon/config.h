@@ -41,6 +41,9 @@ typedef struct
   guint backoff_max_ms;
   guint going_away_wait_ms;
   guint rate_limited_wait_ms;
+  /* Client → server messages per second (and burst): keeps the bridge under
+   * the service's own rate limit. */
+  guint messages_per_second;
 
   /* [Socket] */
   char *socket_path;

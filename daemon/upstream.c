@@ -4,6 +4,7 @@
 #include "upstream.h"
 
 #include <libsoup/soup.h>
+#include <math.h>
 #include <string.h>
 
 #include "backoff.h"
@@ -72,6 +73,14 @@ struct _WbUpstream
   GHashTable *streams;
   /* stream id -> event strv last sent on the current connection. */
   GHashTable *sent;
+  /* stream ids whose union differs from what was sent: written by the pump
+   * as the pace allows, so many changes to one stream cost one message. */
+  GHashTable *unsynced;
+
+  /* Client → server pacing: a token bucket of config.messages_per_second. */
+  double pace_tokens;
+  gint64 pace_updated_us;
+  guint pace_id;
 
   GQueue send_queue;  /* QueuedSend */
   GQueue completions; /* Completion, delivered from an idle source */
@@ -334,6 +343,46 @@ write_json (WbUpstream *self, JsonNode *node)
   soup_websocket_connection_send_text (self->ws, text);
 }
 
+/* The service closes a client that sends too fast (4429, then a minute of
+ * silence for everyone here): a burst of subscribes after a reconnect, or
+ * many clients' chat at once, must be spread out. Pings bypass this. */
+static gboolean
+pace_take (WbUpstream *self)
+{
+  gint64 now = g_get_monotonic_time ();
+  double rate = self->config.messages_per_second;
+
+  self->pace_tokens += (double)(now - self->pace_updated_us) * rate / G_USEC_PER_SEC;
+  self->pace_tokens = MIN (self->pace_tokens, rate);
+  self->pace_updated_us = now;
+  if (self->pace_tokens < 1.0)
+    return FALSE;
+  self->pace_tokens -= 1.0;
+  return TRUE;
+}
+
+static void pump (WbUpstream *self);
+
+static gboolean
+pace_cb (gpointer user_data)
+{
+  WbUpstream *self = user_data;
+
+  self->pace_id = 0;
+  pump (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+pace_wait (WbUpstream *self)
+{
+  double missing = 1.0 - self->pace_tokens;
+  guint wait_ms = (guint)ceil (missing * 1000.0 / self->config.messages_per_second);
+
+  if (self->pace_id == 0)
+    self->pace_id = g_timeout_add (MAX (wait_ms, 1), pace_cb, self);
+}
+
 static void
 flush_send_queue (WbUpstream *self)
 {
@@ -342,8 +391,14 @@ flush_send_queue (WbUpstream *self)
   if (self->send_queue.length == 0)
     return;
   g_debug ("flushing %u held message(s)", self->send_queue.length);
-  while (is_connected (self) && (entry = g_queue_pop_head (&self->send_queue)) != NULL)
+  while (is_connected (self) && self->send_queue.length > 0)
     {
+      if (!pace_take (self))
+        {
+          pace_wait (self);
+          break;
+        }
+      entry = g_queue_pop_head (&self->send_queue);
       write_json (self, entry->message);
       complete_send (self, entry->callback, entry->user_data, NULL);
       queued_send_free (entry);
@@ -354,16 +409,19 @@ flush_send_queue (WbUpstream *self)
 
 /* ---- subscriptions -------------------------------------------------------- */
 
-/* Tells the server about @stream_id if what it was last told differs. */
-static void
-sync_stream (WbUpstream *self, const char *stream_id)
+/* Tells the server about @stream_id if what it was last told differs.
+ * FALSE if the pace allows no message now. */
+static gboolean
+write_stream_sync (WbUpstream *self, const char *stream_id)
 {
   char **wanted = g_hash_table_lookup (self->streams, stream_id);
   char **told = g_hash_table_lookup (self->sent, stream_id);
   g_autoptr (JsonNode) node = NULL;
 
   if (!is_connected (self) || strv_equal0 (wanted, told))
-    return;
+    return TRUE;
+  if (!pace_take (self))
+    return FALSE;
   if (wanted != NULL)
     {
       node = wb_message_new_subscribe (stream_id, (const char *const *)wanted);
@@ -375,6 +433,41 @@ sync_stream (WbUpstream *self, const char *stream_id)
       g_hash_table_remove (self->sent, stream_id);
     }
   write_json (self, node);
+  return TRUE;
+}
+
+/* Writes what the pace allows: the union first, then (on a connection that
+ * proved healthy) the held sends. */
+static void
+pump (WbUpstream *self)
+{
+  if (!is_connected (self))
+    return;
+  while (g_hash_table_size (self->unsynced) > 0)
+    {
+      GHashTableIter iter;
+      gpointer stream_id;
+
+      g_hash_table_iter_init (&iter, self->unsynced);
+      g_hash_table_iter_next (&iter, &stream_id, NULL);
+      if (!write_stream_sync (self, stream_id))
+        {
+          pace_wait (self);
+          return;
+        }
+      g_hash_table_iter_remove (&iter);
+    }
+  if (self->healthy)
+    flush_send_queue (self);
+}
+
+static void
+sync_stream (WbUpstream *self, const char *stream_id)
+{
+  if (!is_connected (self))
+    return;
+  g_hash_table_add (self->unsynced, g_strdup (stream_id));
+  pump (self);
 }
 
 static gint
@@ -394,7 +487,8 @@ resend_union (WbUpstream *self)
   /* A stable order keeps the wire (and the tests) deterministic. */
   g_qsort_with_data (ids, (gint)n, sizeof (char *), compare_string_ptrs, NULL);
   for (guint i = 0; i < n; i++)
-    sync_stream (self, ids[i]);
+    g_hash_table_add (self->unsynced, g_strdup (ids[i]));
+  pump (self);
 }
 
 /* ---- heartbeat ------------------------------------------------------------ */
@@ -451,7 +545,7 @@ handle_pong (WbUpstream *self)
       /* Only a connection that proved healthy earns a fresh backoff. */
       wb_backoff_reset (&self->backoff);
       g_debug ("connection healthy, rtt %" G_GUINT64_FORMAT " us", self->status.rtt_us);
-      flush_send_queue (self);
+      pump (self);
       update_idle_timer (self);
     }
   notify_status (self);
@@ -555,6 +649,8 @@ detach_ws (WbUpstream *self, gushort code, const char *reason)
   stop_heartbeat (self);
   clear_source (&self->idle_id);
   g_hash_table_remove_all (self->sent);
+  g_hash_table_remove_all (self->unsynced);
+  clear_source (&self->pace_id);
   self->healthy = FALSE;
   self->io_error = FALSE;
   self->status.rtt_us = 0;
@@ -1006,6 +1102,7 @@ apply_config (WbUpstream *self, const WbConfig *config, const char *api_key)
   /* Zero would make timers spin or queues useless. */
   self->config.ping_interval_ms = MAX (self->config.ping_interval_ms, 1);
   self->config.pong_timeout_ms = MAX (self->config.pong_timeout_ms, 1);
+  self->config.messages_per_second = MAX (self->config.messages_per_second, 1);
 
   if (self->api_key != NULL)
     memset (self->api_key, 0, strlen (self->api_key));
@@ -1048,6 +1145,9 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
   self->streams
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
   self->sent = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
+  self->unsynced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->pace_tokens = MAX (config->messages_per_second, 1);
+  self->pace_updated_us = g_get_monotonic_time ();
   g_queue_init (&self->send_queue);
   g_queue_init (&self->completions);
   self->rand = g_rand_new ();
@@ -1083,6 +1183,7 @@ wb_upstream_free (WbUpstream *self)
   g_clear_object (&self->extra_ca);
   g_hash_table_unref (self->streams);
   g_hash_table_unref (self->sent);
+  g_hash_table_unref (self->unsynced);
   g_rand_free (self->rand);
   clear_config_strings (&self->config);
   if (self->api_key != NULL)
@@ -1142,7 +1243,8 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbUpstreamSendCallback ca
                                           "upstream rejected the API key"));
       return;
     }
-  if (is_connected (self) && self->healthy && self->send_queue.length == 0)
+  if (is_connected (self) && self->healthy && self->send_queue.length == 0
+      && g_hash_table_size (self->unsynced) == 0 && pace_take (self))
     {
       write_json (self, message);
       complete_send (self, callback, user_data, NULL);

@@ -32,6 +32,7 @@ test_defaults (void)
   g_assert_cmpuint (system->backoff_max_ms, ==, 30000);
   g_assert_cmpuint (system->going_away_wait_ms, ==, 5000);
   g_assert_cmpuint (system->rate_limited_wait_ms, ==, 60000);
+  g_assert_cmpuint (system->messages_per_second, ==, 20);
   g_assert_cmpstr (system->socket_path, ==, "/run/wave-bridge/wave.sock");
   g_assert_cmpuint (system->max_clients, ==, 1024);
   g_assert_cmpuint (system->client_queue_bytes, ==, 1048576);
@@ -66,6 +67,7 @@ test_every_key (void)
                                            "BackoffMax=0.8\n"
                                            "GoingAwayWait=0.3\n"
                                            "RateLimitedWait=0.6\n"
+                                           "MessagesPerSecond=7\n"
                                            "[Socket]\nPath=/tmp/x/wave.sock\n"
                                            "[Limits]\nMaxClients=5\nClientQueueBytes=8192\n"
                                            "MaxLineBytes=2048\nChatPerMinute=3\n"
@@ -86,6 +88,7 @@ test_every_key (void)
   g_assert_cmpuint (config->backoff_max_ms, ==, 800);
   g_assert_cmpuint (config->going_away_wait_ms, ==, 300);
   g_assert_cmpuint (config->rate_limited_wait_ms, ==, 600);
+  g_assert_cmpuint (config->messages_per_second, ==, 7);
   g_assert_cmpstr (config->socket_path, ==, "/tmp/x/wave.sock");
   g_assert_cmpuint (config->max_clients, ==, 5);
   g_assert_cmpuint (config->client_queue_bytes, ==, 8192);
@@ -119,6 +122,7 @@ test_bad_values (void)
     { "[Upstream]\nPongTimeout=40\n", "must be shorter than PingInterval" },
     { "[Upstream]\nBackoffInitial=5\nBackoffMax=1\n", "must not be below BackoffInitial" },
     { "[Limits]\nMaxClients=0\n", "[Limits] MaxClients: '0' is not a whole number from 1" },
+    { "[Upstream]\nMessagesPerSecond=0\n", "[Upstream] MessagesPerSecond" },
     { "[Limits]\nMaxClients=12x\n", "[Limits] MaxClients" },
     { "[Limits]\nMaxClients=-3\n", "[Limits] MaxClients" },
     { "[Limits]\nClientQueueBytes=99999999999999\n", "[Limits] ClientQueueBytes" },

@@ -648,6 +648,29 @@ class SocketUpstreamEvents(unittest.TestCase):
                     if message['type'] == 'pong':
                         break
 
+    def test_many_subscriptions_stay_under_the_upstream_rate_limit(self):
+        # One client with 60 streams: unpaced, the re-sent union after a
+        # reconnect exceeds wave-sim's 50 messages/s and earns 4429 again and
+        # again. Paced at MessagesPerSecond (default 20), it never does.
+        streams = [f'stream_pace{i:03d}' for i in range(60)]
+        with Bridge(self.sim) as bridge, bridge.connect() as client:
+            started = time.monotonic()
+            for stream in streams:
+                client.send({'type': 'subscribe', 'stream_id': stream, 'events': ['stream.health']})
+            wait_until(lambda: len({s['stream_id'] for s in self.sim.upstream_subscriptions()
+                                    if s['stream_id'] in streams}) == 60,
+                       timeout=30, what='60 upstream subscriptions')
+            # 20 at once, the other 40 at 20/s.
+            self.assertGreaterEqual(time.monotonic() - started, 1.5)
+            self.sim.post('/sim/drop')
+            client.recv_type('bridge.resync', timeout=30)
+            wait_until(lambda: len({s['stream_id'] for s in self.sim.upstream_subscriptions()
+                                    if s['stream_id'] in streams}) == 60,
+                       timeout=30, what='60 upstream subscriptions after the reconnect')
+            closes = [c.get('code') for c in self.sim.stats().get('closes', [])]
+            self.assertNotIn(4429, closes)
+            self.assertEqual(bridge.status()['state'], 'connected')
+
     def test_subscribe_reconnects_after_server_close_1000(self):
         """DESIGN.md: after a 1000 from the server the bridge stays closed
         until local demand; a new subscriber is demand even when the stream
