@@ -1268,6 +1268,9 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbUpstreamSendCallback ca
     schedule_expiry (self);
   notify_status (self);
   demand_added (self);
+  /* Held only for the pace: the pump writes it when a token comes. */
+  if (self->healthy)
+    pump (self);
 }
 
 void

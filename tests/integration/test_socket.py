@@ -446,6 +446,30 @@ class SocketSending(unittest.TestCase):
         self.addCleanup(bridge.__exit__, None, None, None)
         return bridge
 
+    def test_sends_over_the_upstream_pace_wait_and_all_go_out(self):
+        # Past MessagesPerSecond, sends on a healthy connection are held for
+        # the pace, not lost: each still gets exactly one "sent".
+        bridge = self.bridge(config={'Upstream': {'MessagesPerSecond': '2'},
+                                     'Limits': {'ChatPerMinute': '100'}})
+        stream = 'stream_tst042'
+        with bridge.connect() as client:
+            client.send({'type': 'subscribe', 'stream_id': stream, 'events': ['stream.health']})
+            client.recv_type('bridge.state', timeout=15,
+                             where=lambda m: m['payload']['state'] == 'connected')
+            time.sleep(1.5)  # the first pong, and a full bucket again
+            before = self.sim.stats()['received'].get('chat.message', 0)
+            started = time.monotonic()
+            for i in range(6):
+                client.send({'type': 'chat.message', 'stream_id': stream,
+                             'message': f'paced {i}', 'id': i})
+            ids = sorted(client.recv_type('sent', timeout=15)['id'] for _ in range(6))
+            elapsed = time.monotonic() - started
+            self.assertEqual(ids, list(range(6)))
+            # 2 at once, then 2 per second.
+            self.assertGreaterEqual(elapsed, 1.5)
+            wait_until(lambda: self.sim.stats()['received'].get('chat.message', 0) == before + 6,
+                       what='six chat messages upstream')
+
     def test_sent_and_rate_limited(self):
         bridge = self.bridge(config={'Limits': {'ChatPerMinute': '2',
                                                 'ReactionsPerMinute': '1'}})
