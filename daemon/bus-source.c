@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <poll.h>
 
+/* Messages handled per main-loop iteration. */
+#define MAX_PROCESS_PER_DISPATCH 64
+
 #define USEC_PER_MSEC 1000
 
 typedef struct
@@ -111,7 +114,10 @@ bus_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 
   /* Keep ourselves alive: a lost callback may destroy and unref the source. */
   g_source_ref (source);
-  while ((r = sd_bus_process (self->bus, NULL)) > 0)
+  /* Bounded, so a flood of bus calls cannot starve the sockets and upstream;
+   * with messages left sd_bus_get_timeout() is 0 and we run again next
+   * iteration. */
+  for (guint n = 0; (r = sd_bus_process (self->bus, NULL)) > 0 && n < MAX_PROCESS_PER_DISPATCH; n++)
     ;
   if (r < 0)
     {

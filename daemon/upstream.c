@@ -249,7 +249,9 @@ complete_send (WbUpstream *self, WbUpstreamSendCallback callback, gpointer user_
   completion->error = error;
   g_queue_push_tail (&self->completions, completion);
   if (self->completion_id == 0)
-    self->completion_id = g_idle_add (completion_dispatch_cb, self);
+    /* Default priority: under steady traffic an idle-priority source could
+     * postpone every sender's reply indefinitely. */
+    self->completion_id = g_idle_add_full (G_PRIORITY_DEFAULT, completion_dispatch_cb, self, NULL);
 }
 
 static void

@@ -43,6 +43,7 @@ typedef struct
   guint signals_received;
   guint lost_count;
   int lost_error;
+  guint replies;
   gboolean deadline_passed;
 } Fixture;
 
@@ -222,6 +223,32 @@ test_call_roundtrip (Fixture *fixture, gconstpointer data)
   g_assert_cmpuint (fixture->lost_count, ==, 0);
 }
 
+/* Dispatch is bounded per main-loop iteration; a backlog far past the bound
+ * must still be worked off, without waiting for new fd activity. */
+static int
+count_reply_cb (sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
+{
+  Fixture *fixture = user_data;
+
+  if (sd_bus_message_get_error (reply) == NULL)
+    fixture->replies++;
+  return 0;
+}
+
+static void
+test_backlog_past_the_bound (Fixture *fixture, gconstpointer data)
+{
+  const guint calls = 1000;
+
+  for (guint i = 0; i < calls; i++)
+    g_assert_cmpint (sd_bus_call_method_async (fixture->client, NULL, server_name (fixture),
+                                               TEST_PATH, TEST_INTERFACE, "Echo", count_reply_cb,
+                                               fixture, "s", "x"),
+                     >=, 0);
+  WAIT_UNTIL (fixture, fixture->replies == calls);
+  g_assert_cmpuint (fixture->lost_count, ==, 0);
+}
+
 static void
 test_timeout_without_fd_activity (Fixture *fixture, gconstpointer data)
 {
@@ -351,6 +378,8 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
+  g_test_add ("/bus-source/backlog-past-the-bound", Fixture, NULL, fixture_setup,
+              test_backlog_past_the_bound, fixture_teardown);
   g_test_add ("/bus-source/call-roundtrip", Fixture, NULL, fixture_setup, test_call_roundtrip,
               fixture_teardown);
   g_test_add ("/bus-source/timeout-without-fd-activity", Fixture, NULL, fixture_setup,
