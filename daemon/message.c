@@ -124,7 +124,14 @@ static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
                         TRUE,
                         { OPT ("timestamp", FIELD_NUMBER) },
                         { OPT ("timestamp", FIELD_NUMBER) } },
-  [WB_MESSAGE_PONG] = { "pong", FALSE, TRUE, FALSE, TRUE, { OPT ("timestamp", FIELD_NUMBER) } },
+  /* Both ways: WAVE's ping is bidirectional, so is its answer. */
+  [WB_MESSAGE_PONG] = { "pong",
+                        FALSE,
+                        TRUE,
+                        TRUE,
+                        TRUE,
+                        { OPT ("timestamp", FIELD_NUMBER) },
+                        { OPT ("timestamp", FIELD_NUMBER) } },
   [WB_MESSAGE_ERROR] = { "error",
                          FALSE,
                          TRUE,
@@ -814,6 +821,15 @@ JsonNode *
 wb_message_new_ping (gint64 timestamp_ms)
 {
   JsonObject *object = flat_new ("ping", NULL);
+
+  json_object_set_int_member (object, "timestamp", timestamp_ms);
+  return object_node_take (object);
+}
+
+JsonNode *
+wb_message_new_pong (gint64 timestamp_ms)
+{
+  JsonObject *object = flat_new ("pong", NULL);
 
   json_object_set_int_member (object, "timestamp", timestamp_ms);
   return object_node_take (object);

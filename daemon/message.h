@@ -113,6 +113,8 @@ JsonNode *wb_message_new_unsubscribe (const char *stream_id);
 JsonNode *wb_message_new_chat (const char *stream_id, const char *text);
 JsonNode *wb_message_new_reaction (const char *stream_id, const char *reaction);
 JsonNode *wb_message_new_ping (gint64 timestamp_ms);
+/* The answer to a server's ping, echoing its timestamp. */
+JsonNode *wb_message_new_pong (gint64 timestamp_ms);
 /* {"type":type,"payload":payload}; takes ownership of @payload. */
 JsonNode *wb_message_new_enveloped (const char *type, JsonObject *payload);
 /* {"type":"error","payload":{"code","message","details"}}; @details may be NULL. */

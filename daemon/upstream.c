@@ -617,6 +617,14 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
       handle_pong (self);
       return;
     }
+  if (message->type == WB_MESSAGE_PING)
+    {
+      /* The server checks on us: answer at once, outside the pace. */
+      g_autoptr (JsonNode) pong = wb_message_new_pong (wb_message_get_int (message, "timestamp"));
+
+      write_json (self, pong);
+      return;
+    }
   if (message->type == WB_MESSAGE_ERROR)
     handle_error_message (self, message);
   self->status.events_received++;

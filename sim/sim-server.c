@@ -293,6 +293,9 @@ message_cb (SoupWebsocketConnection *ws, gint frame_type, GBytes *data, gpointer
     case WB_MESSAGE_PING:
       handle_ping (conn, message);
       break;
+    case WB_MESSAGE_PONG:
+      /* The answer to our ping (/sim/emit); counted above. */
+      break;
     case WB_MESSAGE_SUBSCRIBE:
       handle_subscribe (conn, message);
       break;

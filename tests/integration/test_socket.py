@@ -695,6 +695,25 @@ class SocketUpstreamEvents(unittest.TestCase):
             self.assertNotIn(4429, closes)
             self.assertEqual(bridge.status()['state'], 'connected')
 
+    def test_server_ping_is_answered(self):
+        # WAVE's ping is bidirectional: the bridge answers the server's.
+        stream = 'stream_tst096'
+        with Bridge(self.sim) as bridge, bridge.connect() as client:
+            subscribe(client, stream, ['stream.health'])
+            wait_upstream(self.sim, stream, ['stream.health'])
+            before = self.sim.stats()['received'].get('pong', 0)
+            self.sim.post('/sim/emit', {'type': 'ping', 'payload': {'timestamp': 1234}})
+            wait_until(lambda: self.sim.stats()['received'].get('pong', 0) == before + 1,
+                       what='the pong upstream')
+            # The ping is the bridge's business, not the clients'.
+            client.send({'type': 'ping', 'id': 'mine'})
+            while True:
+                message = client.recv()
+                self.assertNotEqual(message['type'], 'ping', message)
+                if message['type'] == 'pong':
+                    self.assertEqual(message['id'], 'mine')
+                    break
+
     def test_subscribe_reconnects_after_server_close_1000(self):
         """DESIGN.md: after a 1000 from the server the bridge stays closed
         until local demand; a new subscriber is demand even when the stream
