@@ -62,6 +62,25 @@ dbus_client_track_cb (sd_bus_track *track, void *user_data)
   return 0;
 }
 
+/* A user's chat/reaction allowance is shared by all its bus connections and
+ * its socket connections alike. Unknown credentials keep a private one. */
+static void
+dbus_client_set_sender (WbDbusClient *client, sd_bus_message *call)
+{
+  g_autoptr (sd_bus_creds) creds = NULL;
+  g_autofree char *sender = NULL;
+  uid_t uid;
+
+  if (sd_bus_query_sender_creds (call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds) < 0
+      || sd_bus_creds_get_euid (creds, &uid) < 0)
+    {
+      g_debug ("No credentials for %s: its send allowance is its own", client->name);
+      return;
+    }
+  sender = g_strdup_printf ("uid:%u", (unsigned)uid);
+  wb_hub_client_set_sender (client->hub_client, sender);
+}
+
 static WbDbusClient *
 dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create, GError **error)
 {
@@ -103,6 +122,7 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
     }
   hub_name = g_strdup_printf ("dbus %s", sender);
   client->hub_client = wb_hub_client_new (frontend->hub, hub_name, &sink, client);
+  dbus_client_set_sender (client, call);
   g_hash_table_insert (frontend->clients, client->name, client);
   g_debug ("New D-Bus client %s", sender);
   return client;

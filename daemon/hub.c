@@ -77,7 +77,18 @@ struct _WbHub
   GPtrArray *dirty_streams; /* HubStream with ended subscriptions or removed */
   GPtrArray *dead_clients;
   gboolean observers_dirty;
+  /* sender key → SendAllowance: one entry per user ever seen sending, so
+   * bounded by the users of the machine; kept so reconnecting refills nothing. */
+  GHashTable *allowances;
 };
+
+/* Chat and reaction tokens of one local client, or of all clients of one
+ * sender (wb_hub_client_set_sender). */
+typedef struct
+{
+  WbRateLimit chat;
+  WbRateLimit reaction;
+} SendAllowance;
 
 struct _WbHubClient
 {
@@ -88,8 +99,8 @@ struct _WbHubClient
   GHashTable *subscriptions; /* stream->stream_id → HubSubscription (borrowed) */
   GList link;                /* in hub->clients */
   GQueue pending;            /* PendingSend, by link */
-  WbRateLimit chat_limit;
-  WbRateLimit reaction_limit;
+  SendAllowance own_allowance;
+  SendAllowance *allowance; /* own_allowance, or shared by sender key */
   gboolean dead;
 };
 
@@ -517,6 +528,7 @@ wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstre
   hub->ops = ops;
   hub->upstream = upstream;
   hub->streams = g_hash_table_new (g_str_hash, g_str_equal);
+  hub->allowances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g_queue_init (&hub->clients);
   hub->observers = g_ptr_array_new_with_free_func (g_free);
   hub->dirty_streams = g_ptr_array_new ();
@@ -545,6 +557,7 @@ wb_hub_free (WbHub *hub)
 
       g_hash_table_remove_all (client->subscriptions);
       g_queue_unlink (&hub->clients, &client->link);
+      client->allowance = &client->own_allowance;
       client->hub = NULL;
     }
 
@@ -552,6 +565,7 @@ wb_hub_free (WbHub *hub)
   while (g_hash_table_iter_next (&iter, NULL, &value))
     hub_stream_free (value);
   g_hash_table_unref (hub->streams);
+  g_hash_table_unref (hub->allowances);
   g_ptr_array_unref (hub->observers);
   g_ptr_array_unref (hub->dirty_streams);
   g_ptr_array_unref (hub->dead_clients);
@@ -732,8 +746,9 @@ wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink, gp
   client->subscriptions = g_hash_table_new (g_str_hash, g_str_equal);
   client->link.data = client;
   g_queue_init (&client->pending);
-  wb_rate_limit_init (&client->chat_limit, hub->config->chat_per_minute, now);
-  wb_rate_limit_init (&client->reaction_limit, hub->config->reactions_per_minute, now);
+  wb_rate_limit_init (&client->own_allowance.chat, hub->config->chat_per_minute, now);
+  wb_rate_limit_init (&client->own_allowance.reaction, hub->config->reactions_per_minute, now);
+  client->allowance = &client->own_allowance;
   g_queue_push_tail_link (&hub->clients, &client->link);
   hub->counters.clients++;
   g_debug ("Client %s joined (%u clients)", client->name, hub->counters.clients);
@@ -993,6 +1008,29 @@ wb_hub_client_count_dropped (WbHubClient *client, guint count)
 }
 
 void
+wb_hub_client_set_sender (WbHubClient *client, const char *sender_key)
+{
+  WbHub *hub;
+  SendAllowance *allowance;
+
+  g_return_if_fail (client != NULL && sender_key != NULL);
+  hub = client->hub;
+  if (hub == NULL)
+    return;
+  allowance = g_hash_table_lookup (hub->allowances, sender_key);
+  if (allowance == NULL)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      allowance = g_new0 (SendAllowance, 1);
+      wb_rate_limit_init (&allowance->chat, hub->config->chat_per_minute, now);
+      wb_rate_limit_init (&allowance->reaction, hub->config->reactions_per_minute, now);
+      g_hash_table_insert (hub->allowances, g_strdup (sender_key), allowance);
+    }
+  client->allowance = allowance;
+}
+
+void
 wb_hub_count_dropped (WbHub *hub, guint count)
 {
   g_return_if_fail (hub != NULL);
@@ -1069,12 +1107,12 @@ wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_
   now = g_get_monotonic_time ();
   if (type == WB_MESSAGE_CHAT_MESSAGE)
     {
-      limit = &client->chat_limit;
+      limit = &client->allowance->chat;
       per_minute = hub->config->chat_per_minute;
     }
   else
     {
-      limit = &client->reaction_limit;
+      limit = &client->allowance->reaction;
       per_minute = hub->config->reactions_per_minute;
     }
   wb_rate_limit_set_rate (limit, per_minute, now);

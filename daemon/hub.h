@@ -125,6 +125,10 @@ typedef void (*WbHubSendCallback) (WbHubClient *client, const GError *error, gpo
 gboolean wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_id,
                              const char *text, WbHubSendCallback callback, gpointer user_data,
                              GError **error);
+/* Clients with the same sender key (the frontends use "uid:N") share one
+ * ChatPerMinute / ReactionsPerMinute allowance: a user cannot refill it by
+ * reconnecting or opening more connections. Without one, a client has its own. */
+void wb_hub_client_set_sender (WbHubClient *client, const char *sender_key);
 /* Events the frontend dropped for this client outside deliver() (e.g. when
  * draining). */
 void wb_hub_client_count_dropped (WbHubClient *client, guint count);

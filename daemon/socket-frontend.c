@@ -539,6 +539,11 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
   /* The greeting goes first, before anything the hub may deliver. */
   client_send_hello (client);
   client->hub_client = wb_hub_client_new (frontend->hub, client->name, &client_sink, client);
+  {
+    g_autofree char *sender = g_strdup_printf ("uid:%u", (unsigned)client->credentials->uid);
+
+    wb_hub_client_set_sender (client->hub_client, sender);
+  }
   g_debug ("%s connected", client->name);
 }
 

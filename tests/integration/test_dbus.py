@@ -229,17 +229,20 @@ sys.stdin.readline()
 '''
 
 
-class TestBridgeBus(unittest.TestCase):
+class BridgeBusFixture(unittest.TestCase):
     """One sim, bus and bridge for the non-destructive tests. Each test uses
-    its own connection (own unique name, own rate budget) and its own
-    stream ids, which wave-sim accepts and feeds only through /sim/emit."""
+    its own connection (own unique name) and its own stream ids, which
+    wave-sim accepts and feeds only through /sim/emit. The send allowance is
+    per user, shared by all of them: generous here, tested in TestRateLimit."""
+
+    bridge_limits = {'ChatPerMinute': '100', 'ReactionsPerMinute': '100'}
 
     @classmethod
     def setUpClass(cls):
         cls.sim = Sim(streams=2, speed=1).__enter__()
         cls.bus = PrivateBus().__enter__()
         cls.bridge = Bridge(cls.sim, bus=cls.bus, config={
-            'Limits': {'ChatPerMinute': '3', 'ReactionsPerMinute': '3'},
+            'Limits': cls.bridge_limits,
         }).__enter__()
 
     @classmethod
@@ -287,6 +290,11 @@ class TestBridgeBus(unittest.TestCase):
         return path
 
     # ---- introspection ----------------------------------------------------
+
+
+
+class TestBridgeBus(BridgeBusFixture):
+    """The non-destructive tests on the shared bridge."""
 
     def test_introspection_matches_xml(self):
         c = self.client()
@@ -622,23 +630,6 @@ class TestBridgeBus(unittest.TestCase):
         self.assertEqual(stats['received'].get('chat.message', 0),
                          received.get('chat.message', 0) + 2)
 
-    def test_rate_limited(self):
-        c = self.client()
-        stream_id = 'stream_rat001'
-        path = self.subscribe(c, stream_id)
-        for i in range(3):  # ChatPerMinute=3
-            c.call('SendChatMessage', 'ss', (stream_id, f'message {i}'))
-        name, _ = c.call_error('SendChatMessage', 'ss', (stream_id, 'one too many'))
-        self.assertEqual(name, ERROR_PREFIX + 'RateLimited')
-        self.assertEqual(c.call_error('SendChatMessage', 's', ('again',), path=path,
-                                      iface=STREAM_IFACE)[0], ERROR_PREFIX + 'RateLimited')
-        for i in range(3):  # ReactionsPerMinute=3, a separate budget
-            c.call('SendReaction', 's', ('👍',), path=path, iface=STREAM_IFACE)
-        self.assertEqual(c.call_error('SendReaction', 'ss', (stream_id, '👍'))[0],
-                         ERROR_PREFIX + 'RateLimited')
-        # The limit is per peer: another connection still may send.
-        self.assertEqual((), self.client().call('SendChatMessage', 'ss', (stream_id, 'other peer')))
-
     # ---- control --------------------------------------------------------------
 
     def test_reconnect(self):
@@ -704,6 +695,32 @@ def _readline_with_timeout(stream, timeout):
     import select
     ready, _, _ = select.select([stream], [], [], timeout)
     return stream.readline() if ready else None
+
+
+class TestRateLimit(BridgeBusFixture):
+    """ChatPerMinute / ReactionsPerMinute over D-Bus, with a bridge of its own."""
+
+    bridge_limits = {'ChatPerMinute': '3', 'ReactionsPerMinute': '3'}
+
+    def test_rate_limited(self):
+        c = self.client()
+        stream_id = 'stream_rat001'
+        path = self.subscribe(c, stream_id)
+        for i in range(3):  # ChatPerMinute=3
+            c.call('SendChatMessage', 'ss', (stream_id, f'message {i}'))
+        name, _ = c.call_error('SendChatMessage', 'ss', (stream_id, 'one too many'))
+        self.assertEqual(name, ERROR_PREFIX + 'RateLimited')
+        self.assertEqual(c.call_error('SendChatMessage', 's', ('again',), path=path,
+                                      iface=STREAM_IFACE)[0], ERROR_PREFIX + 'RateLimited')
+        for i in range(3):  # ReactionsPerMinute=3, a separate budget
+            c.call('SendReaction', 's', ('👍',), path=path, iface=STREAM_IFACE)
+        self.assertEqual(c.call_error('SendReaction', 'ss', (stream_id, '👍'))[0],
+                         ERROR_PREFIX + 'RateLimited')
+        # The allowance is the user's: another connection of the same user
+        # (or reconnecting) does not refill it.
+        self.assertEqual(self.client().call_error('SendChatMessage', 'ss',
+                                                  (stream_id, 'other peer'))[0],
+                         ERROR_PREFIX + 'RateLimited')
 
 
 class TestUpstreamDown(unittest.TestCase):

@@ -470,6 +470,23 @@ class SocketSending(unittest.TestCase):
             wait_until(lambda: self.sim.stats()['received'].get('chat.message', 0) == before + 6,
                        what='six chat messages upstream')
 
+    def test_rate_limit_is_per_user_not_per_connection(self):
+        # Reconnecting must not refill the allowance; another user has its own.
+        bridge = self.bridge(config={'Limits': {'ChatPerMinute': '2'}})
+        stream = 'stream_tst043'
+        for i in range(2):
+            with bridge.connect() as client:
+                client.send({'type': 'chat.message', 'stream_id': stream, 'message': f'm{i}'})
+                client.recv_type('sent', timeout=15)
+        with bridge.connect() as client:
+            client.send({'type': 'chat.message', 'stream_id': stream, 'message': 'again'})
+            self.assertEqual(client.recv_type('error')['payload']['code'], 'rate_limited')
+        # The socket is 0660 root-owned in the test dir: let nobody in for this.
+        os.chmod(bridge.socket_path, 0o666)
+        reply = run_as(bridge.socket_path, 65534, 65534, [],
+                       {'type': 'chat.message', 'stream_id': stream, 'message': 'nobody'})
+        self.assertEqual(reply['type'], 'sent', reply)
+
     def test_sent_and_rate_limited(self):
         bridge = self.bridge(config={'Limits': {'ChatPerMinute': '2',
                                                 'ReactionsPerMinute': '1'}})
