@@ -11,6 +11,9 @@
 #include "dbus-errors.h"
 #include "wb-build-config.h"
 
+/* Reconnect() from the bus: at most one per this many µs. */
+#define RECONNECT_MIN_INTERVAL_US (5 * G_USEC_PER_SEC)
+
 /* ---- properties -------------------------------------------------------- */
 
 static void
@@ -292,7 +295,18 @@ static int
 manager_reconnect_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
   WbDbusFrontend *frontend = user_data;
+  gint64 now = g_get_monotonic_time ();
 
+  /* Any member of group wave may call it, and every reconnect means a gap
+   * (and resync) for everyone: one user must not make upstream flap. */
+  if (frontend->last_reconnect_us != 0
+      && now - frontend->last_reconnect_us < RECONNECT_MIN_INTERVAL_US)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_RATE_LIMITED,
+                              "Reconnect at most every %d s; retry in %" G_GINT64_FORMAT " ms",
+                              (int)(RECONNECT_MIN_INTERVAL_US / G_USEC_PER_SEC),
+                              (frontend->last_reconnect_us + RECONNECT_MIN_INTERVAL_US - now + 999)
+                                  / 1000);
+  frontend->last_reconnect_us = now;
   g_message ("Reconnect requested over D-Bus by %s", sd_bus_message_get_sender (call));
   wb_hub_reconnect (frontend->hub);
   return sd_bus_reply_method_return (call, NULL);

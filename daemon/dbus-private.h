@@ -56,6 +56,7 @@ typedef struct
 
 struct _WbDbusFrontend
 {
+  gint64 last_reconnect_us; /* monotonic, of the last Reconnect() obeyed */
   WbHub *hub;
   const WbConfig *config;
   sd_bus *bus;

@@ -649,6 +649,10 @@ class TestBridgeBus(BridgeBusFixture):
                       where=lambda s: 'State' in s.args[1] and states.append(s.args[1]['State'])
                       is None and s.args[1]['State'] == 'connected')
         self.assertGreaterEqual(len(states), 2, states)
+        # One user cannot make the shared upstream flap.
+        name, message = c.call_error('Reconnect')
+        self.assertEqual(name, ERROR_PREFIX + 'RateLimited')
+        self.assertIn('at most every 5 s', message)
 
     def test_reload(self):
         c = self.client()
