@@ -862,7 +862,12 @@ for iface, method, signature, args in calls:
                        Gio.DBusCallFlags.NONE, 15000, None)
         results.append('ok')
     except GLib.Error as e:
-        results.append(Gio.DBusError.get_remote_error(e) or e.message)
+        name = Gio.DBusError.get_remote_error(e) or e.message
+        # The daemon answered, so the policy let the call through; a second
+        # user's Reconnect within 5 s is throttled by the daemon itself.
+        if method == 'Reconnect' and name == 'inc.wave.Bridge1.Error.RateLimited':
+            name = 'ok'
+        results.append(name)
 print('ready', flush=True)
 context = GLib.MainContext.default()
 deadline = time.monotonic() + 3
