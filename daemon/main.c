@@ -39,6 +39,9 @@ typedef struct
   gboolean user_mode;
   WbConfig *config;
   char *api_key;
+  /* What the process really serves; a reload cannot move them. */
+  char *running_socket_path;
+  WbBusType running_bus;
   WbUpstream *upstream;
   WbHub *hub;
   WbSocketFrontend *socket_frontend;
@@ -241,9 +244,10 @@ daemon_reload (Daemon *daemon, GError **error)
       sd_notify (FALSE, "READY=1");
       return FALSE;
     }
-  if (g_strcmp0 (config->socket_path, daemon->config->socket_path) != 0
-      || config->bus != daemon->config->bus)
-    g_message ("socket path and bus changes take effect on restart");
+  if (g_strcmp0 (config->socket_path, daemon->running_socket_path) != 0
+      || config->bus != daemon->running_bus)
+    g_message ("still serving socket %s and bus %s: changes to them take effect on restart",
+               daemon->running_socket_path, wb_bus_type_to_string (daemon->running_bus));
 
   /* Everyone gets the new config before the old one is freed. */
   wb_upstream_reload (daemon->upstream, config, api_key);
@@ -354,6 +358,8 @@ daemon_start (Daemon *daemon, GError **error)
 {
   if (!daemon_load_config (daemon, &daemon->config, &daemon->api_key, error))
     return FALSE;
+  daemon->running_socket_path = g_strdup (daemon->config->socket_path);
+  daemon->running_bus = daemon->config->bus;
 
   daemon->hub = wb_hub_new (daemon->config, &hub_upstream_ops, daemon);
   daemon->upstream = wb_upstream_new (daemon->config, daemon->api_key, &upstream_callbacks, daemon);
@@ -399,6 +405,7 @@ daemon_stop (Daemon *daemon)
     g_main_context_iteration (NULL, FALSE);
   g_clear_pointer (&daemon->hub, wb_hub_free);
   g_clear_pointer (&daemon->config, wb_config_free);
+  g_clear_pointer (&daemon->running_socket_path, g_free);
   if (daemon->api_key != NULL)
     memset (daemon->api_key, 0, strlen (daemon->api_key));
   g_clear_pointer (&daemon->api_key, g_free);
@@ -463,6 +470,11 @@ main (int argc, char **argv)
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
       fprintf (stderr, "wave-bridged: %s\nTry --help.\n", error->message);
+      return EXIT_CONFIG;
+    }
+  if (argc > 1)
+    {
+      fprintf (stderr, "wave-bridged: unexpected argument '%s'\nTry --help.\n", argv[1]);
       return EXIT_CONFIG;
     }
   if (version)

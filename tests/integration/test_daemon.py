@@ -120,6 +120,23 @@ class CommandLine(unittest.TestCase):
             self.assertIn(key, result.stderr)
             self.assertIn('WAVE_API_KEY', result.stderr)
 
+    def test_stray_argument_refused(self):
+        result = self.run_bridge(['--bus=none', 'extra'])
+        self.assertEqual(result.returncode, EX_CONFIG)
+        self.assertIn("unexpected argument 'extra'", result.stderr)
+
+    def test_reload_reports_only_real_socket_changes(self):
+        with Sim(streams=1) as sim, Bridge(sim) as bridge:
+            note = 'take effect on restart'
+            bridge.write_config({'Socket': {'Path': bridge.socket_path + '.new'}})
+            bridge.reload()
+            wait_until(lambda: bridge.log().count(note) == 1, what='the restart note')
+            bridge.write_config()
+            bridge.reload()
+            wait_until(lambda: bridge.log().count('configuration reloaded') == 2,
+                       what='the second reload')
+            self.assertEqual(bridge.log().count(note), 1, bridge.log())
+
     def test_bad_bus_name(self):
         result = self.run_bridge(['--bus=elsewhere'])
         self.assertEqual(result.returncode, EX_CONFIG)
