@@ -88,32 +88,31 @@ stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, co
 
 /* ---- methods ------------------------------------------------------------ */
 
+/* Both stream send methods take one string: the chat text or the reaction. */
 static int
-stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+stream_send (sd_bus_message *call, WbDbusStream *stream, WbMessageType type,
+             sd_bus_error *ret_error)
 {
-  WbDbusStream *stream = user_data;
   const char *text = NULL;
   int r;
 
   r = sd_bus_message_read (call, "s", &text);
   if (r < 0)
     return r;
-  return wb_dbus_frontend_handle_send (stream->frontend, call, WB_MESSAGE_CHAT_MESSAGE,
-                                       stream->stream_id, text, ret_error);
+  return wb_dbus_frontend_handle_send (stream->frontend, call, type, stream->stream_id, text,
+                                       ret_error);
+}
+
+static int
+stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  return stream_send (call, user_data, WB_MESSAGE_CHAT_MESSAGE, ret_error);
 }
 
 static int
 stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  WbDbusStream *stream = user_data;
-  const char *reaction = NULL;
-  int r;
-
-  r = sd_bus_message_read (call, "s", &reaction);
-  if (r < 0)
-    return r;
-  return wb_dbus_frontend_handle_send (stream->frontend, call, WB_MESSAGE_REACTION_SENT,
-                                       stream->stream_id, reaction, ret_error);
+  return stream_send (call, user_data, WB_MESSAGE_REACTION_SENT, ret_error);
 }
 
 #define STREAM_PROP(name, type, flags)                                                             \
