@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import queue
+import shutil
 import signal
 import socket
 import struct
@@ -37,9 +38,21 @@ def base_env(**extra):
     return env
 
 
-def run(args, env=None, timeout=TIMEOUT, preexec_fn=None):
-    return subprocess.run([WAVECTL_BIN] + args, env=env or base_env(), capture_output=True,
+def run(args, env=None, timeout=TIMEOUT, preexec_fn=None, binary=WAVECTL_BIN):
+    return subprocess.run([binary] + args, env=env or base_env(), capture_output=True,
                           text=True, timeout=timeout, preexec_fn=preexec_fn)
+
+
+def wavectl_for_nobody(testcase):
+    """A copy of wavectl that uid nobody can execute: the checkout may sit
+    under a directory it cannot enter (/root is 0700 on a fresh Debian)."""
+    directory = tempfile.mkdtemp(prefix='wb-wavectl-')
+    testcase.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, 'wavectl')
+    shutil.copy2(WAVECTL_BIN, path)
+    os.chmod(path, 0o755)
+    return path
 
 
 def as_nobody(groups=(), gid=NOGROUP):
@@ -594,21 +607,22 @@ class Permissions(BridgeCase):
     def test_permission_denied(self):
         os.chmod(self.bridge.socket_path, 0o600)
         result = run(['--socket', self.bridge.socket_path, 'status'], env=base_env(),
-                     preexec_fn=as_nobody())
+                     preexec_fn=as_nobody(), binary=wavectl_for_nobody(self))
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn(f'permission denied on {self.bridge.socket_path}', result.stderr)
         self.assertIn("add yourself to group 'wave'", result.stderr)
 
     def test_chat_forbidden(self):
         os.chmod(self.bridge.socket_path, 0o666)
+        wavectl = wavectl_for_nobody(self)
         result = run(['--socket', self.bridge.socket_path, 'chat', self.stream, 'hi'],
-                     env=base_env(), preexec_fn=as_nobody())
+                     env=base_env(), preexec_fn=as_nobody(), binary=wavectl)
         self.assertEqual(result.returncode, 1)
         self.assertIn('forbidden', result.stderr)
         self.assertEqual(self.sim.stats()['received'].get('chat.message', 0), 0)
         # Reading stays allowed for non-members.
         result = run(['--socket', self.bridge.socket_path, 'status'], env=base_env(),
-                     preexec_fn=as_nobody())
+                     preexec_fn=as_nobody(), binary=wavectl)
         self.assertEqual(result.returncode, 0, result.stderr)
 
 
