@@ -733,14 +733,109 @@ wb_message_dup_events (const WbMessage *message)
   return (char **)g_ptr_array_free (g_steal_pointer (&events), FALSE);
 }
 
+/* Longest number token rewritten; longer ones (never json-glib's) are kept. */
+#define MAX_NUMBER_TOKEN 64
+
+static void
+append_shortest_double (GString *out, const char *token, gsize length)
+{
+  char buffer[MAX_NUMBER_TOKEN + 1];
+  char shortest[G_ASCII_DTOSTR_BUF_SIZE];
+  double value;
+  int integer_digits;
+
+  if (length > MAX_NUMBER_TOKEN)
+    {
+      g_string_append_len (out, token, (gssize)length);
+      return;
+    }
+  memcpy (buffer, token, length);
+  buffer[length] = '\0';
+  value = g_ascii_strtod (buffer, NULL);
+  /* %g switches to exponent notation below the integer digits' precision
+   * (60 would be "6e+01"): start there, unless the number is huge anyway. */
+  integer_digits = fabs (value) >= 1.0 ? (int)floor (log10 (fabs (value))) + 1 : 1;
+  for (int precision = integer_digits <= 17 ? integer_digits : 1; precision <= 17; precision++)
+    {
+      char format[8];
+
+      g_snprintf (format, sizeof format, "%%.%dg", precision);
+      g_ascii_formatd (shortest, sizeof shortest, format, value);
+      if (g_ascii_strtod (shortest, NULL) == value)
+        break;
+    }
+  g_string_append (out, shortest);
+  /* Still a double when read back: 60.0, not 60. */
+  if (strpbrk (shortest, ".eE") == NULL)
+    g_string_append (out, ".0");
+}
+
+/* json-glib writes every double with 17 significant digits
+ * ("2601.8000000000002"); people expect the shortest text that reads back as
+ * the same double ("2601.8"). Strings are copied untouched. */
+static char *
+shorten_doubles (const char *json, gsize length, gsize *out_length)
+{
+  GString *out = g_string_sized_new (length);
+  gboolean in_string = FALSE;
+  gboolean escaped = FALSE;
+  gsize i = 0;
+
+  while (i < length)
+    {
+      char c = json[i];
+
+      if (in_string || c == '"')
+        {
+          if (!in_string)
+            in_string = TRUE;
+          else if (escaped)
+            escaped = FALSE;
+          else if (c == '\\')
+            escaped = TRUE;
+          else if (c == '"')
+            in_string = FALSE;
+          g_string_append_c (out, c);
+          i++;
+          continue;
+        }
+      if (c == '-' || g_ascii_isdigit (c))
+        {
+          gsize start = i;
+          gboolean is_double = FALSE;
+
+          while (i < length && json[i] != '\0'
+                 && (g_ascii_isdigit (json[i]) || strchr ("+-.eE", json[i]) != NULL))
+            {
+              if (strchr (".eE", json[i]) != NULL)
+                is_double = TRUE;
+              i++;
+            }
+          if (is_double)
+            append_shortest_double (out, json + start, i - start);
+          else
+            g_string_append_len (out, json + start, (gssize)(i - start));
+          continue;
+        }
+      g_string_append_c (out, c);
+      i++;
+    }
+  if (out_length != NULL)
+    *out_length = out->len;
+  return g_string_free (out, FALSE);
+}
+
 char *
 wb_json_to_string (JsonNode *node, gsize *out_length)
 {
   g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autofree char *text = NULL;
+  gsize length = 0;
 
   g_return_val_if_fail (node != NULL, NULL);
   json_generator_set_root (generator, node);
-  return json_generator_to_data (generator, out_length);
+  text = json_generator_to_data (generator, &length);
+  return shorten_doubles (text, length, out_length);
 }
 
 GBytes *

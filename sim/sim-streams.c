@@ -174,7 +174,14 @@ gaussian (GRand *rand)
 static double
 round_to (double value, double step)
 {
-  return round (value / step) * step;
+  /* Divide by a power of ten (exact) rather than multiply by an inexact
+   * step: 26018 * 0.1 is 2601.8000000000002, 26018 / 10.0 is 2601.8. */
+  double scale;
+
+  if (step >= 1.0)
+    return round (value / step) * step;
+  scale = round (1.0 / step);
+  return round (value * scale) / scale;
 }
 
 static gint64

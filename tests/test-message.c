@@ -1381,6 +1381,52 @@ test_dup_events_many_duplicates (void)
   g_string_free (json, TRUE);
 }
 
+/* Doubles come out as the shortest text that reads back the same; integers,
+ * strings that look like numbers and integral doubles keep their kind. */
+static void
+test_shortest_doubles (void)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  g_autoptr (JsonNode) node = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *text = NULL;
+  JsonObject *object;
+  static const double values[] = { 2601.8, 0.0064, -0.5, 1e300, 5e-324, 0.1 + 0.2, 123456789.125 };
+  static const char *const names[] = { "a", "b", "c", "d", "e", "f", "g" };
+
+  json_builder_begin_object (builder);
+  for (guint i = 0; i < G_N_ELEMENTS (values); i++)
+    {
+      json_builder_set_member_name (builder, names[i]);
+      json_builder_add_double_value (builder, values[i]);
+    }
+  json_builder_set_member_name (builder, "fps");
+  json_builder_add_double_value (builder, 60.0);
+  json_builder_set_member_name (builder, "views");
+  json_builder_add_int_value (builder, 5000000000);
+  json_builder_set_member_name (builder, "text");
+  json_builder_add_string_value (builder, "2601.8000000000002 \"1e5\" -3");
+  json_builder_end_object (builder);
+  node = json_builder_get_root (builder);
+
+  text = wb_json_to_string (node, NULL);
+  g_assert_nonnull (strstr (text, "\"a\":2601.8,"));
+  g_assert_nonnull (strstr (text, "\"b\":0.0064,"));
+  g_assert_nonnull (strstr (text, "\"c\":-0.5,"));
+  g_assert_nonnull (strstr (text, "\"fps\":60.0,"));
+  g_assert_nonnull (strstr (text, "\"views\":5000000000,"));
+  g_assert_nonnull (strstr (text, "2601.8000000000002 \\\"1e5\\\" -3"));
+
+  /* Every value reads back exactly, with its kind. */
+  g_assert_true (json_parser_load_from_data (parser, text, -1, NULL));
+  object = json_node_get_object (json_parser_get_root (parser));
+  for (guint i = 0; i < G_N_ELEMENTS (values); i++)
+    g_assert_cmpfloat (json_object_get_double_member (object, names[i]), ==, values[i]);
+  g_assert_cmpint (json_node_get_value_type (json_object_get_member (object, "fps")), ==,
+                   G_TYPE_DOUBLE);
+  g_assert_cmpint (json_object_get_int_member (object, "views"), ==, 5000000000);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1416,6 +1462,7 @@ main (int argc, char **argv)
   g_test_add_func ("/message/extra-members", test_extra_members);
   g_test_add_func ("/message/verbatim-line", test_verbatim_line);
   g_test_add_func ("/message/trailing-data", test_trailing_data);
+  g_test_add_func ("/message/shortest-doubles", test_shortest_doubles);
   g_test_add_func ("/message/subscribe/dup-events-many", test_dup_events_many_duplicates);
 
   return g_test_run ();
