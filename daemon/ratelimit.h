@@ -18,15 +18,19 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  guint per_minute;
+  guint per_period; /* tokens earned per period, and the bucket's capacity */
+  gint64 period_us;
   double tokens;
   gint64 updated_us;
 } WbRateLimit;
 
-/* A full bucket of @per_minute tokens. */
+/* A full bucket of @per_minute tokens (per-client chat and reactions). */
 void wb_rate_limit_init (WbRateLimit *limit, guint per_minute, gint64 now_us);
-/* A new rate after a reload; tokens already earned are kept up to the new capacity. */
-void wb_rate_limit_set_rate (WbRateLimit *limit, guint per_minute, gint64 now_us);
+/* A full bucket of @per_second tokens (pacing what is sent upstream). */
+void wb_rate_limit_init_per_second (WbRateLimit *limit, guint per_second, gint64 now_us);
+/* A new rate per the bucket's period after a reload; tokens already earned
+ * are kept up to the new capacity. */
+void wb_rate_limit_set_rate (WbRateLimit *limit, guint per_period, gint64 now_us);
 /* Takes one token: TRUE if there was one. */
 gboolean wb_rate_limit_take (WbRateLimit *limit, gint64 now_us);
 /* Microseconds until a token is available (0: one is; G_MAXINT64: never). */

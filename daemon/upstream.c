@@ -9,6 +9,7 @@
 
 #include "backoff.h"
 #include "close-policy.h"
+#include "ratelimit.h"
 #include "wb-build-config.h"
 
 /* WAVE events are small JSON objects; anything this big is a broken or
@@ -77,9 +78,8 @@ struct _WbUpstream
    * as the pace allows, so many changes to one stream cost one message. */
   GHashTable *unsynced;
 
-  /* Client → server pacing: a token bucket of config.messages_per_second. */
-  double pace_tokens;
-  gint64 pace_updated_us;
+  /* Client → server pacing: config.messages_per_second, the same as burst. */
+  WbRateLimit pace;
   guint pace_id;
 
   GQueue send_queue;  /* QueuedSend */
@@ -351,16 +351,7 @@ write_json (WbUpstream *self, JsonNode *node)
 static gboolean
 pace_take (WbUpstream *self)
 {
-  gint64 now = g_get_monotonic_time ();
-  double rate = self->config.messages_per_second;
-
-  self->pace_tokens += (double)(now - self->pace_updated_us) * rate / G_USEC_PER_SEC;
-  self->pace_tokens = MIN (self->pace_tokens, rate);
-  self->pace_updated_us = now;
-  if (self->pace_tokens < 1.0)
-    return FALSE;
-  self->pace_tokens -= 1.0;
-  return TRUE;
+  return wb_rate_limit_take (&self->pace, g_get_monotonic_time ());
 }
 
 static void pump (WbUpstream *self);
@@ -378,11 +369,10 @@ pace_cb (gpointer user_data)
 static void
 pace_wait (WbUpstream *self)
 {
-  double missing = 1.0 - self->pace_tokens;
-  guint wait_ms = (guint)ceil (missing * 1000.0 / self->config.messages_per_second);
+  gint64 wait_us = wb_rate_limit_get_wait_us (&self->pace, g_get_monotonic_time ());
 
   if (self->pace_id == 0)
-    self->pace_id = g_timeout_add (MAX (wait_ms, 1), pace_cb, self);
+    self->pace_id = g_timeout_add (MAX ((guint)((wait_us + 999) / 1000), 1), pace_cb, self);
 }
 
 static void
@@ -1113,6 +1103,8 @@ apply_config (WbUpstream *self, const WbConfig *config, const char *api_key)
   self->config.ping_interval_ms = MAX (self->config.ping_interval_ms, 1);
   self->config.pong_timeout_ms = MAX (self->config.pong_timeout_ms, 1);
   self->config.messages_per_second = MAX (self->config.messages_per_second, 1);
+  if (self->pace.period_us != 0)
+    wb_rate_limit_set_rate (&self->pace, self->config.messages_per_second, g_get_monotonic_time ());
 
   if (self->api_key != NULL)
     memset (self->api_key, 0, strlen (self->api_key));
@@ -1156,8 +1148,8 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
   self->sent = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
   self->unsynced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  self->pace_tokens = MAX (config->messages_per_second, 1);
-  self->pace_updated_us = g_get_monotonic_time ();
+  wb_rate_limit_init_per_second (&self->pace, self->config.messages_per_second,
+                                 g_get_monotonic_time ());
   g_queue_init (&self->send_queue);
   g_queue_init (&self->completions);
   self->rand = g_rand_new ();
@@ -1253,18 +1245,11 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbUpstreamSendCallback ca
                                           "upstream rejected the API key"));
       return;
     }
-  if (is_connected (self) && self->healthy && self->send_queue.length == 0
-      && g_hash_table_size (self->unsynced) == 0 && pace_take (self))
-    {
-      write_json (self, message);
-      complete_send (self, callback, user_data, NULL);
-      return;
-    }
   if (self->send_queue.length >= self->config.send_queue_size)
     {
       complete_send (self, callback, user_data,
                      g_error_new (WB_UPSTREAM_ERROR, WB_UPSTREAM_ERROR_NOT_CONNECTED,
-                                  "upstream not connected and %u message(s) already held",
+                                  "%u message(s) already waiting to go upstream",
                                   self->send_queue.length));
       return;
     }
@@ -1278,7 +1263,8 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbUpstreamSendCallback ca
     schedule_expiry (self);
   notify_status (self);
   demand_added (self);
-  /* Held only for the pace: the pump writes it when a token comes. */
+  /* Every send takes the queue: the pump writes it now on a healthy
+   * connection with a token to spare, later otherwise, always in order. */
   if (self->healthy)
     pump (self);
 }

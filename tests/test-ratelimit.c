@@ -111,6 +111,22 @@ test_clock_backwards (void)
   g_assert_cmpuint (take_all (&limit, START_US + G_USEC_PER_SEC), ==, 1);
 }
 
+/* The upstream pace: N per second, a burst of N, waits in fractions of a second. */
+static void
+test_per_second (void)
+{
+  WbRateLimit limit;
+
+  wb_rate_limit_init_per_second (&limit, 20, START_US);
+  g_assert_cmpuint (take_all (&limit, START_US), ==, 20);
+  /* One token every 50 ms. */
+  g_assert_cmpint (wb_rate_limit_get_wait_us (&limit, START_US), ==, 50000);
+  g_assert_false (wb_rate_limit_take (&limit, START_US + 49000));
+  g_assert_true (wb_rate_limit_take (&limit, START_US + 50000));
+  /* A full second refills the whole burst, and no more. */
+  g_assert_cmpuint (take_all (&limit, START_US + 10 * G_USEC_PER_SEC), ==, 20);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -123,5 +139,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ratelimit/zero-rate", test_zero_rate);
   g_test_add_func ("/ratelimit/set-rate", test_set_rate);
   g_test_add_func ("/ratelimit/clock-backwards", test_clock_backwards);
+  g_test_add_func ("/ratelimit/per-second", test_per_second);
   return g_test_run ();
 }
