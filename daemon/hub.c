@@ -428,9 +428,9 @@ handle_error (WbHub *hub, const WbMessage *message)
   const char *stream_id = wb_event_get_stream_id (event);
   HubStream *stream;
 
-  g_message ("Upstream error %s: %s%s%s", wb_message_get_string (message, "code"),
-             wb_message_get_string (message, "message"), stream_id != NULL ? ", stream " : "",
-             stream_id != NULL ? stream_id : "");
+  g_debug ("Upstream error %s: %s%s%s", wb_message_get_string (message, "code"),
+           wb_message_get_string (message, "message"), stream_id != NULL ? ", stream " : "",
+           stream_id != NULL ? stream_id : "");
   if (stream_id == NULL)
     return;
   stream = g_hash_table_lookup (hub->streams, stream_id);

@@ -28,8 +28,6 @@
 #define EXIT_CONFIG 78
 /* Bounded: a source that keeps itself ready must not stall the exit. */
 #define SHUTDOWN_DRAIN_ITERATIONS 100
-/* systemctl status shows one line; longer text only hides the state. */
-#define NOTIFY_TEXT_MAX_BYTES 200
 
 typedef struct
 {
@@ -131,12 +129,6 @@ notify_safe_text (const char *text)
   for (char *p = safe; *p != '\0'; p++)
     if ((guchar)*p < 0x20 || *p == 0x7f)
       *p = ' ';
-  if (strlen (safe) > NOTIFY_TEXT_MAX_BYTES)
-    {
-      char *end = g_utf8_find_prev_char (safe, safe + NOTIFY_TEXT_MAX_BYTES);
-
-      *end = '\0';
-    }
   return safe;
 }
 
