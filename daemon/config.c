@@ -568,3 +568,20 @@ wb_config_redact_url (const char *url)
     }
   return g_string_free (redacted, FALSE);
 }
+
+void
+wb_secret_free (char *secret)
+{
+  if (secret == NULL)
+    return;
+  /* explicit_bzero: a memset before free() may be optimized away. */
+  explicit_bzero (secret, strlen (secret));
+  g_free (secret);
+}
+
+void
+wb_clear_secret (char **secret)
+{
+  g_return_if_fail (secret != NULL);
+  wb_secret_free (g_steal_pointer (secret));
+}

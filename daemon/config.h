@@ -103,6 +103,11 @@ char *wb_config_api_key_path (const WbConfig *config);
 char *wb_config_build_upstream_url (const WbConfig *config, const char *api_key);
 char *wb_config_redact_url (const char *url);
 
+/* Overwrites a secret (API key, URL carrying it) before freeing it, so it
+ * does not linger in freed memory. Accept NULL. */
+void wb_secret_free (char *secret);
+void wb_clear_secret (char **secret);
+
 const char *wb_bus_type_to_string (WbBusType bus);
 gboolean wb_bus_type_from_string (const char *name, WbBusType *out_bus);
 
