@@ -27,7 +27,9 @@
 #define WCTL_SYSTEM_SOCKET "/run/wave-bridge/wave.sock"
 #define WCTL_USER_SOCKET_SUBPATH "wave-bridge/wave.sock"
 
-G_DEFINE_QUARK (wavectl - error - quark, wctl_error)
+/* clang-format off */
+G_DEFINE_QUARK (wavectl-error-quark, wctl_error)
+/* clang-format on */
 
 /* ---- the transport-neutral wrappers ------------------------------------ */
 

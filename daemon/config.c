@@ -31,7 +31,9 @@
 #define MAX_SUBSCRIPTIONS_LIMIT 65536
 #define MAX_MESSAGES_PER_SECOND 10000
 
-G_DEFINE_QUARK (wb - config - error - quark, wb_config_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-config-error-quark, wb_config_error)
+/* clang-format on */
 
 WbConfig *
 wb_config_new_defaults (gboolean user_mode)

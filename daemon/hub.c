@@ -104,7 +104,9 @@ struct _WbHubClient
   gboolean dead;
 };
 
-G_DEFINE_QUARK (wb - hub - error - quark, wb_hub_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-hub-error-quark, wb_hub_error)
+/* clang-format on */
 
 static const WbUpstreamStatus empty_status = {
   .state = WB_UPSTREAM_IDLE,

@@ -151,7 +151,9 @@ static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
 #undef OPT
 #undef STREAM_ID
 
-G_DEFINE_QUARK (wb - message - error - quark, wb_message_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-message-error-quark, wb_message_error)
+/* clang-format on */
 
 static const char *const stream_event_names[] = {
   "analytics.update", "chat.message",  "reaction.received", "stream.ended", "stream.health",

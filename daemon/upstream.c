@@ -22,7 +22,9 @@
 #define WB_UPSTREAM_CLOSE_NORMAL 1000
 #define WB_UPSTREAM_CLOSE_GOING_AWAY 1001
 
-G_DEFINE_QUARK (wb - upstream - error - quark, wb_upstream_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-upstream-error-quark, wb_upstream_error)
+/* clang-format on */
 
 typedef struct
 {
