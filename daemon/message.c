@@ -39,112 +39,122 @@ typedef struct
 
 #define REQ(n, k)                                                                                  \
   {                                                                                                \
-    n, k, TRUE                                                                                     \
+    .name = (n), .kind = (k), .required = TRUE                                                     \
   }
 #define OPT(n, k)                                                                                  \
   {                                                                                                \
-    n, k, FALSE                                                                                    \
+    .name = (n), .kind = (k), .required = FALSE                                                    \
   }
 #define STREAM_ID REQ ("stream_id", FIELD_STRING)
 
-/* The WAVE schema, one row per message type: the doc's payload tables made data. */
+/* The WAVE schema, one row per message type: the doc's payload tables made
+ * data. Flags not named are FALSE. */
 static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
-  [WB_MESSAGE_STREAM_STARTED]
-  = { "stream.started",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("started_at", FIELD_STRING), REQ ("protocol", FIELD_STRING),
-        REQ ("ingest_endpoint", FIELD_STRING) } },
-  [WB_MESSAGE_STREAM_ENDED]
-  = { "stream.ended",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("ended_at", FIELD_STRING), REQ ("duration", FIELD_NUMBER),
-        OPT ("recording_id", FIELD_STRING_OR_NULL) } },
-  [WB_MESSAGE_STREAM_HEALTH]
-  = { "stream.health",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("bitrate", FIELD_NUMBER), REQ ("fps", FIELD_NUMBER),
-        REQ ("packet_loss", FIELD_NUMBER), REQ ("latency", FIELD_NUMBER) } },
-  [WB_MESSAGE_VIEWER_JOINED]
-  = { "viewer.joined",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("viewer_id", FIELD_STRING), REQ ("country", FIELD_STRING),
-        REQ ("device", FIELD_STRING), REQ ("joined_at", FIELD_STRING) } },
-  [WB_MESSAGE_VIEWER_LEFT]
-  = { "viewer.left",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("viewer_id", FIELD_STRING), REQ ("watch_time", FIELD_NUMBER),
-        REQ ("left_at", FIELD_STRING) } },
-  [WB_MESSAGE_ANALYTICS_UPDATE]
-  = { "analytics.update",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("concurrent_viewers", FIELD_NUMBER), REQ ("total_views", FIELD_NUMBER),
-        REQ ("peak_viewers", FIELD_NUMBER), REQ ("average_watch_time", FIELD_NUMBER) } },
-  [WB_MESSAGE_CHAT_MESSAGE] = { "chat.message",
-                                TRUE,
-                                TRUE,
-                                TRUE,
-                                FALSE,
-                                { STREAM_ID, REQ ("message_id", FIELD_STRING),
-                                  REQ ("user_id", FIELD_STRING), REQ ("username", FIELD_STRING),
-                                  REQ ("message", FIELD_STRING), REQ ("timestamp", FIELD_STRING) },
-                                { STREAM_ID, REQ ("message", FIELD_STRING) } },
-  [WB_MESSAGE_REACTION_SENT] = { "reaction.sent", FALSE, FALSE, TRUE, FALSE,
-                                 .to_server_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING),
-                                                       OPT ("user_id", FIELD_STRING) } },
-  [WB_MESSAGE_REACTION_RECEIVED]
-  = { "reaction.received",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("reaction", FIELD_STRING), REQ ("count", FIELD_NUMBER),
-        REQ ("timestamp", FIELD_STRING) } },
-  [WB_MESSAGE_PING] = { "ping",
-                        FALSE,
-                        TRUE,
-                        TRUE,
-                        TRUE,
-                        { OPT ("timestamp", FIELD_NUMBER) },
-                        { OPT ("timestamp", FIELD_NUMBER) } },
+  [WB_MESSAGE_STREAM_STARTED] = {
+    .name = "stream.started",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("started_at", FIELD_STRING),
+                          REQ ("protocol", FIELD_STRING), REQ ("ingest_endpoint", FIELD_STRING) },
+  },
+  [WB_MESSAGE_STREAM_ENDED] = {
+    .name = "stream.ended",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("ended_at", FIELD_STRING),
+                          REQ ("duration", FIELD_NUMBER),
+                          OPT ("recording_id", FIELD_STRING_OR_NULL) },
+  },
+  [WB_MESSAGE_STREAM_HEALTH] = {
+    .name = "stream.health",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("bitrate", FIELD_NUMBER), REQ ("fps", FIELD_NUMBER),
+                          REQ ("packet_loss", FIELD_NUMBER), REQ ("latency", FIELD_NUMBER) },
+  },
+  [WB_MESSAGE_VIEWER_JOINED] = {
+    .name = "viewer.joined",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("viewer_id", FIELD_STRING),
+                          REQ ("country", FIELD_STRING), REQ ("device", FIELD_STRING),
+                          REQ ("joined_at", FIELD_STRING) },
+  },
+  [WB_MESSAGE_VIEWER_LEFT] = {
+    .name = "viewer.left",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("viewer_id", FIELD_STRING),
+                          REQ ("watch_time", FIELD_NUMBER), REQ ("left_at", FIELD_STRING) },
+  },
+  [WB_MESSAGE_ANALYTICS_UPDATE] = {
+    .name = "analytics.update",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("concurrent_viewers", FIELD_NUMBER),
+                          REQ ("total_views", FIELD_NUMBER), REQ ("peak_viewers", FIELD_NUMBER),
+                          REQ ("average_watch_time", FIELD_NUMBER) },
+  },
+  [WB_MESSAGE_CHAT_MESSAGE] = {
+    .name = "chat.message",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_server = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("message_id", FIELD_STRING),
+                          REQ ("user_id", FIELD_STRING), REQ ("username", FIELD_STRING),
+                          REQ ("message", FIELD_STRING), REQ ("timestamp", FIELD_STRING) },
+    .to_server_fields = { STREAM_ID, REQ ("message", FIELD_STRING) },
+  },
+  [WB_MESSAGE_REACTION_SENT] = {
+    .name = "reaction.sent",
+    .to_server = TRUE,
+    .to_server_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING),
+                          OPT ("user_id", FIELD_STRING) },
+  },
+  [WB_MESSAGE_REACTION_RECEIVED] = {
+    .name = "reaction.received",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING), REQ ("count", FIELD_NUMBER),
+                          REQ ("timestamp", FIELD_STRING) },
+  },
+  [WB_MESSAGE_PING] = {
+    .name = "ping",
+    .to_client = TRUE,
+    .to_server = TRUE,
+    .lenient_shape = TRUE,
+    .to_client_fields = { OPT ("timestamp", FIELD_NUMBER) },
+    .to_server_fields = { OPT ("timestamp", FIELD_NUMBER) },
+  },
   /* Both ways: WAVE's ping is bidirectional, so is its answer. */
-  [WB_MESSAGE_PONG] = { "pong",
-                        FALSE,
-                        TRUE,
-                        TRUE,
-                        TRUE,
-                        { OPT ("timestamp", FIELD_NUMBER) },
-                        { OPT ("timestamp", FIELD_NUMBER) } },
-  [WB_MESSAGE_ERROR] = { "error",
-                         FALSE,
-                         TRUE,
-                         FALSE,
-                         FALSE,
-                         { REQ ("code", FIELD_STRING), REQ ("message", FIELD_STRING),
-                           OPT ("details", FIELD_OBJECT) } },
-  [WB_MESSAGE_SUBSCRIBE]
-  = { "subscribe", FALSE, FALSE, TRUE, FALSE,
-      .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY) } },
-  [WB_MESSAGE_UNSUBSCRIBE]
-  = { "unsubscribe", FALSE, FALSE, TRUE, FALSE, .to_server_fields = { STREAM_ID } },
-  [WB_MESSAGE_STATUS] = { "status", FALSE, FALSE, TRUE, FALSE },
+  [WB_MESSAGE_PONG] = {
+    .name = "pong",
+    .to_client = TRUE,
+    .to_server = TRUE,
+    .lenient_shape = TRUE,
+    .to_client_fields = { OPT ("timestamp", FIELD_NUMBER) },
+    .to_server_fields = { OPT ("timestamp", FIELD_NUMBER) },
+  },
+  [WB_MESSAGE_ERROR] = {
+    .name = "error",
+    .to_client = TRUE,
+    .to_client_fields = { REQ ("code", FIELD_STRING), REQ ("message", FIELD_STRING),
+                          OPT ("details", FIELD_OBJECT) },
+  },
+  [WB_MESSAGE_SUBSCRIBE] = {
+    .name = "subscribe",
+    .to_server = TRUE,
+    .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY) },
+  },
+  [WB_MESSAGE_UNSUBSCRIBE] = {
+    .name = "unsubscribe",
+    .to_server = TRUE,
+    .to_server_fields = { STREAM_ID },
+  },
+  [WB_MESSAGE_STATUS] = {
+    .name = "status",
+    .to_server = TRUE,
+  },
 };
 
 #undef REQ
