@@ -79,24 +79,6 @@ wctl_client_free (WctlClient *client)
   client->ops->free (client);
 }
 
-static const char *const stream_event_names[] = {
-  "stream.started", "stream.ended",      "stream.health",
-  "viewer.joined",  "viewer.left",       "analytics.update",
-  "chat.message",   "reaction.received", NULL,
-};
-
-const char *const *
-wctl_stream_event_names (void)
-{
-  return stream_event_names;
-}
-
-gboolean
-wctl_is_stream_event_name (const char *name)
-{
-  return name != NULL && g_strv_contains (stream_event_names, name);
-}
-
 /* ---- the socket transport ---------------------------------------------- */
 
 typedef struct

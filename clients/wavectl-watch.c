@@ -757,7 +757,7 @@ watch_message_cb (JsonObject *message, const char *line, const GError *error, gp
                              wctl_or (wctl_json_string (payload, "message"), ""));
       watch_set_notice (watch, text);
     }
-  else if (wctl_is_stream_event_name (type)
+  else if (wb_message_is_stream_event_name (type)
            && g_strcmp0 (wctl_message_stream_id (message), watch->stream_id) == 0)
     {
       watch->have_events = TRUE;

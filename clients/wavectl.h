@@ -11,6 +11,9 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+/* The daemon's message model: event names, JSON member readers. */
+#include "message.h"
+
 G_BEGIN_DECLS
 
 #define WCTL_EXIT_OK 0
@@ -100,12 +103,6 @@ typedef enum
 
 /* wavectl-dbus.c */
 WctlClient *wctl_dbus_client_new (WctlBusChoice bus, GError **error);
-
-/* ---- event names ------------------------------------------------------- */
-
-/* The stream event types a client may subscribe to, NULL-terminated. */
-const char *const *wctl_stream_event_names (void);
-gboolean wctl_is_stream_event_name (const char *name);
 
 /* ---- JSON helpers (wavectl-format.c) ----------------------------------- */
 

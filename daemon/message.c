@@ -4,6 +4,7 @@
 #include "message.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef enum
@@ -165,15 +166,35 @@ static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
 G_DEFINE_QUARK (wb-message-error-quark, wb_message_error)
 /* clang-format on */
 
-static const char *const stream_event_names[] = {
-  "analytics.update", "chat.message",  "reaction.received", "stream.ended", "stream.health",
-  "stream.started",   "viewer.joined", "viewer.left",       NULL,
-};
+/* g_ptr_array_sort and qsort pass pointers to the elements (sort_values is 2.76+). */
+static int
+compare_string_pointers (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *)a, *(char *const *)b);
+}
 
 const char *const *
 wb_message_stream_event_names (void)
 {
-  return stream_event_names;
+  /* Derived from the table once: every type but INVALID could be a stream
+   * event, which leaves room for the terminating NULL. */
+  static const char *names[WB_MESSAGE_N_TYPES];
+  static gsize derived;
+
+  if (g_once_init_enter (&derived))
+    {
+      gsize n = 0;
+
+      for (int t = WB_MESSAGE_TYPE_INVALID + 1; t < WB_MESSAGE_N_TYPES; t++)
+        if (type_specs[t].stream_event)
+          names[n++] = type_specs[t].name;
+      names[n] = NULL;
+      /* Sorted: the order subscriptions are expanded, acknowledged and
+       * announced in (bridge.hello), whatever the table's order. */
+      qsort (names, n, sizeof names[0], compare_string_pointers);
+      g_once_init_leave (&derived, 1);
+    }
+  return names;
 }
 
 gboolean
@@ -697,13 +718,6 @@ wb_message_get_int (const WbMessage *message, const char *field)
   return json_node_get_int (node);
 }
 
-/* g_ptr_array_sort passes pointers to the elements (sort_values is 2.76+). */
-static int
-compare_string_pointers (gconstpointer a, gconstpointer b)
-{
-  return g_strcmp0 (*(char *const *)a, *(char *const *)b);
-}
-
 char **
 wb_message_dup_events (const WbMessage *message)
 {
@@ -721,7 +735,7 @@ wb_message_dup_events (const WbMessage *message)
         g_ptr_array_add (events, g_strdup (json_array_get_string_element (array, i)));
     }
   if (events->len == 0)
-    for (const char *const *name = stream_event_names; *name != NULL; name++)
+    for (const char *const *name = wb_message_stream_event_names (); *name != NULL; name++)
       g_ptr_array_add (events, g_strdup (*name));
 
   g_ptr_array_sort (events, compare_string_pointers);

@@ -81,7 +81,8 @@ typedef struct
   GBytes *line;
 } WbMessage;
 
-/* Every stream event type a client may subscribe to, NULL-terminated. */
+/* Every stream event type a client may subscribe to (the table's
+ * stream_event rows), sorted, NULL-terminated. */
 const char *const *wb_message_stream_event_names (void);
 gboolean wb_message_is_stream_event_name (const char *name);
 

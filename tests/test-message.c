@@ -517,6 +517,9 @@ test_type_names (void)
     }
   g_assert_cmpuint (n_events, ==, N_STREAM_EVENTS);
   g_assert_cmpuint (g_strv_length ((char **)wb_message_stream_event_names ()), ==, N_STREAM_EVENTS);
+  /* Sorted: the order subscriptions are expanded and bridge.hello lists them. */
+  for (const char *const *name = wb_message_stream_event_names (); name[1] != NULL; name++)
+    g_assert_cmpstr (name[0], <, name[1]);
   g_assert_cmpint (wb_message_type_from_string (NULL), ==, WB_MESSAGE_TYPE_INVALID);
   g_assert_cmpint (wb_message_type_from_string ("nope"), ==, WB_MESSAGE_TYPE_INVALID);
   g_assert_false (wb_message_type_is_stream_event (WB_MESSAGE_TYPE_INVALID));
