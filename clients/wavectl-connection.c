@@ -362,10 +362,10 @@ message_has_id (JsonObject *message, gint64 id)
 {
   JsonObject *payload;
 
-  if (wctl_json_int (message, "id", -1) == id)
+  if (wb_json_get_int (message, "id", -1) == id)
     return TRUE;
   payload = wctl_json_object (message, "payload");
-  return payload != NULL && wctl_json_int (payload, "id", -1) == id;
+  return payload != NULL && wb_json_get_int (payload, "id", -1) == id;
 }
 
 static gboolean
@@ -438,8 +438,8 @@ reply_error (JsonObject *reply, GError **error)
   if (g_strcmp0 (wctl_message_type (reply), "error") != 0)
     return FALSE;
   payload = wctl_message_payload (reply);
-  code = wctl_json_string (payload, "code");
-  text = wctl_json_string (payload, "message");
+  code = wb_json_get_string (payload, "code", NULL);
+  text = wb_json_get_string (payload, "message", NULL);
   g_set_error (error, WCTL_ERROR, WCTL_ERROR_REMOTE, "%s: %s", code != NULL ? code : "error",
                text != NULL ? text : "the bridge refused the request");
   return TRUE;

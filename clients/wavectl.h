@@ -112,11 +112,8 @@ wctl_or (const char *value, const char *fallback)
   return value != NULL ? value : fallback;
 }
 
-/* NULL/0/FALSE when absent or of another type. */
-const char *wctl_json_string (JsonObject *object, const char *member);
-double wctl_json_double (JsonObject *object, const char *member, double fallback);
-gint64 wctl_json_int (JsonObject *object, const char *member, gint64 fallback);
-gboolean wctl_json_has_number (JsonObject *object, const char *member);
+/* NULL when absent or not an object. Strings and numbers: wb_json_get_*
+ * (message.h). */
 JsonObject *wctl_json_object (JsonObject *object, const char *member);
 /* The message's payload, or an empty object owned by nobody's business:
  * never NULL, borrowed. */

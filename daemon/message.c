@@ -674,48 +674,84 @@ wb_message_free (WbMessage *message)
   g_free (message);
 }
 
-static JsonNode *
-body_member (const WbMessage *message, const char *field)
+/* ---- reading members ------------------------------------------------------ */
+
+const char *
+wb_json_get_string (JsonObject *object, const char *member, const char *fallback)
 {
-  g_return_val_if_fail (message != NULL && message->body != NULL, NULL);
-  return json_object_get_member (message->body, field);
+  JsonNode *node = object != NULL ? json_object_get_member (object, member) : NULL;
+
+  return node != NULL && node_is_string (node) ? json_node_get_string (node) : fallback;
+}
+
+gboolean
+wb_json_has_number (JsonObject *object, const char *member)
+{
+  JsonNode *node = object != NULL ? json_object_get_member (object, member) : NULL;
+
+  return node != NULL && node_is_number (node);
+}
+
+double
+wb_json_get_double (JsonObject *object, const char *member, double fallback)
+{
+  if (!wb_json_has_number (object, member))
+    return fallback;
+  /* json-glib converts an integer member. */
+  return json_node_get_double (json_object_get_member (object, member));
+}
+
+gint64
+wb_json_get_int (JsonObject *object, const char *member, gint64 fallback)
+{
+  JsonNode *node;
+  double value;
+
+  if (!wb_json_has_number (object, member))
+    return fallback;
+  node = json_object_get_member (object, member);
+  if (json_node_get_value_type (node) != G_TYPE_DOUBLE)
+    return json_node_get_int (node);
+  value = json_node_get_double (node);
+  /* Casting a double outside the gint64 range is undefined behaviour. */
+  if (value >= (double)G_MAXINT64)
+    return G_MAXINT64;
+  if (value <= (double)G_MININT64)
+    return G_MININT64;
+  return (gint64)value;
+}
+
+guint64
+wb_json_get_count (JsonObject *object, const char *member, guint64 max)
+{
+  double value = wb_json_get_double (object, member, 0.0);
+
+  if (!(value > 0.0))
+    return 0;
+  if (value >= (double)max)
+    return max;
+  return (guint64)value;
 }
 
 const char *
 wb_message_get_string (const WbMessage *message, const char *field)
 {
-  JsonNode *node = body_member (message, field);
-
-  return node != NULL && node_is_string (node) ? json_node_get_string (node) : NULL;
+  g_return_val_if_fail (message != NULL && message->body != NULL, NULL);
+  return wb_json_get_string (message->body, field, NULL);
 }
 
 double
 wb_message_get_double (const WbMessage *message, const char *field)
 {
-  JsonNode *node = body_member (message, field);
-
-  return node != NULL && node_is_number (node) ? json_node_get_double (node) : 0.0;
+  g_return_val_if_fail (message != NULL && message->body != NULL, 0.0);
+  return wb_json_get_double (message->body, field, 0.0);
 }
 
 gint64
 wb_message_get_int (const WbMessage *message, const char *field)
 {
-  JsonNode *node = body_member (message, field);
-
-  if (node == NULL || !node_is_number (node))
-    return 0;
-  if (json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    {
-      double value = json_node_get_double (node);
-
-      /* Casting a double outside the gint64 range is undefined behaviour. */
-      if (value >= (double)G_MAXINT64)
-        return G_MAXINT64;
-      if (value <= (double)G_MININT64)
-        return G_MININT64;
-      return (gint64)value;
-    }
-  return json_node_get_int (node);
+  g_return_val_if_fail (message != NULL && message->body != NULL, 0);
+  return wb_json_get_int (message->body, field, 0);
 }
 
 char **
@@ -726,7 +762,7 @@ wb_message_dup_events (const WbMessage *message)
 
   g_return_val_if_fail (message != NULL && message->type == WB_MESSAGE_SUBSCRIBE, NULL);
 
-  node = body_member (message, "events");
+  node = json_object_get_member (message->body, "events");
   if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
     {
       JsonArray *array = json_node_get_array (node);
