@@ -497,6 +497,27 @@ wb_config_api_key_path (const WbConfig *config)
   return g_strdup (config->api_key_file);
 }
 
+void
+wb_secret_wipe (char *secret)
+{
+  if (secret != NULL)
+    explicit_bzero (secret, strlen (secret));
+}
+
+void
+wb_secret_free (char *secret)
+{
+  wb_secret_wipe (secret);
+  g_free (secret);
+}
+
+void
+wb_clear_secret (char **secret)
+{
+  g_return_if_fail (secret != NULL);
+  wb_secret_free (g_steal_pointer (secret));
+}
+
 static gboolean
 key_is_printable (const char *key)
 {
@@ -510,7 +531,7 @@ static char *
 read_key_file (const char *path, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
-  g_autofree char *contents = NULL;
+  g_autoptr (WbSecret) contents = NULL;
   gsize length = 0;
   struct stat st;
 
@@ -536,7 +557,7 @@ char *
 wb_config_read_api_key (const WbConfig *config, char **out_source, GError **error)
 {
   g_autofree char *path = NULL;
-  g_autofree char *key = NULL;
+  g_autoptr (WbSecret) key = NULL;
   g_autofree char *source = NULL;
 
   g_return_val_if_fail (config != NULL, NULL);
@@ -577,7 +598,7 @@ wb_config_read_api_key (const WbConfig *config, char **out_source, GError **erro
 char *
 wb_config_build_upstream_url (const WbConfig *config, const char *api_key)
 {
-  g_autofree char *escaped = NULL;
+  g_autoptr (WbSecret) escaped = NULL;
   const char *separator;
 
   g_return_val_if_fail (config != NULL && config->url != NULL && api_key != NULL, NULL);

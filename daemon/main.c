@@ -398,9 +398,7 @@ daemon_stop (Daemon *daemon)
   g_clear_pointer (&daemon->hub, wb_hub_free);
   g_clear_pointer (&daemon->config, wb_config_free);
   g_clear_pointer (&daemon->running_socket_path, g_free);
-  if (daemon->api_key != NULL)
-    memset (daemon->api_key, 0, strlen (daemon->api_key));
-  g_clear_pointer (&daemon->api_key, g_free);
+  wb_clear_secret (&daemon->api_key);
   g_clear_pointer (&daemon->loop, g_main_loop_unref);
 }
 

@@ -376,6 +376,40 @@ test_bus_names (void)
   g_assert_cmpstr (wb_bus_type_to_string (WB_BUS_SYSTEM), ==, "system");
 }
 
+static void
+test_secret_wipe (void)
+{
+  char buffer[] = "wave_live_k3y\0guard";
+  const gsize key_length = strlen ("wave_live_k3y");
+
+  wb_secret_wipe (buffer);
+  for (gsize i = 0; i < key_length; i++)
+    g_assert_cmpint (buffer[i], ==, 0);
+  /* Only the string: what follows its terminator is not the secret's. */
+  g_assert_cmpstr (buffer + key_length + 1, ==, "guard");
+  wb_secret_wipe (NULL);
+}
+
+static void
+test_secret_free (void)
+{
+  char *key = g_strdup ("wave_live_k3y");
+  char *none = NULL;
+
+  wb_clear_secret (&key);
+  g_assert_null (key);
+  wb_clear_secret (&none);
+  g_assert_null (none);
+  wb_secret_free (NULL);
+  wb_secret_free (g_strdup ("wave_live_k3y"));
+
+  {
+    g_autoptr (WbSecret) scoped = g_strdup ("wave_live_k3y");
+
+    g_assert_cmpstr (scoped, ==, "wave_live_k3y");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -390,5 +424,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/world-readable-key-warns", test_world_readable_key_warns);
   g_test_add_func ("/config/url-redaction", test_url_building_and_redaction);
   g_test_add_func ("/config/bus-names", test_bus_names);
+  g_test_add_func ("/config/secret-wipe", test_secret_wipe);
+  g_test_add_func ("/config/secret-free", test_secret_free);
   return g_test_run ();
 }
