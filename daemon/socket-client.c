@@ -603,13 +603,6 @@ wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLimits 
   client_update_interest (client);
 }
 
-int
-wb_socket_client_get_fd (WbSocketClient *client)
-{
-  g_return_val_if_fail (client != NULL, -1);
-  return client->fd;
-}
-
 gboolean
 wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
 {
