@@ -27,7 +27,9 @@
 #define WCTL_SYSTEM_SOCKET "/run/wave-bridge/wave.sock"
 #define WCTL_USER_SOCKET_SUBPATH "wave-bridge/wave.sock"
 
-G_DEFINE_QUARK (wavectl - error - quark, wctl_error)
+/* clang-format off */
+G_DEFINE_QUARK (wavectl-error-quark, wctl_error)
+/* clang-format on */
 
 /* ---- the transport-neutral wrappers ------------------------------------ */
 
@@ -75,24 +77,6 @@ wctl_client_free (WctlClient *client)
   if (client == NULL)
     return;
   client->ops->free (client);
-}
-
-static const char *const stream_event_names[] = {
-  "stream.started", "stream.ended",      "stream.health",
-  "viewer.joined",  "viewer.left",       "analytics.update",
-  "chat.message",   "reaction.received", NULL,
-};
-
-const char *const *
-wctl_stream_event_names (void)
-{
-  return stream_event_names;
-}
-
-gboolean
-wctl_is_stream_event_name (const char *name)
-{
-  return name != NULL && g_strv_contains (stream_event_names, name);
 }
 
 /* ---- the socket transport ---------------------------------------------- */
@@ -378,10 +362,10 @@ message_has_id (JsonObject *message, gint64 id)
 {
   JsonObject *payload;
 
-  if (wctl_json_int (message, "id", -1) == id)
+  if (wb_json_get_int (message, "id", -1) == id)
     return TRUE;
   payload = wctl_json_object (message, "payload");
-  return payload != NULL && wctl_json_int (payload, "id", -1) == id;
+  return payload != NULL && wb_json_get_int (payload, "id", -1) == id;
 }
 
 static gboolean
@@ -454,8 +438,8 @@ reply_error (JsonObject *reply, GError **error)
   if (g_strcmp0 (wctl_message_type (reply), "error") != 0)
     return FALSE;
   payload = wctl_message_payload (reply);
-  code = wctl_json_string (payload, "code");
-  text = wctl_json_string (payload, "message");
+  code = wb_json_get_string (payload, "code", NULL);
+  text = wb_json_get_string (payload, "message", NULL);
   g_set_error (error, WCTL_ERROR, WCTL_ERROR_REMOTE, "%s: %s", code != NULL ? code : "error",
                text != NULL ? text : "the bridge refused the request");
   return TRUE;

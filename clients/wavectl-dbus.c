@@ -402,19 +402,19 @@ replay_properties (WctlDbusClient *self, const char *path, StreamSubscription *s
   state = properties_to_json (properties, stream_properties);
   /* Live is also known from health alone; replay a start only if one was seen. */
   if (json_object_get_boolean_member_with_default (state, "live", FALSE)
-      && g_strcmp0 (wctl_json_string (state, "started_at"), "") != 0
-      && wctl_json_string (state, "started_at") != NULL)
+      && g_strcmp0 (wb_json_get_string (state, "started_at", NULL), "") != 0
+      && wb_json_get_string (state, "started_at", NULL) != NULL)
     add_cached (self, sub, "stream.started", state,
                 (const char *const[]){ "started_at", "protocol", "ingest_endpoint", NULL });
-  else if (g_strcmp0 (wctl_json_string (state, "ended_at"), "") != 0
-           && wctl_json_string (state, "ended_at") != NULL)
+  else if (g_strcmp0 (wb_json_get_string (state, "ended_at", NULL), "") != 0
+           && wb_json_get_string (state, "ended_at", NULL) != NULL)
     add_cached (self, sub, "stream.ended", state,
                 (const char *const[]){ "ended_at", "duration", "recording_id", NULL });
-  if (wctl_json_double (state, "bitrate", 0) > 0 || wctl_json_double (state, "fps", 0) > 0)
+  if (wb_json_get_double (state, "bitrate", 0) > 0 || wb_json_get_double (state, "fps", 0) > 0)
     add_cached (self, sub, "stream.health", state,
                 (const char *const[]){ "bitrate", "fps", "packet_loss", "latency", NULL });
-  if (wctl_json_int (state, "total_views", 0) > 0
-      || wctl_json_int (state, "concurrent_viewers", 0) > 0)
+  if (wb_json_get_int (state, "total_views", 0) > 0
+      || wb_json_get_int (state, "concurrent_viewers", 0) > 0)
     add_cached (self, sub, "analytics.update", state,
                 (const char *const[]){ "concurrent_viewers", "total_views", "peak_viewers",
                                        "average_watch_time", NULL });

@@ -21,53 +21,6 @@
 
 /* ---- JSON helpers ------------------------------------------------------ */
 
-const char *
-wctl_json_string (JsonObject *object, const char *member)
-{
-  JsonNode *node;
-
-  if (object == NULL || (node = json_object_get_member (object, member)) == NULL)
-    return NULL;
-  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
-}
-
-gboolean
-wctl_json_has_number (JsonObject *object, const char *member)
-{
-  JsonNode *node;
-  GType type;
-
-  if (object == NULL || (node = json_object_get_member (object, member)) == NULL)
-    return FALSE;
-  if (!JSON_NODE_HOLDS_VALUE (node))
-    return FALSE;
-  type = json_node_get_value_type (node);
-  return type == G_TYPE_INT64 || type == G_TYPE_DOUBLE;
-}
-
-double
-wctl_json_double (JsonObject *object, const char *member, double fallback)
-{
-  if (!wctl_json_has_number (object, member))
-    return fallback;
-  return json_node_get_double (json_object_get_member (object, member));
-}
-
-gint64
-wctl_json_int (JsonObject *object, const char *member, gint64 fallback)
-{
-  JsonNode *node;
-
-  if (!wctl_json_has_number (object, member))
-    return fallback;
-  node = json_object_get_member (object, member);
-  if (json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    return (gint64)json_node_get_double (node);
-  return json_node_get_int (node);
-}
-
 JsonObject *
 wctl_json_object (JsonObject *object, const char *member)
 {
@@ -94,18 +47,18 @@ wctl_message_payload (JsonObject *message)
 const char *
 wctl_message_type (JsonObject *message)
 {
-  return wctl_json_string (message, "type");
+  return wb_json_get_string (message, "type", NULL);
 }
 
 const char *
 wctl_message_stream_id (JsonObject *message)
 {
   JsonObject *payload = wctl_message_payload (message);
-  const char *stream_id = wctl_json_string (payload, "stream_id");
+  const char *stream_id = wb_json_get_string (payload, "stream_id", NULL);
 
   if (stream_id != NULL)
     return stream_id;
-  return wctl_json_string (wctl_json_object (payload, "details"), "stream_id");
+  return wb_json_get_string (wctl_json_object (payload, "details"), "stream_id", NULL);
 }
 
 JsonObject *
@@ -356,7 +309,7 @@ format_loss (double ratio)
 static void
 append_field (GString *out, JsonObject *payload, const char *member, const char *fallback)
 {
-  g_autofree char *clean = wctl_sanitize (wctl_or (wctl_json_string (payload, member), fallback));
+  g_autofree char *clean = wctl_sanitize (wb_json_get_string (payload, member, fallback));
 
   g_string_append (out, clean);
 }
@@ -383,8 +336,9 @@ wctl_format_event_body (JsonObject *message, gboolean color)
     }
   else if (g_str_equal (type, "stream.ended"))
     {
-      g_autofree char *duration = wctl_format_duration (wctl_json_double (payload, "duration", -1));
-      const char *recording = wctl_json_string (payload, "recording_id");
+      g_autofree char *duration
+          = wctl_format_duration (wb_json_get_double (payload, "duration", -1));
+      const char *recording = wb_json_get_string (payload, "recording_id", NULL);
       g_autofree char *clean_recording = wctl_sanitize (recording);
 
       wctl_append_styled (out, color, WCTL_STYLE_RED, "ended");
@@ -396,13 +350,13 @@ wctl_format_event_body (JsonObject *message, gboolean color)
     }
   else if (g_str_equal (type, "stream.health"))
     {
-      g_autofree char *fps = format_fps (wctl_json_double (payload, "fps", 0));
-      g_autofree char *loss = format_loss (wctl_json_double (payload, "packet_loss", 0));
+      g_autofree char *fps = format_fps (wb_json_get_double (payload, "fps", 0));
+      g_autofree char *loss = format_loss (wb_json_get_double (payload, "packet_loss", 0));
 
       wctl_append_styled (out, color, WCTL_STYLE_GREEN, "health");
       g_string_append_printf (out, " %.0f kbps %s fps loss %s %.0f ms",
-                              wctl_json_double (payload, "bitrate", 0), fps, loss,
-                              wctl_json_double (payload, "latency", 0));
+                              wb_json_get_double (payload, "bitrate", 0), fps, loss,
+                              wb_json_get_double (payload, "latency", 0));
     }
   else if (g_str_equal (type, "viewer.joined"))
     {
@@ -418,7 +372,7 @@ wctl_format_event_body (JsonObject *message, gboolean color)
   else if (g_str_equal (type, "viewer.left"))
     {
       g_autofree char *watched
-          = wctl_format_duration (wctl_json_double (payload, "watch_time", -1));
+          = wctl_format_duration (wb_json_get_double (payload, "watch_time", -1));
 
       wctl_append_styled (out, color, WCTL_STYLE_BLUE, "viewer left");
       g_string_append (out, " ");
@@ -428,19 +382,19 @@ wctl_format_event_body (JsonObject *message, gboolean color)
   else if (g_str_equal (type, "analytics.update"))
     {
       g_autofree char *total
-          = wctl_format_count ((guint64)MAX (wctl_json_int (payload, "total_views", 0), 0));
+          = wctl_format_count ((guint64)MAX (wb_json_get_int (payload, "total_views", 0), 0));
       g_autofree char *watch
-          = wctl_format_duration (wctl_json_double (payload, "average_watch_time", -1));
+          = wctl_format_duration (wb_json_get_double (payload, "average_watch_time", -1));
 
       wctl_append_styled (out, color, WCTL_STYLE_BLUE, "viewers");
       g_string_append_printf (
           out, " %" G_GINT64_FORMAT " (peak %" G_GINT64_FORMAT ") total %s avg watch %s",
-          wctl_json_int (payload, "concurrent_viewers", 0),
-          wctl_json_int (payload, "peak_viewers", 0), total, watch);
+          wb_json_get_int (payload, "concurrent_viewers", 0),
+          wb_json_get_int (payload, "peak_viewers", 0), total, watch);
     }
   else if (g_str_equal (type, "chat.message"))
     {
-      g_autofree char *user = wctl_sanitize (wctl_or (wctl_json_string (payload, "username"), "?"));
+      g_autofree char *user = wctl_sanitize (wb_json_get_string (payload, "username", "?"));
 
       wctl_append_styled (out, color, WCTL_STYLE_MAGENTA, "chat");
       g_string_append (out, " ");
@@ -453,7 +407,7 @@ wctl_format_event_body (JsonObject *message, gboolean color)
       wctl_append_styled (out, color, WCTL_STYLE_MAGENTA, "reaction");
       g_string_append (out, " ");
       append_field (out, payload, "reaction", "?");
-      g_string_append_printf (out, " x%" G_GINT64_FORMAT, wctl_json_int (payload, "count", 1));
+      g_string_append_printf (out, " x%" G_GINT64_FORMAT, wb_json_get_int (payload, "count", 1));
     }
   else if (g_str_equal (type, "error"))
     {
@@ -465,7 +419,7 @@ wctl_format_event_body (JsonObject *message, gboolean color)
     }
   else if (g_str_equal (type, "bridge.state"))
     {
-      const char *previous = wctl_json_string (payload, "previous");
+      const char *previous = wb_json_get_string (payload, "previous", NULL);
 
       wctl_append_styled (out, color, WCTL_STYLE_YELLOW, "bridge upstream");
       g_string_append (out, " ");
@@ -483,13 +437,13 @@ wctl_format_event_body (JsonObject *message, gboolean color)
       g_string_append_printf (out,
                               ": upstream reconnected, events of the last %.1f s may be "
                               "missing",
-                              (double)wctl_json_int (payload, "gap_ms", 0) / 1000.0);
+                              (double)wb_json_get_int (payload, "gap_ms", 0) / 1000.0);
     }
   else if (g_str_equal (type, "bridge.dropped"))
     {
       wctl_append_styled (out, color, WCTL_STYLE_YELLOW, "bridge dropped");
       g_string_append_printf (out, " %" G_GINT64_FORMAT " events: this client read too slowly",
-                              wctl_json_int (payload, "count", 0));
+                              wb_json_get_int (payload, "count", 0));
     }
   else if (g_str_equal (type, "subscribed") || g_str_equal (type, "unsubscribed")
            || g_str_equal (type, "pong") || g_str_equal (type, "sent")
@@ -533,7 +487,7 @@ wctl_format_tail_line (JsonObject *message, GDateTime *now, gboolean color)
   if (json_object_get_boolean_member_with_default (message, "cached", FALSE))
     {
       g_autofree char *age
-          = wctl_format_duration ((double)wctl_json_int (message, "age_ms", 0) / 1000.0);
+          = wctl_format_duration ((double)wb_json_get_int (message, "age_ms", 0) / 1000.0);
       g_autofree char *mark = g_strdup_printf ("[cached, %s old]", age);
 
       g_string_append (out, " ");
@@ -567,7 +521,7 @@ state_style (const char *state)
 static gboolean
 has_text (JsonObject *object, const char *member)
 {
-  return g_strcmp0 (wctl_or (wctl_json_string (object, member), ""), "") != 0;
+  return g_strcmp0 (wb_json_get_string (object, member, ""), "") != 0;
 }
 
 /* "live":false also stands for "the bridge never saw the stream start":
@@ -588,20 +542,21 @@ wctl_format_status (JsonObject *status, gboolean color)
   g_autoptr (GString) out = g_string_new (NULL);
   g_autoptr (GString) line = g_string_new (NULL);
   const char *state
-      = wctl_or (wctl_json_string (status, wb_status_field_name (WB_STATUS_STATE)), "unknown");
+      = wb_json_get_string (status, wb_status_field_name (WB_STATUS_STATE), "unknown");
   gint64 connected_since
-      = wctl_json_int (status, wb_status_field_name (WB_STATUS_CONNECTED_SINCE), 0);
-  gint64 state_since = wctl_json_int (status, wb_status_field_name (WB_STATUS_STATE_SINCE), 0);
-  gint64 close_code = wctl_json_int (status, wb_status_field_name (WB_STATUS_LAST_CLOSE_CODE), 0);
+      = wb_json_get_int (status, wb_status_field_name (WB_STATUS_CONNECTED_SINCE), 0);
+  gint64 state_since = wb_json_get_int (status, wb_status_field_name (WB_STATUS_STATE_SINCE), 0);
+  gint64 close_code = wb_json_get_int (status, wb_status_field_name (WB_STATUS_LAST_CLOSE_CODE), 0);
   const char *close_reason
-      = wctl_json_string (status, wb_status_field_name (WB_STATUS_LAST_CLOSE_REASON));
-  const char *last_error = wctl_json_string (status, wb_status_field_name (WB_STATUS_LAST_ERROR));
+      = wb_json_get_string (status, wb_status_field_name (WB_STATUS_LAST_CLOSE_REASON), NULL);
+  const char *last_error
+      = wb_json_get_string (status, wb_status_field_name (WB_STATUS_LAST_ERROR), NULL);
   JsonNode *streams_node = json_object_get_member (status, "streams");
   g_autofree char *clean_state = wctl_sanitize (state);
   g_autofree char *url = wctl_sanitize (
-      wctl_or (wctl_json_string (status, wb_status_field_name (WB_STATUS_UPSTREAM_URL)), "-"));
-  g_autofree char *rtt
-      = wctl_format_rtt (wctl_json_int (status, wb_status_field_name (WB_STATUS_UPSTREAM_RTT), 0));
+      wb_json_get_string (status, wb_status_field_name (WB_STATUS_UPSTREAM_URL), "-"));
+  g_autofree char *rtt = wctl_format_rtt (
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_UPSTREAM_RTT), 0));
   g_autofree char *received = NULL;
   g_autofree char *delivered = NULL;
   g_autofree char *dropped = NULL;
@@ -617,7 +572,7 @@ wctl_format_status (JsonObject *status, gboolean color)
   append_row (out, color, "URL:", url);
   append_row (out, color, "RTT:", rtt);
   g_string_printf (line, "%" G_GINT64_FORMAT,
-                   wctl_json_int (status, wb_status_field_name (WB_STATUS_RECONNECTS), 0));
+                   wb_json_get_int (status, wb_status_field_name (WB_STATUS_RECONNECTS), 0));
   append_row (out, color, "Reconnects:", line->str);
   if (close_code > 0)
     {
@@ -638,7 +593,7 @@ wctl_format_status (JsonObject *status, gboolean color)
   else
     append_row (out, color, "Last error:", "none");
   g_string_printf (line, "%" G_GINT64_FORMAT,
-                   wctl_json_int (status, wb_status_field_name (WB_STATUS_CLIENTS), 0));
+                   wb_json_get_int (status, wb_status_field_name (WB_STATUS_CLIENTS), 0));
   append_row (out, color, "Clients:", line->str);
 
   if (streams_node != NULL && JSON_NODE_HOLDS_ARRAY (streams_node))
@@ -656,26 +611,26 @@ wctl_format_status (JsonObject *status, gboolean color)
           if (!JSON_NODE_HOLDS_OBJECT (element))
             continue;
           stream = json_node_get_object (element);
-          id = wctl_sanitize (wctl_or (wctl_json_string (stream, "stream_id"), "?"));
+          id = wctl_sanitize (wb_json_get_string (stream, "stream_id", "?"));
           g_string_append_printf (line, "%s%s (%s)", i == 0 ? ": " : ", ", id,
                                   stream_live_text (stream));
         }
     }
   else
-    g_string_printf (line, "%" G_GINT64_FORMAT, wctl_json_int (status, "streams", 0));
+    g_string_printf (line, "%" G_GINT64_FORMAT, wb_json_get_int (status, "streams", 0));
   append_row (out, color, "Streams:", line->str);
 
   received = wctl_format_count ((guint64)MAX (
-      wctl_json_int (status, wb_status_field_name (WB_STATUS_EVENTS_RECEIVED), 0), 0));
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_EVENTS_RECEIVED), 0), 0));
   delivered = wctl_format_count ((guint64)MAX (
-      wctl_json_int (status, wb_status_field_name (WB_STATUS_EVENTS_DELIVERED), 0), 0));
-  dropped = wctl_format_count (
-      (guint64)MAX (wctl_json_int (status, wb_status_field_name (WB_STATUS_EVENTS_DROPPED), 0), 0));
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_EVENTS_DELIVERED), 0), 0));
+  dropped = wctl_format_count ((guint64)MAX (
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_EVENTS_DROPPED), 0), 0));
   g_string_printf (line, "%s received, %s delivered, %s dropped", received, delivered, dropped);
   append_row (out, color, "Events:", line->str);
   {
     g_autofree char *version = wctl_sanitize (
-        wctl_or (wctl_json_string (status, wb_status_field_name (WB_STATUS_VERSION)), "?"));
+        wb_json_get_string (status, wb_status_field_name (WB_STATUS_VERSION), "?"));
     append_row (out, color, "Version:", version);
   }
   return g_string_free (g_steal_pointer (&out), FALSE);
@@ -743,19 +698,19 @@ wctl_format_streams (JsonObject *status, gboolean color)
         continue;
       s = json_node_get_object (element);
       row = g_new0 (char *, N_COLUMNS + 1);
-      row[COL_STREAM] = wctl_sanitize (wctl_or (wctl_json_string (s, "stream_id"), "?"));
+      row[COL_STREAM] = wctl_sanitize (wb_json_get_string (s, "stream_id", "?"));
       row[COL_STATE] = g_strdup (stream_live_text (s));
       row[COL_SUBS]
-          = wctl_json_has_number (s, "subscribers")
-                ? g_strdup_printf ("%" G_GINT64_FORMAT, wctl_json_int (s, "subscribers", 0))
+          = wb_json_has_number (s, "subscribers")
+                ? g_strdup_printf ("%" G_GINT64_FORMAT, wb_json_get_int (s, "subscribers", 0))
                 : g_strdup ("-");
       row[COL_VIEWERS]
-          = wctl_format_count ((guint64)MAX (wctl_json_int (s, "concurrent_viewers", 0), 0));
-      row[COL_PEAK] = wctl_format_count ((guint64)MAX (wctl_json_int (s, "peak_viewers", 0), 0));
-      row[COL_BITRATE] = g_strdup_printf ("%.0f", wctl_json_double (s, "bitrate", 0));
-      row[COL_FPS] = format_fps (wctl_json_double (s, "fps", 0));
-      row[COL_LOSS] = format_loss (wctl_json_double (s, "packet_loss", 0));
-      row[COL_LATENCY] = g_strdup_printf ("%.0f ms", wctl_json_double (s, "latency", 0));
+          = wctl_format_count ((guint64)MAX (wb_json_get_int (s, "concurrent_viewers", 0), 0));
+      row[COL_PEAK] = wctl_format_count ((guint64)MAX (wb_json_get_int (s, "peak_viewers", 0), 0));
+      row[COL_BITRATE] = g_strdup_printf ("%.0f", wb_json_get_double (s, "bitrate", 0));
+      row[COL_FPS] = format_fps (wb_json_get_double (s, "fps", 0));
+      row[COL_LOSS] = format_loss (wb_json_get_double (s, "packet_loss", 0));
+      row[COL_LATENCY] = g_strdup_printf ("%.0f ms", wb_json_get_double (s, "latency", 0));
       for (guint c = 0; c < N_COLUMNS; c++)
         widths[c] = MAX (widths[c], wctl_text_width (row[c]));
       g_ptr_array_add (rows, row);

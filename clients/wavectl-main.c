@@ -168,6 +168,20 @@ run_react (Options *options, char **args)
   return run_send (options, "reaction.sent", args[0], args[1]);
 }
 
+/* "stream.started, stream.ended, …": in the schema's order, the order
+ * docs/protocol.md introduces them, rather than the sorted list. */
+static char *
+known_event_names (void)
+{
+  GString *known = g_string_new (NULL);
+
+  for (int t = WB_MESSAGE_TYPE_INVALID + 1; t < WB_MESSAGE_N_TYPES; t++)
+    if (wb_message_type_is_stream_event ((WbMessageType)t))
+      g_string_append_printf (known, "%s%s", known->len > 0 ? ", " : "",
+                              wb_message_type_to_string ((WbMessageType)t));
+  return g_string_free (known, FALSE);
+}
+
 /* --events a,b --events c: the validated list, or NULL (all) if not given. */
 static gboolean
 collect_events (char **given, char ***out_events, GError **error)
@@ -188,9 +202,9 @@ collect_events (char **given, char ***out_events, GError **error)
 
           if (name[0] == '\0')
             continue;
-          if (!wctl_is_stream_event_name (name))
+          if (!wb_message_is_stream_event_name (name))
             {
-              g_autofree char *valid = g_strjoinv (", ", (char **)wctl_stream_event_names ());
+              g_autofree char *valid = known_event_names ();
               g_autofree char *clean = wctl_sanitize (name);
 
               g_set_error (error, WCTL_ERROR, WCTL_ERROR_USAGE,

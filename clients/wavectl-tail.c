@@ -69,8 +69,8 @@ static void
 tail_report_upstream (WctlClient *client)
 {
   g_autoptr (JsonObject) status = wctl_client_get_status (client, NULL);
-  const char *state = status != NULL ? wctl_json_string (status, "state") : NULL;
-  const char *last_error = status != NULL ? wctl_json_string (status, "last_error") : NULL;
+  const char *state = status != NULL ? wb_json_get_string (status, "state", NULL) : NULL;
+  const char *last_error = status != NULL ? wb_json_get_string (status, "last_error", NULL) : NULL;
   g_autofree char *clean_error = NULL;
 
   if (state == NULL || g_str_equal (state, "connected") || g_str_equal (state, "connecting")

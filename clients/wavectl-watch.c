@@ -585,10 +585,10 @@ static void
 watch_add_health (Watch *watch, JsonObject *payload)
 {
   watch->have_health = TRUE;
-  watch->bitrate = wctl_json_double (payload, "bitrate", 0);
-  watch->fps = wctl_json_double (payload, "fps", 0);
-  watch->packet_loss = wctl_json_double (payload, "packet_loss", 0);
-  watch->latency = wctl_json_double (payload, "latency", 0);
+  watch->bitrate = wb_json_get_double (payload, "bitrate", 0);
+  watch->fps = wb_json_get_double (payload, "fps", 0);
+  watch->packet_loss = wb_json_get_double (payload, "packet_loss", 0);
+  watch->latency = wb_json_get_double (payload, "latency", 0);
   if (watch->history_length == WATCH_HISTORY_SAMPLES)
     {
       memmove (watch->bitrate_history, watch->bitrate_history + 1,
@@ -606,15 +606,15 @@ static void
 watch_update_from_status (Watch *watch, JsonObject *status)
 {
   JsonNode *streams = json_object_get_member (status, "streams");
-  const char *state = wctl_json_string (status, "state");
+  const char *state = wb_json_get_string (status, "state", NULL);
 
   if (state != NULL)
     {
       g_free (watch->upstream_state);
       watch->upstream_state = g_strdup (state);
     }
-  watch->rtt_us = wctl_json_int (status, "upstream_rtt_us", watch->rtt_us);
-  watch->reconnects = wctl_json_int (status, "reconnects", watch->reconnects);
+  watch->rtt_us = wb_json_get_int (status, "upstream_rtt_us", watch->rtt_us);
+  watch->reconnects = wb_json_get_int (status, "reconnects", watch->reconnects);
 
   /* Until events arrive, the bridge's stream table fills the blanks. */
   if (streams == NULL || !JSON_NODE_HOLDS_ARRAY (streams))
@@ -627,20 +627,20 @@ watch_update_from_status (Watch *watch, JsonObject *status)
       if (!JSON_NODE_HOLDS_OBJECT (element))
         continue;
       stream = json_node_get_object (element);
-      if (g_strcmp0 (wctl_json_string (stream, "stream_id"), watch->stream_id) != 0)
+      if (g_strcmp0 (wb_json_get_string (stream, "stream_id", NULL), watch->stream_id) != 0)
         continue;
       /* "live":false also means "never saw stream.started": trust it only
        * when the bridge saw the stream start or end. */
       if (!watch->live_known && json_object_has_member (stream, "live")
-          && (g_strcmp0 (wctl_or (wctl_json_string (stream, "started_at"), ""), "") != 0
-              || g_strcmp0 (wctl_or (wctl_json_string (stream, "ended_at"), ""), "") != 0))
+          && (g_strcmp0 (wb_json_get_string (stream, "started_at", ""), "") != 0
+              || g_strcmp0 (wb_json_get_string (stream, "ended_at", ""), "") != 0))
         {
           watch->live_known = TRUE;
           watch->live = json_object_get_boolean_member_with_default (stream, "live", FALSE);
         }
       if (watch->started_at == NULL
-          && g_strcmp0 (wctl_or (wctl_json_string (stream, "started_at"), ""), "") != 0)
-        watch->started_at = g_strdup (wctl_json_string (stream, "started_at"));
+          && g_strcmp0 (wb_json_get_string (stream, "started_at", ""), "") != 0)
+        watch->started_at = g_strdup (wb_json_get_string (stream, "started_at", NULL));
     }
 }
 
@@ -652,13 +652,13 @@ watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload)
       watch->live_known = TRUE;
       watch->live = TRUE;
       g_free (watch->started_at);
-      watch->started_at = g_strdup (wctl_json_string (payload, "started_at"));
+      watch->started_at = g_strdup (wb_json_get_string (payload, "started_at", NULL));
     }
   else if (g_str_equal (type, "stream.ended"))
     {
       watch->live_known = TRUE;
       watch->live = FALSE;
-      watch->ended_duration = wctl_json_double (payload, "duration", 0);
+      watch->ended_duration = wb_json_get_double (payload, "duration", 0);
     }
   else if (g_str_equal (type, "stream.health"))
     {
@@ -670,25 +670,25 @@ watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload)
   else if (g_str_equal (type, "analytics.update"))
     {
       watch->have_analytics = TRUE;
-      watch->viewers = (guint64)MAX (wctl_json_int (payload, "concurrent_viewers", 0), 0);
-      watch->peak_viewers = (guint64)MAX (wctl_json_int (payload, "peak_viewers", 0), 0);
-      watch->total_views = (guint64)MAX (wctl_json_int (payload, "total_views", 0), 0);
-      watch->average_watch_time = wctl_json_double (payload, "average_watch_time", 0);
+      watch->viewers = (guint64)MAX (wb_json_get_int (payload, "concurrent_viewers", 0), 0);
+      watch->peak_viewers = (guint64)MAX (wb_json_get_int (payload, "peak_viewers", 0), 0);
+      watch->total_views = (guint64)MAX (wb_json_get_int (payload, "total_views", 0), 0);
+      watch->average_watch_time = wb_json_get_double (payload, "average_watch_time", 0);
     }
   else if (g_str_equal (type, "chat.message"))
     {
       g_autoptr (GDateTime) now = g_date_time_new_now_local ();
       g_autofree char *clock = g_date_time_format (now, "%H:%M:%S");
-      g_autofree char *user = wctl_sanitize (wctl_or (wctl_json_string (payload, "username"), "?"));
-      g_autofree char *text = wctl_sanitize (wctl_or (wctl_json_string (payload, "message"), ""));
+      g_autofree char *user = wctl_sanitize (wb_json_get_string (payload, "username", "?"));
+      g_autofree char *text = wctl_sanitize (wb_json_get_string (payload, "message", ""));
 
       g_queue_push_tail (&watch->chat, g_strdup_printf ("%s %s: %s", clock, user, text));
       while (g_queue_get_length (&watch->chat) > WATCH_CHAT_KEEP)
         g_free (g_queue_pop_head (&watch->chat));
     }
   else if (g_str_equal (type, "reaction.received"))
-    watch_add_reaction (watch, wctl_or (wctl_json_string (payload, "reaction"), "?"),
-                        (guint64)MAX (wctl_json_int (payload, "count", 1), 0));
+    watch_add_reaction (watch, wb_json_get_string (payload, "reaction", "?"),
+                        (guint64)MAX (wb_json_get_int (payload, "count", 1), 0));
 }
 
 static void
@@ -722,7 +722,7 @@ watch_message_cb (JsonObject *message, const char *line, const GError *error, gp
     watch_update_from_status (watch, payload);
   else if (g_str_equal (type, "bridge.hello") || g_str_equal (type, "bridge.state"))
     {
-      const char *state = wctl_json_string (payload, "state");
+      const char *state = wb_json_get_string (payload, "state", NULL);
 
       if (state != NULL)
         {
@@ -740,24 +740,24 @@ watch_message_cb (JsonObject *message, const char *line, const GError *error, gp
     {
       g_autofree char *text
           = g_strdup_printf ("upstream reconnected: events of the last %.1f s may be missing",
-                             (double)wctl_json_int (payload, "gap_ms", 0) / 1000.0);
+                             (double)wb_json_get_int (payload, "gap_ms", 0) / 1000.0);
       watch_set_notice (watch, text);
     }
   else if (g_str_equal (type, "bridge.dropped"))
     {
       g_autofree char *text
           = g_strdup_printf ("%" G_GINT64_FORMAT " events dropped: this terminal is too slow",
-                             wctl_json_int (payload, "count", 0));
+                             wb_json_get_int (payload, "count", 0));
       watch_set_notice (watch, text);
     }
   else if (g_str_equal (type, "error"))
     {
       g_autofree char *text
-          = g_strdup_printf ("error %s: %s", wctl_or (wctl_json_string (payload, "code"), "?"),
-                             wctl_or (wctl_json_string (payload, "message"), ""));
+          = g_strdup_printf ("error %s: %s", wb_json_get_string (payload, "code", "?"),
+                             wb_json_get_string (payload, "message", ""));
       watch_set_notice (watch, text);
     }
-  else if (wctl_is_stream_event_name (type)
+  else if (wb_message_is_stream_event_name (type)
            && g_strcmp0 (wctl_message_stream_id (message), watch->stream_id) == 0)
     {
       watch->have_events = TRUE;

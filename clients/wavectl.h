@@ -11,6 +11,9 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+/* The daemon's message model: event names, JSON member readers. */
+#include "message.h"
+
 G_BEGIN_DECLS
 
 #define WCTL_EXIT_OK 0
@@ -101,12 +104,6 @@ typedef enum
 /* wavectl-dbus.c */
 WctlClient *wctl_dbus_client_new (WctlBusChoice bus, GError **error);
 
-/* ---- event names ------------------------------------------------------- */
-
-/* The stream event types a client may subscribe to, NULL-terminated. */
-const char *const *wctl_stream_event_names (void);
-gboolean wctl_is_stream_event_name (const char *name);
-
 /* ---- JSON helpers (wavectl-format.c) ----------------------------------- */
 
 static inline const char *
@@ -115,11 +112,8 @@ wctl_or (const char *value, const char *fallback)
   return value != NULL ? value : fallback;
 }
 
-/* NULL/0/FALSE when absent or of another type. */
-const char *wctl_json_string (JsonObject *object, const char *member);
-double wctl_json_double (JsonObject *object, const char *member, double fallback);
-gint64 wctl_json_int (JsonObject *object, const char *member, gint64 fallback);
-gboolean wctl_json_has_number (JsonObject *object, const char *member);
+/* NULL when absent or not an object. Strings and numbers: wb_json_get_*
+ * (message.h). */
 JsonObject *wctl_json_object (JsonObject *object, const char *member);
 /* The message's payload, or an empty object owned by nobody's business:
  * never NULL, borrowed. */

@@ -163,13 +163,6 @@ wb_bus_source_new (sd_bus *bus)
   return &self->source;
 }
 
-sd_bus *
-wb_bus_source_get_bus (GSource *source)
-{
-  g_return_val_if_fail (source != NULL, NULL);
-  return ((WbBusSource *)source)->bus;
-}
-
 gboolean
 wb_bus_source_is_lost (GSource *source)
 {

@@ -18,7 +18,6 @@ typedef void (*WbBusSourceLostFunc) (int error, gpointer user_data);
 
 /* Takes a new reference on @bus. Attach with g_source_attach(). */
 GSource *wb_bus_source_new (sd_bus *bus);
-sd_bus *wb_bus_source_get_bus (GSource *source);
 /* TRUE once the bus was reported lost. */
 gboolean wb_bus_source_is_lost (GSource *source);
 

@@ -24,6 +24,7 @@
 #define MAX_SECONDS_SETTING (24.0 * 3600.0)
 #define MAX_CLIENTS_LIMIT 65536
 #define MAX_QUEUE_BYTES_LIMIT ((guint64)1 << 30)
+#define MIN_QUEUE_BYTES 4096
 #define MIN_LINE_BYTES 1024
 #define MAX_LINE_BYTES_LIMIT ((guint64)16 << 20)
 #define MAX_RATE_LIMIT 100000
@@ -31,7 +32,9 @@
 #define MAX_SUBSCRIPTIONS_LIMIT 65536
 #define MAX_MESSAGES_PER_SECOND 10000
 
-G_DEFINE_QUARK (wb - config - error - quark, wb_config_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-config-error-quark, wb_config_error)
+/* clang-format on */
 
 WbConfig *
 wb_config_new_defaults (gboolean user_mode)
@@ -257,31 +260,88 @@ validate_socket_path (const char *path, const char *source, GError **error)
   return TRUE;
 }
 
-static const char *const known_keys[] = {
-  "Upstream/URL",
-  "Upstream/APIKeyFile",
-  "Upstream/CAFile",
-  "Upstream/PingInterval",
-  "Upstream/PongTimeout",
-  "Upstream/IdleTimeout",
-  "Upstream/BackoffInitial",
-  "Upstream/BackoffMax",
-  "Upstream/GoingAwayWait",
-  "Upstream/RateLimitedWait",
-  "Upstream/MessagesPerSecond",
-  "Socket/Path",
-  "Limits/MaxClients",
-  "Limits/ClientQueueBytes",
-  "Limits/MaxLineBytes",
-  "Limits/ChatPerMinute",
-  "Limits/ReactionsPerMinute",
-  "Limits/SendQueueSize",
-  "Limits/SendQueueTimeout",
-  "Limits/MaxSubscriptions",
-  "Limits/SlowClientTimeout",
-  "Access/SendGroup",
-  NULL,
+/* ---- the keys ------------------------------------------------------------ */
+
+typedef enum
+{
+  KEY_STRING,  /* char *: stripped, empty = NULL */
+  KEY_SECONDS, /* guint milliseconds; the file says seconds, fractions allowed */
+  KEY_UINT,    /* guint */
+  KEY_SIZE,    /* gsize */
+} KeyKind;
+
+typedef struct
+{
+  const char *group;
+  const char *key;
+  KeyKind kind;
+  double min_seconds; /* KEY_SECONDS (at most MAX_SECONDS_SETTING) */
+  guint64 min;        /* KEY_UINT, KEY_SIZE: inclusive */
+  guint64 max;
+  gsize offset; /* of the field in WbConfig */
+} KeySpec;
+
+#define STRING_KEY(g, k, field)                                                                    \
+  {                                                                                                \
+    .group = (g), .key = (k), .kind = KEY_STRING, .offset = G_STRUCT_OFFSET (WbConfig, field)      \
+  }
+#define SECONDS_KEY(g, k, min_s, field)                                                            \
+  {                                                                                                \
+    .group = (g), .key = (k), .kind = KEY_SECONDS, .min_seconds = (min_s),                         \
+    .offset = G_STRUCT_OFFSET (WbConfig, field)                                                    \
+  }
+#define UINT_KEY(g, k, lo, hi, field)                                                              \
+  {                                                                                                \
+    .group = (g), .key = (k), .kind = KEY_UINT, .min = (lo), .max = (hi),                          \
+    .offset = G_STRUCT_OFFSET (WbConfig, field)                                                    \
+  }
+#define SIZE_KEY(g, k, lo, hi, field)                                                              \
+  {                                                                                                \
+    .group = (g), .key = (k), .kind = KEY_SIZE, .min = (lo), .max = (hi),                          \
+    .offset = G_STRUCT_OFFSET (WbConfig, field)                                                    \
+  }
+
+/* Every key of the file, in the order they are read (the first bad one is
+ * reported); anything else in the file draws an "unknown key" warning. */
+static const KeySpec config_keys[] = {
+  STRING_KEY ("Upstream", "URL", url),
+  STRING_KEY ("Upstream", "APIKeyFile", api_key_file),
+  STRING_KEY ("Upstream", "CAFile", ca_file),
+  SECONDS_KEY ("Upstream", "PingInterval", 0.05, ping_interval_ms),
+  SECONDS_KEY ("Upstream", "PongTimeout", 0.05, pong_timeout_ms),
+  SECONDS_KEY ("Upstream", "IdleTimeout", 0.05, idle_timeout_ms),
+  SECONDS_KEY ("Upstream", "BackoffInitial", 0.01, backoff_initial_ms),
+  SECONDS_KEY ("Upstream", "BackoffMax", 0.01, backoff_max_ms),
+  SECONDS_KEY ("Upstream", "GoingAwayWait", 0.01, going_away_wait_ms),
+  SECONDS_KEY ("Upstream", "RateLimitedWait", 0.01, rate_limited_wait_ms),
+  UINT_KEY ("Upstream", "MessagesPerSecond", 1, MAX_MESSAGES_PER_SECOND, messages_per_second),
+  STRING_KEY ("Socket", "Path", socket_path),
+  UINT_KEY ("Limits", "MaxClients", 1, MAX_CLIENTS_LIMIT, max_clients),
+  SIZE_KEY ("Limits", "ClientQueueBytes", MIN_QUEUE_BYTES, MAX_QUEUE_BYTES_LIMIT,
+            client_queue_bytes),
+  SIZE_KEY ("Limits", "MaxLineBytes", MIN_LINE_BYTES, MAX_LINE_BYTES_LIMIT, max_line_bytes),
+  UINT_KEY ("Limits", "ChatPerMinute", 0, MAX_RATE_LIMIT, chat_per_minute),
+  UINT_KEY ("Limits", "ReactionsPerMinute", 0, MAX_RATE_LIMIT, reactions_per_minute),
+  UINT_KEY ("Limits", "SendQueueSize", 0, MAX_SEND_QUEUE_SIZE, send_queue_size),
+  SECONDS_KEY ("Limits", "SendQueueTimeout", 0.01, send_queue_timeout_ms),
+  UINT_KEY ("Limits", "MaxSubscriptions", 1, MAX_SUBSCRIPTIONS_LIMIT, max_subscriptions),
+  SECONDS_KEY ("Limits", "SlowClientTimeout", 0.01, slow_client_timeout_ms),
+  STRING_KEY ("Access", "SendGroup", send_group),
 };
+
+#undef STRING_KEY
+#undef SECONDS_KEY
+#undef UINT_KEY
+#undef SIZE_KEY
+
+static gboolean
+is_known_key (const char *group, const char *key)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++)
+    if (strcmp (config_keys[i].group, group) == 0 && strcmp (config_keys[i].key, key) == 0)
+      return TRUE;
+  return FALSE;
+}
 
 /* A misspelt key would otherwise silently keep its default. */
 static void
@@ -294,63 +354,47 @@ warn_unknown_keys (GKeyFile *key_file, const char *source)
       g_auto (GStrv) keys = g_key_file_get_keys (key_file, groups[g], NULL, NULL);
 
       for (guint k = 0; keys != NULL && keys[k] != NULL; k++)
-        {
-          g_autofree char *name = g_strconcat (groups[g], "/", keys[k], NULL);
-
-          if (!g_strv_contains (known_keys, name))
-            g_warning ("%s: unknown key [%s] %s, ignored", source, groups[g], keys[k]);
-        }
+        if (!is_known_key (groups[g], keys[k]))
+          g_warning ("%s: unknown key [%s] %s, ignored", source, groups[g], keys[k]);
     }
+}
+
+static gboolean
+read_key (GKeyFile *key_file, const char *source, const KeySpec *spec, WbConfig *config,
+          GError **error)
+{
+  gpointer field = G_STRUCT_MEMBER_P (config, spec->offset);
+
+  switch (spec->kind)
+    {
+    case KEY_STRING:
+      return read_string (key_file, source, spec->group, spec->key, field, error);
+    case KEY_SECONDS:
+      return read_seconds (key_file, source, spec->group, spec->key, spec->min_seconds, field,
+                           error);
+    case KEY_UINT:
+      return read_uint (key_file, source, spec->group, spec->key, (guint)spec->min,
+                        (guint)spec->max, field, error);
+    case KEY_SIZE:
+      return read_size (key_file, source, spec->group, spec->key, spec->min, spec->max, field,
+                        error);
+    }
+  g_return_val_if_reached (FALSE);
 }
 
 gboolean
 wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *source, GError **error)
 {
   const char *up = "Upstream";
-  const char *lim = "Limits";
 
   g_return_val_if_fail (config != NULL && key_file != NULL, FALSE);
   if (source == NULL)
     source = "configuration";
   warn_unknown_keys (key_file, source);
 
-  if (!read_string (key_file, source, up, "URL", &config->url, error)
-      || !read_string (key_file, source, up, "APIKeyFile", &config->api_key_file, error)
-      || !read_string (key_file, source, up, "CAFile", &config->ca_file, error)
-      || !read_seconds (key_file, source, up, "PingInterval", 0.05, &config->ping_interval_ms,
-                        error)
-      || !read_seconds (key_file, source, up, "PongTimeout", 0.05, &config->pong_timeout_ms, error)
-      || !read_seconds (key_file, source, up, "IdleTimeout", 0.05, &config->idle_timeout_ms, error)
-      || !read_seconds (key_file, source, up, "BackoffInitial", 0.01, &config->backoff_initial_ms,
-                        error)
-      || !read_seconds (key_file, source, up, "BackoffMax", 0.01, &config->backoff_max_ms, error)
-      || !read_seconds (key_file, source, up, "GoingAwayWait", 0.01, &config->going_away_wait_ms,
-                        error)
-      || !read_seconds (key_file, source, up, "RateLimitedWait", 0.01,
-                        &config->rate_limited_wait_ms, error)
-      || !read_uint (key_file, source, up, "MessagesPerSecond", 1, MAX_MESSAGES_PER_SECOND,
-                     &config->messages_per_second, error)
-      || !read_string (key_file, source, "Socket", "Path", &config->socket_path, error)
-      || !read_uint (key_file, source, lim, "MaxClients", 1, MAX_CLIENTS_LIMIT,
-                     &config->max_clients, error)
-      || !read_size (key_file, source, lim, "ClientQueueBytes", 4096, MAX_QUEUE_BYTES_LIMIT,
-                     &config->client_queue_bytes, error)
-      || !read_size (key_file, source, lim, "MaxLineBytes", MIN_LINE_BYTES, MAX_LINE_BYTES_LIMIT,
-                     &config->max_line_bytes, error)
-      || !read_uint (key_file, source, lim, "ChatPerMinute", 0, MAX_RATE_LIMIT,
-                     &config->chat_per_minute, error)
-      || !read_uint (key_file, source, lim, "ReactionsPerMinute", 0, MAX_RATE_LIMIT,
-                     &config->reactions_per_minute, error)
-      || !read_uint (key_file, source, lim, "SendQueueSize", 0, MAX_SEND_QUEUE_SIZE,
-                     &config->send_queue_size, error)
-      || !read_seconds (key_file, source, lim, "SendQueueTimeout", 0.01,
-                        &config->send_queue_timeout_ms, error)
-      || !read_uint (key_file, source, lim, "MaxSubscriptions", 1, MAX_SUBSCRIPTIONS_LIMIT,
-                     &config->max_subscriptions, error)
-      || !read_seconds (key_file, source, lim, "SlowClientTimeout", 0.01,
-                        &config->slow_client_timeout_ms, error)
-      || !read_string (key_file, source, "Access", "SendGroup", &config->send_group, error))
-    return FALSE;
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++)
+    if (!read_key (key_file, source, &config_keys[i], config, error))
+      return FALSE;
 
   if (config->url == NULL)
     return invalid_value (error, source, up, "URL", "must not be empty");
@@ -453,6 +497,27 @@ wb_config_api_key_path (const WbConfig *config)
   return g_strdup (config->api_key_file);
 }
 
+void
+wb_secret_wipe (char *secret)
+{
+  if (secret != NULL)
+    explicit_bzero (secret, strlen (secret));
+}
+
+void
+wb_secret_free (char *secret)
+{
+  wb_secret_wipe (secret);
+  g_free (secret);
+}
+
+void
+wb_clear_secret (char **secret)
+{
+  g_return_if_fail (secret != NULL);
+  wb_secret_free (g_steal_pointer (secret));
+}
+
 static gboolean
 key_is_printable (const char *key)
 {
@@ -466,7 +531,7 @@ static char *
 read_key_file (const char *path, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
-  g_autofree char *contents = NULL;
+  g_autoptr (WbSecret) contents = NULL;
   gsize length = 0;
   struct stat st;
 
@@ -492,7 +557,7 @@ char *
 wb_config_read_api_key (const WbConfig *config, char **out_source, GError **error)
 {
   g_autofree char *path = NULL;
-  g_autofree char *key = NULL;
+  g_autoptr (WbSecret) key = NULL;
   g_autofree char *source = NULL;
 
   g_return_val_if_fail (config != NULL, NULL);
@@ -533,7 +598,7 @@ wb_config_read_api_key (const WbConfig *config, char **out_source, GError **erro
 char *
 wb_config_build_upstream_url (const WbConfig *config, const char *api_key)
 {
-  g_autofree char *escaped = NULL;
+  g_autoptr (WbSecret) escaped = NULL;
   const char *separator;
 
   g_return_val_if_fail (config != NULL && config->url != NULL && api_key != NULL, NULL);
@@ -567,21 +632,4 @@ wb_config_redact_url (const char *url)
       p = end + strcspn (end, "&#");
     }
   return g_string_free (redacted, FALSE);
-}
-
-void
-wb_secret_free (char *secret)
-{
-  if (secret == NULL)
-    return;
-  /* explicit_bzero: a memset before free() may be optimized away. */
-  explicit_bzero (secret, strlen (secret));
-  g_free (secret);
-}
-
-void
-wb_clear_secret (char **secret)
-{
-  g_return_if_fail (secret != NULL);
-  wb_secret_free (g_steal_pointer (secret));
 }

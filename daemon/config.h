@@ -99,14 +99,23 @@ char *wb_config_read_api_key (const WbConfig *config, char **out_source, GError 
 /* The file the key comes from, to watch for rewrites; NULL if the environment. */
 char *wb_config_api_key_path (const WbConfig *config);
 
+/* The API key and every string holding it (the upstream URL) are wiped
+ * before their memory goes back to the allocator, where a later owner of
+ * the block or a core dump would find it. explicit_bzero, because a
+ * compiler may drop a memset of memory that is freed right after. */
+/* Zeroes the string's bytes up to its terminator; NULL is fine. */
+void wb_secret_wipe (char *secret);
+/* Wipes, then g_free()s; NULL is fine. */
+void wb_secret_free (char *secret);
+/* wb_secret_free (*secret), then *secret = NULL. */
+void wb_clear_secret (char **secret);
+/* g_autoptr (WbSecret) key = …: a char * wiped and freed at scope exit. */
+typedef char WbSecret;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbSecret, wb_secret_free)
+
 /* URL with the api_key query parameter, and the same redacted for logs. */
 char *wb_config_build_upstream_url (const WbConfig *config, const char *api_key);
 char *wb_config_redact_url (const char *url);
-
-/* Overwrites a secret (API key, URL carrying it) before freeing it, so it
- * does not linger in freed memory. Accept NULL. */
-void wb_secret_free (char *secret);
-void wb_clear_secret (char **secret);
 
 const char *wb_bus_type_to_string (WbBusType bus);
 gboolean wb_bus_type_from_string (const char *name, WbBusType *out_bus);

@@ -46,13 +46,6 @@ error_info_from_gerror (const GError *error)
   return (WbDbusErrorInfo){ WB_DBUS_ERROR_FAILED, EIO };
 }
 
-const char *
-wb_dbus_error_name_from_gerror (const GError *error)
-{
-  g_return_val_if_fail (error != NULL, WB_DBUS_ERROR_FAILED);
-  return error_info_from_gerror (error).name;
-}
-
 int
 wb_dbus_error_set_from_gerror (sd_bus_error *ret_error, const GError *error)
 {

@@ -17,8 +17,6 @@ G_BEGIN_DECLS
 #define WB_DBUS_ERROR_TOO_MANY_SUBSCRIPTIONS "inc.wave.Bridge1.Error.TooManySubscriptions"
 #define WB_DBUS_ERROR_FAILED "inc.wave.Bridge1.Error.Failed"
 
-/* The D-Bus error name for @error (WB_DBUS_ERROR_FAILED if none fits). */
-const char *wb_dbus_error_name_from_gerror (const GError *error);
 /* Fills @ret_error; returns the negative errno sd-bus method handlers return. */
 int wb_dbus_error_set_from_gerror (sd_bus_error *ret_error, const GError *error);
 

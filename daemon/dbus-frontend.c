@@ -6,6 +6,7 @@
 #include <errno.h>
 
 #include "dbus-errors.h"
+#include "errno-util.h"
 #include "dbus-private.h"
 
 /* ---- clients: one WbHubClient per unique bus name ------------------------ */
@@ -300,13 +301,6 @@ bus_lost_cb (int error, gpointer user_data)
 }
 
 static gboolean
-set_error_from_errno (GError **error, int r, const char *what)
-{
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r), "%s: %s", what, g_strerror (-r));
-  return FALSE;
-}
-
-static gboolean
 frontend_export (WbDbusFrontend *frontend, GError **error)
 {
   g_auto (GStrv) stream_ids = NULL;
@@ -315,20 +309,20 @@ frontend_export (WbDbusFrontend *frontend, GError **error)
   r = sd_bus_add_object_vtable (frontend->bus, &frontend->manager_slot, WB_DBUS_MANAGER_PATH,
                                 WB_DBUS_MANAGER_INTERFACE, wb_dbus_manager_vtable, frontend);
   if (r < 0)
-    return set_error_from_errno (error, r, "Cannot export " WB_DBUS_MANAGER_PATH);
+    return wb_set_error_from_errno (error, -r, "Cannot export " WB_DBUS_MANAGER_PATH);
   r = sd_bus_add_object_manager (frontend->bus, &frontend->object_manager_slot,
                                  WB_DBUS_MANAGER_PATH);
   if (r < 0)
-    return set_error_from_errno (error, r, "Cannot add the object manager");
+    return wb_set_error_from_errno (error, -r, "Cannot add the object manager");
   r = sd_bus_add_fallback_vtable (frontend->bus, &frontend->stream_slot, WB_DBUS_STREAM_PREFIX,
                                   WB_DBUS_STREAM_INTERFACE, wb_dbus_stream_vtable,
                                   wb_dbus_stream_find_cb, frontend);
   if (r < 0)
-    return set_error_from_errno (error, r, "Cannot export the stream objects");
+    return wb_set_error_from_errno (error, -r, "Cannot export the stream objects");
   r = sd_bus_add_node_enumerator (frontend->bus, &frontend->enumerator_slot, WB_DBUS_STREAM_PREFIX,
                                   wb_dbus_stream_enumerate_cb, frontend);
   if (r < 0)
-    return set_error_from_errno (error, r, "Cannot add the stream enumerator");
+    return wb_set_error_from_errno (error, -r, "Cannot add the stream enumerator");
 
   /* Streams subscribed to before the frontend existed (socket clients). */
   stream_ids = wb_hub_list_streams (frontend->hub);
@@ -372,8 +366,7 @@ wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, const WbDbusFrontendCa
     r = sd_bus_open_user_with_description (&frontend->bus, "wave-bridge");
   if (r < 0)
     {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r),
-                   "Cannot connect to the %s bus: %s", bus_name, g_strerror (-r));
+      wb_set_error_from_errno (error, -r, "Cannot connect to the %s bus", bus_name);
       return NULL;
     }
 
@@ -393,9 +386,8 @@ wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, const WbDbusFrontendCa
     }
   if (r < 0)
     {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (-r),
-                   "Cannot own the name %s on the %s bus: %s", WB_DBUS_NAME, bus_name,
-                   g_strerror (-r));
+      wb_set_error_from_errno (error, -r, "Cannot own the name %s on the %s bus", WB_DBUS_NAME,
+                               bus_name);
       return NULL;
     }
 

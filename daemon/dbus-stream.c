@@ -268,44 +268,6 @@ wb_dbus_stream_enumerate_cb (sd_bus *bus, const char *prefix, void *user_data, c
 
 /* ---- signals and PropertiesChanged --------------------------------------- */
 
-static const char *
-payload_string (JsonObject *payload, const char *member)
-{
-  JsonNode *node = payload != NULL ? json_object_get_member (payload, member) : NULL;
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return ""; /* absent, or null like a missing recording_id */
-  return json_node_get_string (node);
-}
-
-static double
-payload_double (JsonObject *payload, const char *member)
-{
-  JsonNode *node = payload != NULL ? json_object_get_member (payload, member) : NULL;
-  GType type;
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
-    return 0.0;
-  type = json_node_get_value_type (node);
-  if (type != G_TYPE_DOUBLE && type != G_TYPE_INT64)
-    return 0.0;
-  return json_node_get_double (node);
-}
-
-static guint64
-payload_uint (JsonObject *payload, const char *member, guint64 max)
-{
-  double value = payload_double (payload, member);
-
-  /* Out-of-range numbers are clamped: D-Bus types are unsigned and fixed. */
-  if (!(value > 0.0))
-    return 0;
-  if (value >= (double)max)
-    return max;
-  return (guint64)value;
-}
-
 void
 wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
 {
@@ -316,55 +278,63 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
   const char *member = NULL;
   int r;
 
+  /* D-Bus strings cannot be NULL: an absent or null member (recording_id)
+   * is sent as "". Counts are clamped to their fixed unsigned types. */
   switch (wb_event_get_message_type (event))
     {
     case WB_MESSAGE_STREAM_STARTED:
       member = "Started";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sss", payload_string (p, "started_at"),
-                              payload_string (p, "protocol"),
-                              payload_string (p, "ingest_endpoint"));
+      r = sd_bus_emit_signal (
+          bus, path, iface, member, "sss", wb_json_get_string (p, "started_at", ""),
+          wb_json_get_string (p, "protocol", ""), wb_json_get_string (p, "ingest_endpoint", ""));
       break;
     case WB_MESSAGE_STREAM_ENDED:
       member = "Ended";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sds", payload_string (p, "ended_at"),
-                              payload_double (p, "duration"), payload_string (p, "recording_id"));
+      r = sd_bus_emit_signal (
+          bus, path, iface, member, "sds", wb_json_get_string (p, "ended_at", ""),
+          wb_json_get_double (p, "duration", 0.0), wb_json_get_string (p, "recording_id", ""));
       break;
     case WB_MESSAGE_STREAM_HEALTH:
       member = "Health";
-      r = sd_bus_emit_signal (bus, path, iface, member, "dddd", payload_double (p, "bitrate"),
-                              payload_double (p, "fps"), payload_double (p, "packet_loss"),
-                              payload_double (p, "latency"));
+      r = sd_bus_emit_signal (
+          bus, path, iface, member, "dddd", wb_json_get_double (p, "bitrate", 0.0),
+          wb_json_get_double (p, "fps", 0.0), wb_json_get_double (p, "packet_loss", 0.0),
+          wb_json_get_double (p, "latency", 0.0));
       break;
     case WB_MESSAGE_VIEWER_JOINED:
       member = "ViewerJoined";
-      r = sd_bus_emit_signal (bus, path, iface, member, "ssss", payload_string (p, "viewer_id"),
-                              payload_string (p, "country"), payload_string (p, "device"),
-                              payload_string (p, "joined_at"));
+      r = sd_bus_emit_signal (
+          bus, path, iface, member, "ssss", wb_json_get_string (p, "viewer_id", ""),
+          wb_json_get_string (p, "country", ""), wb_json_get_string (p, "device", ""),
+          wb_json_get_string (p, "joined_at", ""));
       break;
     case WB_MESSAGE_VIEWER_LEFT:
       member = "ViewerLeft";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sds", payload_string (p, "viewer_id"),
-                              payload_double (p, "watch_time"), payload_string (p, "left_at"));
+      r = sd_bus_emit_signal (
+          bus, path, iface, member, "sds", wb_json_get_string (p, "viewer_id", ""),
+          wb_json_get_double (p, "watch_time", 0.0), wb_json_get_string (p, "left_at", ""));
       break;
     case WB_MESSAGE_ANALYTICS_UPDATE:
       member = "AnalyticsUpdate";
       r = sd_bus_emit_signal (bus, path, iface, member, "utud",
-                              (guint32)payload_uint (p, "concurrent_viewers", G_MAXUINT32),
-                              (guint64)payload_uint (p, "total_views", G_MAXUINT64),
-                              (guint32)payload_uint (p, "peak_viewers", G_MAXUINT32),
-                              payload_double (p, "average_watch_time"));
+                              (guint32)wb_json_get_count (p, "concurrent_viewers", G_MAXUINT32),
+                              (guint64)wb_json_get_count (p, "total_views", G_MAXUINT64),
+                              (guint32)wb_json_get_count (p, "peak_viewers", G_MAXUINT32),
+                              wb_json_get_double (p, "average_watch_time", 0.0));
       break;
     case WB_MESSAGE_CHAT_MESSAGE:
       member = "ChatMessage";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sssss", payload_string (p, "message_id"),
-                              payload_string (p, "user_id"), payload_string (p, "username"),
-                              payload_string (p, "message"), payload_string (p, "timestamp"));
+      r = sd_bus_emit_signal (
+          bus, path, iface, member, "sssss", wb_json_get_string (p, "message_id", ""),
+          wb_json_get_string (p, "user_id", ""), wb_json_get_string (p, "username", ""),
+          wb_json_get_string (p, "message", ""), wb_json_get_string (p, "timestamp", ""));
       break;
     case WB_MESSAGE_REACTION_RECEIVED:
       member = "ReactionReceived";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sus", payload_string (p, "reaction"),
-                              (guint32)payload_uint (p, "count", G_MAXUINT32),
-                              payload_string (p, "timestamp"));
+      r = sd_bus_emit_signal (bus, path, iface, member, "sus",
+                              wb_json_get_string (p, "reaction", ""),
+                              (guint32)wb_json_get_count (p, "count", G_MAXUINT32),
+                              wb_json_get_string (p, "timestamp", ""));
       break;
     default:
       return; /* not a stream event: nothing on the bus for it */

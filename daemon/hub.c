@@ -93,7 +93,9 @@ struct _WbHubClient
   SendAllowance *allowance; /* own_allowance, or shared by sender key */
 };
 
-G_DEFINE_QUARK (wb - hub - error - quark, wb_hub_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-hub-error-quark, wb_hub_error)
+/* clang-format on */
 
 /* ---- bookkeeping --------------------------------------------------------- */
 

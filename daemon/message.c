@@ -4,6 +4,7 @@
 #include "message.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef enum
@@ -39,129 +40,161 @@ typedef struct
 
 #define REQ(n, k)                                                                                  \
   {                                                                                                \
-    n, k, TRUE                                                                                     \
+    .name = (n), .kind = (k), .required = TRUE                                                     \
   }
 #define OPT(n, k)                                                                                  \
   {                                                                                                \
-    n, k, FALSE                                                                                    \
+    .name = (n), .kind = (k), .required = FALSE                                                    \
   }
 #define STREAM_ID REQ ("stream_id", FIELD_STRING)
 
-/* The WAVE schema, one row per message type: the doc's payload tables made data. */
+/* The WAVE schema, one row per message type: the doc's payload tables made
+ * data. Flags not named are FALSE. */
 static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
-  [WB_MESSAGE_STREAM_STARTED]
-  = { "stream.started",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("started_at", FIELD_STRING), REQ ("protocol", FIELD_STRING),
-        REQ ("ingest_endpoint", FIELD_STRING) } },
-  [WB_MESSAGE_STREAM_ENDED]
-  = { "stream.ended",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("ended_at", FIELD_STRING), REQ ("duration", FIELD_NUMBER),
-        OPT ("recording_id", FIELD_STRING_OR_NULL) } },
-  [WB_MESSAGE_STREAM_HEALTH]
-  = { "stream.health",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("bitrate", FIELD_NUMBER), REQ ("fps", FIELD_NUMBER),
-        REQ ("packet_loss", FIELD_NUMBER), REQ ("latency", FIELD_NUMBER) } },
-  [WB_MESSAGE_VIEWER_JOINED]
-  = { "viewer.joined",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("viewer_id", FIELD_STRING), REQ ("country", FIELD_STRING),
-        REQ ("device", FIELD_STRING), REQ ("joined_at", FIELD_STRING) } },
-  [WB_MESSAGE_VIEWER_LEFT]
-  = { "viewer.left",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("viewer_id", FIELD_STRING), REQ ("watch_time", FIELD_NUMBER),
-        REQ ("left_at", FIELD_STRING) } },
-  [WB_MESSAGE_ANALYTICS_UPDATE]
-  = { "analytics.update",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("concurrent_viewers", FIELD_NUMBER), REQ ("total_views", FIELD_NUMBER),
-        REQ ("peak_viewers", FIELD_NUMBER), REQ ("average_watch_time", FIELD_NUMBER) } },
-  [WB_MESSAGE_CHAT_MESSAGE] = { "chat.message",
-                                TRUE,
-                                TRUE,
-                                TRUE,
-                                FALSE,
-                                { STREAM_ID, REQ ("message_id", FIELD_STRING),
-                                  REQ ("user_id", FIELD_STRING), REQ ("username", FIELD_STRING),
-                                  REQ ("message", FIELD_STRING), REQ ("timestamp", FIELD_STRING) },
-                                { STREAM_ID, REQ ("message", FIELD_STRING) } },
-  [WB_MESSAGE_REACTION_SENT] = { "reaction.sent", FALSE, FALSE, TRUE, FALSE,
-                                 .to_server_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING),
-                                                       OPT ("user_id", FIELD_STRING) } },
-  [WB_MESSAGE_REACTION_RECEIVED]
-  = { "reaction.received",
-      TRUE,
-      TRUE,
-      FALSE,
-      FALSE,
-      { STREAM_ID, REQ ("reaction", FIELD_STRING), REQ ("count", FIELD_NUMBER),
-        REQ ("timestamp", FIELD_STRING) } },
-  [WB_MESSAGE_PING] = { "ping",
-                        FALSE,
-                        TRUE,
-                        TRUE,
-                        TRUE,
-                        { OPT ("timestamp", FIELD_NUMBER) },
-                        { OPT ("timestamp", FIELD_NUMBER) } },
+  [WB_MESSAGE_STREAM_STARTED] = {
+    .name = "stream.started",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("started_at", FIELD_STRING),
+                          REQ ("protocol", FIELD_STRING), REQ ("ingest_endpoint", FIELD_STRING) },
+  },
+  [WB_MESSAGE_STREAM_ENDED] = {
+    .name = "stream.ended",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("ended_at", FIELD_STRING),
+                          REQ ("duration", FIELD_NUMBER),
+                          OPT ("recording_id", FIELD_STRING_OR_NULL) },
+  },
+  [WB_MESSAGE_STREAM_HEALTH] = {
+    .name = "stream.health",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("bitrate", FIELD_NUMBER), REQ ("fps", FIELD_NUMBER),
+                          REQ ("packet_loss", FIELD_NUMBER), REQ ("latency", FIELD_NUMBER) },
+  },
+  [WB_MESSAGE_VIEWER_JOINED] = {
+    .name = "viewer.joined",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("viewer_id", FIELD_STRING),
+                          REQ ("country", FIELD_STRING), REQ ("device", FIELD_STRING),
+                          REQ ("joined_at", FIELD_STRING) },
+  },
+  [WB_MESSAGE_VIEWER_LEFT] = {
+    .name = "viewer.left",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("viewer_id", FIELD_STRING),
+                          REQ ("watch_time", FIELD_NUMBER), REQ ("left_at", FIELD_STRING) },
+  },
+  [WB_MESSAGE_ANALYTICS_UPDATE] = {
+    .name = "analytics.update",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("concurrent_viewers", FIELD_NUMBER),
+                          REQ ("total_views", FIELD_NUMBER), REQ ("peak_viewers", FIELD_NUMBER),
+                          REQ ("average_watch_time", FIELD_NUMBER) },
+  },
+  [WB_MESSAGE_CHAT_MESSAGE] = {
+    .name = "chat.message",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_server = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("message_id", FIELD_STRING),
+                          REQ ("user_id", FIELD_STRING), REQ ("username", FIELD_STRING),
+                          REQ ("message", FIELD_STRING), REQ ("timestamp", FIELD_STRING) },
+    .to_server_fields = { STREAM_ID, REQ ("message", FIELD_STRING) },
+  },
+  [WB_MESSAGE_REACTION_SENT] = {
+    .name = "reaction.sent",
+    .to_server = TRUE,
+    .to_server_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING),
+                          OPT ("user_id", FIELD_STRING) },
+  },
+  [WB_MESSAGE_REACTION_RECEIVED] = {
+    .name = "reaction.received",
+    .stream_event = TRUE,
+    .to_client = TRUE,
+    .to_client_fields = { STREAM_ID, REQ ("reaction", FIELD_STRING), REQ ("count", FIELD_NUMBER),
+                          REQ ("timestamp", FIELD_STRING) },
+  },
+  [WB_MESSAGE_PING] = {
+    .name = "ping",
+    .to_client = TRUE,
+    .to_server = TRUE,
+    .lenient_shape = TRUE,
+    .to_client_fields = { OPT ("timestamp", FIELD_NUMBER) },
+    .to_server_fields = { OPT ("timestamp", FIELD_NUMBER) },
+  },
   /* Both ways: WAVE's ping is bidirectional, so is its answer. */
-  [WB_MESSAGE_PONG] = { "pong",
-                        FALSE,
-                        TRUE,
-                        TRUE,
-                        TRUE,
-                        { OPT ("timestamp", FIELD_NUMBER) },
-                        { OPT ("timestamp", FIELD_NUMBER) } },
-  [WB_MESSAGE_ERROR] = { "error",
-                         FALSE,
-                         TRUE,
-                         FALSE,
-                         FALSE,
-                         { REQ ("code", FIELD_STRING), REQ ("message", FIELD_STRING),
-                           OPT ("details", FIELD_OBJECT) } },
-  [WB_MESSAGE_SUBSCRIBE]
-  = { "subscribe", FALSE, FALSE, TRUE, FALSE,
-      .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY) } },
-  [WB_MESSAGE_UNSUBSCRIBE]
-  = { "unsubscribe", FALSE, FALSE, TRUE, FALSE, .to_server_fields = { STREAM_ID } },
-  [WB_MESSAGE_STATUS] = { "status", FALSE, FALSE, TRUE, FALSE },
+  [WB_MESSAGE_PONG] = {
+    .name = "pong",
+    .to_client = TRUE,
+    .to_server = TRUE,
+    .lenient_shape = TRUE,
+    .to_client_fields = { OPT ("timestamp", FIELD_NUMBER) },
+    .to_server_fields = { OPT ("timestamp", FIELD_NUMBER) },
+  },
+  [WB_MESSAGE_ERROR] = {
+    .name = "error",
+    .to_client = TRUE,
+    .to_client_fields = { REQ ("code", FIELD_STRING), REQ ("message", FIELD_STRING),
+                          OPT ("details", FIELD_OBJECT) },
+  },
+  [WB_MESSAGE_SUBSCRIBE] = {
+    .name = "subscribe",
+    .to_server = TRUE,
+    .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY) },
+  },
+  [WB_MESSAGE_UNSUBSCRIBE] = {
+    .name = "unsubscribe",
+    .to_server = TRUE,
+    .to_server_fields = { STREAM_ID },
+  },
+  [WB_MESSAGE_STATUS] = {
+    .name = "status",
+    .to_server = TRUE,
+  },
 };
 
 #undef REQ
 #undef OPT
 #undef STREAM_ID
 
-G_DEFINE_QUARK (wb - message - error - quark, wb_message_error)
+/* clang-format off */
+G_DEFINE_QUARK (wb-message-error-quark, wb_message_error)
+/* clang-format on */
 
-static const char *const stream_event_names[] = {
-  "analytics.update", "chat.message",  "reaction.received", "stream.ended", "stream.health",
-  "stream.started",   "viewer.joined", "viewer.left",       NULL,
-};
+/* g_ptr_array_sort and qsort pass pointers to the elements (sort_values is 2.76+). */
+static int
+compare_string_pointers (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *)a, *(char *const *)b);
+}
 
 const char *const *
 wb_message_stream_event_names (void)
 {
-  return stream_event_names;
+  /* Derived from the table once: every type but INVALID could be a stream
+   * event, which leaves room for the terminating NULL. */
+  static const char *names[WB_MESSAGE_N_TYPES];
+  static gsize derived;
+
+  if (g_once_init_enter (&derived))
+    {
+      gsize n = 0;
+
+      for (int t = WB_MESSAGE_TYPE_INVALID + 1; t < WB_MESSAGE_N_TYPES; t++)
+        if (type_specs[t].stream_event)
+          names[n++] = type_specs[t].name;
+      names[n] = NULL;
+      /* Sorted: the order subscriptions are expanded, acknowledged and
+       * announced in (bridge.hello), whatever the table's order. */
+      qsort (names, n, sizeof names[0], compare_string_pointers);
+      g_once_init_leave (&derived, 1);
+    }
+  return names;
 }
 
 gboolean
@@ -641,55 +674,84 @@ wb_message_free (WbMessage *message)
   g_free (message);
 }
 
-static JsonNode *
-body_member (const WbMessage *message, const char *field)
+/* ---- reading members ------------------------------------------------------ */
+
+const char *
+wb_json_get_string (JsonObject *object, const char *member, const char *fallback)
 {
-  g_return_val_if_fail (message != NULL && message->body != NULL, NULL);
-  return json_object_get_member (message->body, field);
+  JsonNode *node = object != NULL ? json_object_get_member (object, member) : NULL;
+
+  return node != NULL && node_is_string (node) ? json_node_get_string (node) : fallback;
+}
+
+gboolean
+wb_json_has_number (JsonObject *object, const char *member)
+{
+  JsonNode *node = object != NULL ? json_object_get_member (object, member) : NULL;
+
+  return node != NULL && node_is_number (node);
+}
+
+double
+wb_json_get_double (JsonObject *object, const char *member, double fallback)
+{
+  if (!wb_json_has_number (object, member))
+    return fallback;
+  /* json-glib converts an integer member. */
+  return json_node_get_double (json_object_get_member (object, member));
+}
+
+gint64
+wb_json_get_int (JsonObject *object, const char *member, gint64 fallback)
+{
+  JsonNode *node;
+  double value;
+
+  if (!wb_json_has_number (object, member))
+    return fallback;
+  node = json_object_get_member (object, member);
+  if (json_node_get_value_type (node) != G_TYPE_DOUBLE)
+    return json_node_get_int (node);
+  value = json_node_get_double (node);
+  /* Casting a double outside the gint64 range is undefined behaviour. */
+  if (value >= (double)G_MAXINT64)
+    return G_MAXINT64;
+  if (value <= (double)G_MININT64)
+    return G_MININT64;
+  return (gint64)value;
+}
+
+guint64
+wb_json_get_count (JsonObject *object, const char *member, guint64 max)
+{
+  double value = wb_json_get_double (object, member, 0.0);
+
+  if (!(value > 0.0))
+    return 0;
+  if (value >= (double)max)
+    return max;
+  return (guint64)value;
 }
 
 const char *
 wb_message_get_string (const WbMessage *message, const char *field)
 {
-  JsonNode *node = body_member (message, field);
-
-  return node != NULL && node_is_string (node) ? json_node_get_string (node) : NULL;
+  g_return_val_if_fail (message != NULL && message->body != NULL, NULL);
+  return wb_json_get_string (message->body, field, NULL);
 }
 
 double
 wb_message_get_double (const WbMessage *message, const char *field)
 {
-  JsonNode *node = body_member (message, field);
-
-  return node != NULL && node_is_number (node) ? json_node_get_double (node) : 0.0;
+  g_return_val_if_fail (message != NULL && message->body != NULL, 0.0);
+  return wb_json_get_double (message->body, field, 0.0);
 }
 
 gint64
 wb_message_get_int (const WbMessage *message, const char *field)
 {
-  JsonNode *node = body_member (message, field);
-
-  if (node == NULL || !node_is_number (node))
-    return 0;
-  if (json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    {
-      double value = json_node_get_double (node);
-
-      /* Casting a double outside the gint64 range is undefined behaviour. */
-      if (value >= (double)G_MAXINT64)
-        return G_MAXINT64;
-      if (value <= (double)G_MININT64)
-        return G_MININT64;
-      return (gint64)value;
-    }
-  return json_node_get_int (node);
-}
-
-/* g_ptr_array_sort passes pointers to the elements (sort_values is 2.76+). */
-static int
-compare_string_pointers (gconstpointer a, gconstpointer b)
-{
-  return g_strcmp0 (*(char *const *)a, *(char *const *)b);
+  g_return_val_if_fail (message != NULL && message->body != NULL, 0);
+  return wb_json_get_int (message->body, field, 0);
 }
 
 char **
@@ -700,7 +762,7 @@ wb_message_dup_events (const WbMessage *message)
 
   g_return_val_if_fail (message != NULL && message->type == WB_MESSAGE_SUBSCRIBE, NULL);
 
-  node = body_member (message, "events");
+  node = json_object_get_member (message->body, "events");
   if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
     {
       JsonArray *array = json_node_get_array (node);
@@ -709,7 +771,7 @@ wb_message_dup_events (const WbMessage *message)
         g_ptr_array_add (events, g_strdup (json_array_get_string_element (array, i)));
     }
   if (events->len == 0)
-    for (const char *const *name = stream_event_names; *name != NULL; name++)
+    for (const char *const *name = wb_message_stream_event_names (); *name != NULL; name++)
       g_ptr_array_add (events, g_strdup (*name));
 
   g_ptr_array_sort (events, compare_string_pointers);

@@ -81,7 +81,8 @@ typedef struct
   GBytes *line;
 } WbMessage;
 
-/* Every stream event type a client may subscribe to, NULL-terminated. */
+/* Every stream event type a client may subscribe to (the table's
+ * stream_event rows), sorted, NULL-terminated. */
 const char *const *wb_message_stream_event_names (void);
 gboolean wb_message_is_stream_event_name (const char *name);
 
@@ -93,7 +94,20 @@ WbMessage *wb_message_parse (const char *data, gsize length, WbDirection directi
 void wb_message_free (WbMessage *message);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbMessage, wb_message_free)
 
-/* Typed field access on the body; NULL/0 when absent or of another type. */
+/* Typed reads of one member of a JSON object: a payload the parser already
+ * checked, a status, a reply. @object may be NULL; a member that is absent,
+ * null or of another type gives @fallback. Numbers are read whether they
+ * were written as integers or not. */
+const char *wb_json_get_string (JsonObject *object, const char *member, const char *fallback);
+gboolean wb_json_has_number (JsonObject *object, const char *member);
+double wb_json_get_double (JsonObject *object, const char *member, double fallback);
+/* A fraction is truncated; a double past the gint64 range is clamped. */
+gint64 wb_json_get_int (JsonObject *object, const char *member, gint64 fallback);
+/* A count for an unsigned fixed-size type (D-Bus u, t): 0 when absent,
+ * negative or not a number, @max when at or past it, else truncated. */
+guint64 wb_json_get_count (JsonObject *object, const char *member, guint64 max);
+
+/* The same on a message's body; NULL/0 when absent or of another type. */
 const char *wb_message_get_string (const WbMessage *message, const char *field);
 double wb_message_get_double (const WbMessage *message, const char *field);
 gint64 wb_message_get_int (const WbMessage *message, const char *field);

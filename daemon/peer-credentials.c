@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "errno-util.h"
+
 /* A generous first guess; SO_PEERGROUPS tells the real size on ERANGE. */
 #define INITIAL_GROUPS 64
 /* NGROUPS_MAX on Linux is 65536; never trust a size beyond it. */
@@ -29,10 +31,7 @@ wb_peer_credentials_new_from_fd (int fd, GError **error)
 
   if (getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &ucred, &length) < 0)
     {
-      int saved_errno = errno;
-
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "SO_PEERCRED: %s",
-                   g_strerror (saved_errno));
+      wb_set_error_from_errno (error, errno, "SO_PEERCRED");
       return NULL;
     }
   credentials->pid = ucred.pid;

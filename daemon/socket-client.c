@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errno-util.h"
 #include "message.h"
 
 /* One read per wake-up keeps a chatty client from starving the others. */
@@ -511,10 +512,7 @@ wb_socket_client_group_new (GError **error)
 
   if (epoll_fd < 0)
     {
-      int saved_errno = errno;
-
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   "Cannot create an epoll descriptor: %s", g_strerror (saved_errno));
+      wb_set_error_from_errno (error, errno, "Cannot create an epoll descriptor");
       return NULL;
     }
   group = g_new0 (WbSocketClientGroup, 1);
@@ -603,13 +601,6 @@ wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLimits 
   g_return_if_fail (client != NULL && limits != NULL);
   client->limits = *limits;
   client_update_interest (client);
-}
-
-int
-wb_socket_client_get_fd (WbSocketClient *client)
-{
-  g_return_val_if_fail (client != NULL, -1);
-  return client->fd;
 }
 
 gboolean

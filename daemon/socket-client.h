@@ -72,7 +72,6 @@ void wb_socket_client_free (WbSocketClient *client);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbSocketClient, wb_socket_client_free)
 
 void wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLimits *limits);
-int wb_socket_client_get_fd (WbSocketClient *client);
 
 /* Queues an event line (a ref is taken, the bytes are shared). FALSE: the
  * client is over its bound (or closing) and the line was dropped. */

@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "errno-util.h"
 #include "peer-credentials.h"
 #include "socket-client.h"
 #include "wb-build-config.h"
@@ -595,16 +596,6 @@ frontend_accept_cb (gint listen_fd, GIOCondition condition, gpointer user_data)
 }
 
 static gboolean
-set_error_from_errno (GError **error, const char *what, const char *path)
-{
-  int saved_errno = errno;
-
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "%s %s: %s", what, path,
-               g_strerror (saved_errno));
-  return FALSE;
-}
-
-static gboolean
 fill_address (struct sockaddr_un *address, const char *path, GError **error)
 {
   memset (address, 0, sizeof *address);
@@ -632,7 +623,7 @@ remove_stale_socket (const char *path, const struct sockaddr_un *address, GError
     {
       if (errno == ENOENT)
         return TRUE;
-      return set_error_from_errno (error, "Cannot inspect", path);
+      return wb_set_error_from_errno (error, errno, "Cannot inspect %s", path);
     }
   if (!S_ISSOCK (st.st_mode))
     {
@@ -643,14 +634,14 @@ remove_stale_socket (const char *path, const struct sockaddr_un *address, GError
 
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
-    return set_error_from_errno (error, "Cannot create a socket to probe", path);
+    return wb_set_error_from_errno (error, errno, "Cannot create a socket to probe %s", path);
   r = connect (fd, (const struct sockaddr *)address, sizeof *address);
   if (r < 0 && errno == ECONNREFUSED)
     {
       close (fd);
       g_message ("Removing stale socket %s", path);
       if (unlink (path) < 0 && errno != ENOENT)
-        return set_error_from_errno (error, "Cannot remove stale socket", path);
+        return wb_set_error_from_errno (error, errno, "Cannot remove stale socket %s", path);
       return TRUE;
     }
   close (fd);
@@ -667,8 +658,7 @@ frontend_bind_fail (const char *temp_path, GError **error, const char *what, con
 
   if (temp_path != NULL)
     unlink (temp_path);
-  errno = saved_errno;
-  return set_error_from_errno (error, what, path);
+  return wb_set_error_from_errno (error, saved_errno, "%s %s", what, path);
 }
 
 /* The node appears at @path only once it is listening (bound under a
@@ -693,15 +683,15 @@ frontend_bind (WbSocketFrontend *frontend, const char *path, GError **error)
   if (!fill_address (&bind_address, temp_path != NULL ? temp_path : path, error))
     return FALSE;
   if (g_mkdir_with_parents (dir, SOCKET_DIR_MODE) < 0)
-    return set_error_from_errno (error, "Cannot create directory", dir);
+    return wb_set_error_from_errno (error, errno, "Cannot create directory %s", dir);
   if (!remove_stale_socket (path, &address, error))
     return FALSE;
   if (temp_path != NULL && unlink (temp_path) < 0 && errno != ENOENT)
-    return set_error_from_errno (error, "Cannot remove", temp_path);
+    return wb_set_error_from_errno (error, errno, "Cannot remove %s", temp_path);
 
   frontend->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (frontend->listen_fd < 0)
-    return set_error_from_errno (error, "Cannot create socket for", path);
+    return wb_set_error_from_errno (error, errno, "Cannot create socket for %s", path);
   /* The node must never exist with wider permissions than SOCKET_MODE. */
   old_umask = umask (SOCKET_UMASK);
   r = bind (frontend->listen_fd, (const struct sockaddr *)&bind_address, sizeof bind_address);
@@ -714,7 +704,7 @@ frontend_bind (WbSocketFrontend *frontend, const char *path, GError **error)
                        "Another wave-bridged is already listening on %s", path);
           return FALSE;
         }
-      return set_error_from_errno (error, "Cannot bind", bind_address.sun_path);
+      return wb_set_error_from_errno (error, errno, "Cannot bind %s", bind_address.sun_path);
     }
   if (temp_path == NULL)
     {

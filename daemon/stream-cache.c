@@ -79,49 +79,6 @@ wb_stream_cache_get_state (WbStreamCache *cache)
   return &cache->state;
 }
 
-/* The parser validated the types of required fields; optional ones (and
- * recording_id, which may be null) fall back to "" / 0. */
-static const char *
-payload_string (JsonObject *payload, const char *name)
-{
-  JsonNode *node = json_object_get_member (payload, name);
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return "";
-  return json_node_get_string (node);
-}
-
-static double
-payload_double (JsonObject *payload, const char *name)
-{
-  JsonNode *node = json_object_get_member (payload, name);
-  GType type;
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
-    return 0.0;
-  type = json_node_get_value_type (node);
-  if (type == G_TYPE_DOUBLE)
-    return json_node_get_double (node);
-  if (type == G_TYPE_INT64)
-    return (double)json_node_get_int (node);
-  return 0.0;
-}
-
-/* Counts published as D-Bus u / t: negative or fractional input is clamped
- * rather than wrapped. */
-static guint64
-payload_count (JsonObject *payload, const char *name, guint64 max)
-{
-  double value = payload_double (payload, name);
-
-  if (!(value > 0.0))
-    return 0;
-  if (value >= (double)max)
-    return max;
-  return (guint64)value;
-}
-
 static gboolean
 set_string (char **field, const char *value)
 {
@@ -141,6 +98,11 @@ set_double (double *field, double value)
   return TRUE;
 }
 
+/* The update_* functions read payloads the parser validated: required
+ * fields have their types; optional ones (and recording_id, which may be
+ * null) fall back to "" / 0. Counts are clamped, never wrapped, as they are
+ * published as D-Bus u / t. */
+
 static WbStreamFields
 update_started (WbStreamCache *cache, JsonObject *payload)
 {
@@ -150,9 +112,9 @@ update_started (WbStreamCache *cache, JsonObject *payload)
   if (!cache->state.live)
     changed |= WB_STREAM_FIELD_LIVE;
   cache->state.live = TRUE;
-  if (set_string (&cache->started_at, payload_string (payload, "started_at"))
-      | set_string (&cache->protocol, payload_string (payload, "protocol"))
-      | set_string (&cache->ingest_endpoint, payload_string (payload, "ingest_endpoint")))
+  if (set_string (&cache->started_at, wb_json_get_string (payload, "started_at", ""))
+      | set_string (&cache->protocol, wb_json_get_string (payload, "protocol", ""))
+      | set_string (&cache->ingest_endpoint, wb_json_get_string (payload, "ingest_endpoint", "")))
     changed |= WB_STREAM_FIELD_STARTED;
   /* A new session: the last one's end no longer describes the stream. */
   ended_changed |= set_string (&cache->ended_at, "");
@@ -171,9 +133,9 @@ update_ended (WbStreamCache *cache, JsonObject *payload)
   if (cache->state.live)
     changed |= WB_STREAM_FIELD_LIVE;
   cache->state.live = FALSE;
-  if (set_string (&cache->ended_at, payload_string (payload, "ended_at"))
-      | set_double (&cache->state.duration, payload_double (payload, "duration"))
-      | set_string (&cache->recording_id, payload_string (payload, "recording_id")))
+  if (set_string (&cache->ended_at, wb_json_get_string (payload, "ended_at", ""))
+      | set_double (&cache->state.duration, wb_json_get_double (payload, "duration", 0.0))
+      | set_string (&cache->recording_id, wb_json_get_string (payload, "recording_id", "")))
     changed |= WB_STREAM_FIELD_ENDED;
   return changed;
 }
@@ -192,10 +154,10 @@ update_health (WbStreamCache *cache, JsonObject *payload)
       state->live = TRUE;
       changed |= WB_STREAM_FIELD_LIVE;
     }
-  if (set_double (&state->bitrate, payload_double (payload, "bitrate"))
-      | set_double (&state->fps, payload_double (payload, "fps"))
-      | set_double (&state->packet_loss, payload_double (payload, "packet_loss"))
-      | set_double (&state->latency, payload_double (payload, "latency")))
+  if (set_double (&state->bitrate, wb_json_get_double (payload, "bitrate", 0.0))
+      | set_double (&state->fps, wb_json_get_double (payload, "fps", 0.0))
+      | set_double (&state->packet_loss, wb_json_get_double (payload, "packet_loss", 0.0))
+      | set_double (&state->latency, wb_json_get_double (payload, "latency", 0.0)))
     changed |= WB_STREAM_FIELD_HEALTH;
   return changed;
 }
@@ -204,9 +166,9 @@ static WbStreamFields
 update_analytics (WbStreamCache *cache, JsonObject *payload)
 {
   WbStreamState *state = &cache->state;
-  guint concurrent = (guint)payload_count (payload, "concurrent_viewers", G_MAXUINT);
-  guint64 total = payload_count (payload, "total_views", G_MAXUINT64);
-  guint peak = (guint)payload_count (payload, "peak_viewers", G_MAXUINT);
+  guint concurrent = (guint)wb_json_get_count (payload, "concurrent_viewers", G_MAXUINT);
+  guint64 total = wb_json_get_count (payload, "total_views", G_MAXUINT64);
+  guint peak = (guint)wb_json_get_count (payload, "peak_viewers", G_MAXUINT);
   gboolean changed = FALSE;
 
   changed = concurrent != state->concurrent_viewers || total != state->total_views
@@ -214,8 +176,8 @@ update_analytics (WbStreamCache *cache, JsonObject *payload)
   state->concurrent_viewers = concurrent;
   state->total_views = total;
   state->peak_viewers = peak;
-  changed
-      |= set_double (&state->average_watch_time, payload_double (payload, "average_watch_time"));
+  changed |= set_double (&state->average_watch_time,
+                         wb_json_get_double (payload, "average_watch_time", 0.0));
   return changed ? WB_STREAM_FIELD_ANALYTICS : 0;
 }
 

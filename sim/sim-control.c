@@ -20,9 +20,11 @@
 #define SIM_HTTP_MAX_ERROR 599
 
 #define SIM_CONTROL_ERROR (sim_control_error_quark ())
-static G_DEFINE_QUARK (sim - control - error - quark, sim_control_error)
+/* clang-format off */
+static G_DEFINE_QUARK (sim-control-error-quark, sim_control_error)
+/* clang-format on */
 
-    typedef struct
+typedef struct
 {
   SimControl *owner;
   guint64 id;

@@ -24,15 +24,13 @@ typedef struct
   guint64 id;
   SoupWebsocketConnection *ws;
   GSocket *socket;
-  gboolean accepted;  /* past the key check: takes part in the protocol */
-  gushort close_sent; /* the code we closed with, 0 if none */
-  gboolean dropped;   /* TCP cut by /sim/drop */
-  gushort error_code;
-  gboolean closed;
-  /* freed by the next purge, never inside a send loop */ /* libsoup's reason when it gave up
-                                                             (e.g. 1009 too big) */
-  GHashTable *subscriptions;                              /* stream_id → event type bit mask */
-  gint64 *recent_us; /* ring of the last rate_limit message times */
+  gboolean accepted;         /* past the key check: takes part in the protocol */
+  gushort close_sent;        /* the code we closed with, 0 if none */
+  gboolean dropped;          /* TCP cut by /sim/drop */
+  gushort error_code;        /* libsoup's reason when it gave up (e.g. 1009 too big) */
+  gboolean closed;           /* freed by the next purge, never inside a send loop */
+  GHashTable *subscriptions; /* stream_id → event type bit mask */
+  gint64 *recent_us;         /* ring of the last rate_limit message times */
   guint recent_next;
   guint recent_count;
 } SimConnection;

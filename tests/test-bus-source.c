@@ -12,10 +12,10 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-source.h"
+#include "test-util.h"
 
 #define TEST_PATH "/test"
 #define TEST_INTERFACE "test.BusSource"
-#define WAIT_TIMEOUT_S 20
 #define CALL_TIMEOUT_US (300 * G_TIME_SPAN_MILLISECOND)
 #define BIG_SIGNAL_BYTES (64 * 1024)
 #define BIG_SIGNAL_MAX 2000 /* gives up (fails) past 128 MiB */
@@ -44,31 +44,7 @@ typedef struct
   guint lost_count;
   int lost_error;
   guint replies;
-  gboolean deadline_passed;
 } Fixture;
-
-/* Spins the default context until @cond holds or WAIT_TIMEOUT_S pass. */
-#define WAIT_UNTIL(fixture, cond)                                                                  \
-  G_STMT_START                                                                                     \
-  {                                                                                                \
-    guint wait_timer_ = g_timeout_add_seconds (WAIT_TIMEOUT_S, deadline_cb, (fixture));            \
-    (fixture)->deadline_passed = FALSE;                                                            \
-    while (!(cond) && !(fixture)->deadline_passed)                                                 \
-      g_main_context_iteration (NULL, TRUE);                                                       \
-    if (!(fixture)->deadline_passed)                                                               \
-      g_source_remove (wait_timer_);                                                               \
-    g_assert_true (cond);                                                                          \
-  }                                                                                                \
-  G_STMT_END
-
-static gboolean
-deadline_cb (gpointer user_data)
-{
-  Fixture *fixture = user_data;
-
-  fixture->deadline_passed = TRUE;
-  return G_SOURCE_REMOVE;
-}
 
 static int
 echo_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
@@ -217,7 +193,7 @@ test_call_roundtrip (Fixture *fixture, gconstpointer data)
                                              TEST_PATH, TEST_INTERFACE, "Echo", reply_cb, fixture,
                                              "s", "hello"),
                    >=, 0);
-  WAIT_UNTIL (fixture, fixture->reply_done);
+  WAIT_UNTIL (fixture->reply_done, WB_TEST_WAIT_MS);
   g_assert_null (fixture->reply_error);
   g_assert_cmpstr (fixture->echo_reply, ==, "hello");
   g_assert_cmpuint (fixture->lost_count, ==, 0);
@@ -245,7 +221,7 @@ test_backlog_past_the_bound (Fixture *fixture, gconstpointer data)
                                                TEST_PATH, TEST_INTERFACE, "Echo", count_reply_cb,
                                                fixture, "s", "x"),
                      >=, 0);
-  WAIT_UNTIL (fixture, fixture->replies == calls);
+  WAIT_UNTIL (fixture->replies == calls, WB_TEST_WAIT_MS);
   g_assert_cmpuint (fixture->lost_count, ==, 0);
 }
 
@@ -255,7 +231,7 @@ test_timeout_without_fd_activity (Fixture *fixture, gconstpointer data)
   g_autoptr (sd_bus_message) call = NULL;
   gint64 started_us;
   guint wakeups = 0;
-  guint deadline_id;
+  WbTestWait wait;
 
   g_assert_cmpint (sd_bus_message_new_method_call (fixture->client, &call, server_name (fixture),
                                                    TEST_PATH, TEST_INTERFACE, "Never"),
@@ -264,17 +240,17 @@ test_timeout_without_fd_activity (Fixture *fixture, gconstpointer data)
   g_assert_cmpint (
       sd_bus_call_async (fixture->client, NULL, call, reply_cb, fixture, CALL_TIMEOUT_US), >=, 0);
   /* Once the server holds the call, only the sd-bus timeout is left. */
-  WAIT_UNTIL (fixture, fixture->never_answered != NULL);
+  WAIT_UNTIL (fixture->never_answered != NULL, WB_TEST_WAIT_MS);
 
-  fixture->deadline_passed = FALSE;
-  deadline_id = g_timeout_add_seconds (WAIT_TIMEOUT_S, deadline_cb, fixture);
-  while (!fixture->reply_done && !fixture->deadline_passed)
+  /* WAIT_UNTIL, counting iterations: apart from the bus sources only the
+   * deadline, seconds away, has a timer in this loop. */
+  wb_test_wait_begin (&wait, WB_TEST_WAIT_MS, 0);
+  while (!fixture->reply_done && !wait.expired)
     {
       g_main_context_iteration (NULL, TRUE);
       wakeups++;
     }
-  if (!fixture->deadline_passed)
-    g_source_remove (deadline_id);
+  wb_test_wait_end (&wait);
   g_assert_true (fixture->reply_done);
   g_assert_cmpstr (fixture->reply_error, ==, SD_BUS_ERROR_NO_REPLY);
   /* Not early (the timeout is rounded up, never down)... */
@@ -342,8 +318,8 @@ test_output_queued_outside_dispatch (Fixture *fixture, gconstpointer data)
   g_subprocess_send_signal (fixture->daemon, SIGSTOP);
   /* From another source's callback, like hub callbacks driven by libsoup. */
   g_idle_add (emit_big_signals_cb, fixture);
-  WAIT_UNTIL (fixture,
-              fixture->signals_sent > 0 && fixture->signals_received == fixture->signals_sent);
+  WAIT_UNTIL (fixture->signals_sent > 0 && fixture->signals_received == fixture->signals_sent,
+              WB_TEST_WAIT_MS);
   g_assert_cmpuint (fixture->lost_count, ==, 0);
 }
 
@@ -354,7 +330,7 @@ test_bus_lost (Fixture *fixture, gconstpointer data)
   gint64 until_us;
 
   g_subprocess_force_exit (fixture->daemon);
-  WAIT_UNTIL (fixture, fixture->lost_count == 2);
+  WAIT_UNTIL (fixture->lost_count == 2, WB_TEST_WAIT_MS);
   g_assert_cmpint (fixture->lost_error, <, 0);
   g_assert_true (wb_bus_source_is_lost (fixture->server_source));
   g_assert_true (wb_bus_source_is_lost (fixture->client_source));

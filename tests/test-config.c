@@ -102,6 +102,51 @@ test_every_key (void)
   g_assert_cmpstr (config->send_group, ==, "wave-chat");
 }
 
+/* data/wave-bridge.conf shows every key commented out with its default:
+ * with the comment marks removed, each must be a key the daemon reads
+ * (an unknown one warns, which fails the test) and leave the defaults be. */
+static void
+test_shipped_file (void)
+{
+  g_autofree char *path
+      = g_build_filename (g_getenv ("WB_SOURCE_DIR"), "data", "wave-bridge.conf", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr (GRegex) commented_key = g_regex_new ("^#([A-Za-z]+=)", G_REGEX_MULTILINE, 0, NULL);
+  g_autofree char *uncommented = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbConfig) defaults = wb_config_new_defaults (FALSE);
+  g_autoptr (WbConfig) config = NULL;
+
+  g_assert_nonnull (g_getenv ("WB_SOURCE_DIR"));
+  g_assert_true (g_file_get_contents (path, &text, NULL, &error));
+  uncommented = g_regex_replace (commented_key, text, -1, 0, "\\1", 0, &error);
+  g_assert_no_error (error);
+  config = load_text (uncommented, &error);
+  g_assert_no_error (error);
+
+  g_assert_cmpstr (config->url, ==, defaults->url);
+  g_assert_null (config->ca_file);
+  g_assert_cmpuint (config->ping_interval_ms, ==, defaults->ping_interval_ms);
+  g_assert_cmpuint (config->pong_timeout_ms, ==, defaults->pong_timeout_ms);
+  g_assert_cmpuint (config->idle_timeout_ms, ==, defaults->idle_timeout_ms);
+  g_assert_cmpuint (config->backoff_initial_ms, ==, defaults->backoff_initial_ms);
+  g_assert_cmpuint (config->backoff_max_ms, ==, defaults->backoff_max_ms);
+  g_assert_cmpuint (config->going_away_wait_ms, ==, defaults->going_away_wait_ms);
+  g_assert_cmpuint (config->rate_limited_wait_ms, ==, defaults->rate_limited_wait_ms);
+  g_assert_cmpuint (config->messages_per_second, ==, defaults->messages_per_second);
+  g_assert_cmpstr (config->socket_path, ==, defaults->socket_path);
+  g_assert_cmpuint (config->max_clients, ==, defaults->max_clients);
+  g_assert_cmpuint (config->client_queue_bytes, ==, defaults->client_queue_bytes);
+  g_assert_cmpuint (config->max_line_bytes, ==, defaults->max_line_bytes);
+  g_assert_cmpuint (config->chat_per_minute, ==, defaults->chat_per_minute);
+  g_assert_cmpuint (config->reactions_per_minute, ==, defaults->reactions_per_minute);
+  g_assert_cmpuint (config->send_queue_size, ==, defaults->send_queue_size);
+  g_assert_cmpuint (config->send_queue_timeout_ms, ==, defaults->send_queue_timeout_ms);
+  g_assert_cmpuint (config->max_subscriptions, ==, defaults->max_subscriptions);
+  g_assert_cmpuint (config->slow_client_timeout_ms, ==, defaults->slow_client_timeout_ms);
+  g_assert_null (config->send_group);
+}
+
 typedef struct
 {
   const char *text;
@@ -331,12 +376,47 @@ test_bus_names (void)
   g_assert_cmpstr (wb_bus_type_to_string (WB_BUS_SYSTEM), ==, "system");
 }
 
+static void
+test_secret_wipe (void)
+{
+  char buffer[] = "wave_live_k3y\0guard";
+  const gsize key_length = strlen ("wave_live_k3y");
+
+  wb_secret_wipe (buffer);
+  for (gsize i = 0; i < key_length; i++)
+    g_assert_cmpint (buffer[i], ==, 0);
+  /* Only the string: what follows its terminator is not the secret's. */
+  g_assert_cmpstr (buffer + key_length + 1, ==, "guard");
+  wb_secret_wipe (NULL);
+}
+
+static void
+test_secret_free (void)
+{
+  char *key = g_strdup ("wave_live_k3y");
+  char *none = NULL;
+
+  wb_clear_secret (&key);
+  g_assert_null (key);
+  wb_clear_secret (&none);
+  g_assert_null (none);
+  wb_secret_free (NULL);
+  wb_secret_free (g_strdup ("wave_live_k3y"));
+
+  {
+    g_autoptr (WbSecret) scoped = g_strdup ("wave_live_k3y");
+
+    g_assert_cmpstr (scoped, ==, "wave_live_k3y");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/config/defaults", test_defaults);
   g_test_add_func ("/config/every-key", test_every_key);
+  g_test_add_func ("/config/shipped-file", test_shipped_file);
   g_test_add_func ("/config/bad-values", test_bad_values);
   g_test_add_func ("/config/unknown-keys-warn", test_unknown_keys_warn);
   g_test_add_func ("/config/file-and-overrides", test_file_and_overrides);
@@ -344,5 +424,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/world-readable-key-warns", test_world_readable_key_warns);
   g_test_add_func ("/config/url-redaction", test_url_building_and_redaction);
   g_test_add_func ("/config/bus-names", test_bus_names);
+  g_test_add_func ("/config/secret-wipe", test_secret_wipe);
+  g_test_add_func ("/config/secret-free", test_secret_free);
   return g_test_run ();
 }

@@ -517,6 +517,9 @@ test_type_names (void)
     }
   g_assert_cmpuint (n_events, ==, N_STREAM_EVENTS);
   g_assert_cmpuint (g_strv_length ((char **)wb_message_stream_event_names ()), ==, N_STREAM_EVENTS);
+  /* Sorted: the order subscriptions are expanded and bridge.hello lists them. */
+  for (const char *const *name = wb_message_stream_event_names (); name[1] != NULL; name++)
+    g_assert_cmpstr (name[0], <, name[1]);
   g_assert_cmpint (wb_message_type_from_string (NULL), ==, WB_MESSAGE_TYPE_INVALID);
   g_assert_cmpint (wb_message_type_from_string ("nope"), ==, WB_MESSAGE_TYPE_INVALID);
   g_assert_false (wb_message_type_is_stream_event (WB_MESSAGE_TYPE_INVALID));
@@ -1027,6 +1030,61 @@ test_dup_events (void)
   g_assert_true (g_strv_equal ((const char *const *)all, (const char *const *)absent));
 }
 
+/* Member readers ---------------------------------------------------------------- */
+
+static JsonObject *
+object_of (const char *json)
+{
+  g_autoptr (JsonNode) node = json_from_string (json, NULL);
+
+  g_assert_nonnull (node);
+  return json_node_dup_object (node);
+}
+
+static void
+test_json_readers (void)
+{
+  g_autoptr (JsonObject) object
+      = object_of ("{\"s\":\"text\",\"n\":null,\"i\":42,\"d\":2.75,\"neg\":-3.5,"
+                   "\"big\":1e300,\"o\":{},\"numeric_text\":\"7\"}");
+
+  /* Strings: only a string member; anything else gives the fallback. */
+  g_assert_cmpstr (wb_json_get_string (object, "s", NULL), ==, "text");
+  g_assert_null (wb_json_get_string (object, "absent", NULL));
+  g_assert_cmpstr (wb_json_get_string (object, "absent", ""), ==, "");
+  g_assert_cmpstr (wb_json_get_string (object, "n", "none"), ==, "none");
+  g_assert_cmpstr (wb_json_get_string (object, "i", "none"), ==, "none");
+  g_assert_cmpstr (wb_json_get_string (object, "o", "none"), ==, "none");
+  g_assert_cmpstr (wb_json_get_string (NULL, "s", "none"), ==, "none");
+
+  /* Numbers, whether written as integers or not; never from strings. */
+  g_assert_true (wb_json_has_number (object, "i"));
+  g_assert_true (wb_json_has_number (object, "d"));
+  g_assert_false (wb_json_has_number (object, "numeric_text"));
+  g_assert_false (wb_json_has_number (object, "n"));
+  g_assert_false (wb_json_has_number (NULL, "i"));
+  g_assert_cmpfloat (wb_json_get_double (object, "i", -1), ==, 42.0);
+  g_assert_cmpfloat (wb_json_get_double (object, "d", -1), ==, 2.75);
+  g_assert_cmpfloat (wb_json_get_double (object, "numeric_text", -1), ==, -1.0);
+  g_assert_cmpfloat (wb_json_get_double (object, "absent", -1), ==, -1.0);
+  g_assert_cmpint (wb_json_get_int (object, "i", -1), ==, 42);
+  g_assert_cmpint (wb_json_get_int (object, "d", -1), ==, 2);
+  g_assert_cmpint (wb_json_get_int (object, "neg", 0), ==, -3);
+  g_assert_cmpint (wb_json_get_int (object, "big", 0), ==, G_MAXINT64);
+  g_assert_cmpint (wb_json_get_int (object, "s", -1), ==, -1);
+  g_assert_cmpint (wb_json_get_int (NULL, "i", -1), ==, -1);
+
+  /* Counts for unsigned D-Bus types: clamped, never wrapped. */
+  g_assert_cmpuint (wb_json_get_count (object, "i", G_MAXUINT32), ==, 42);
+  g_assert_cmpuint (wb_json_get_count (object, "d", G_MAXUINT32), ==, 2);
+  g_assert_cmpuint (wb_json_get_count (object, "neg", G_MAXUINT32), ==, 0);
+  g_assert_cmpuint (wb_json_get_count (object, "big", G_MAXUINT32), ==, G_MAXUINT32);
+  g_assert_cmpuint (wb_json_get_count (object, "big", G_MAXUINT64), ==, G_MAXUINT64);
+  g_assert_cmpuint (wb_json_get_count (object, "i", 10), ==, 10);
+  g_assert_cmpuint (wb_json_get_count (object, "s", G_MAXUINT32), ==, 0);
+  g_assert_cmpuint (wb_json_get_count (NULL, "i", G_MAXUINT32), ==, 0);
+}
+
 /* Request id -------------------------------------------------------------------- */
 
 static void
@@ -1454,6 +1512,7 @@ main (int argc, char **argv)
   g_test_add_func ("/message/subscribe/unknown-event", test_subscribe_unknown_event);
   g_test_add_func ("/message/subscribe/dup-events", test_dup_events);
   g_test_add_func ("/message/request-id", test_request_id);
+  g_test_add_func ("/message/json-readers", test_json_readers);
   g_test_add_func ("/message/round-trip/builders", test_round_trip_builders);
   g_test_add_func ("/message/round-trip/samples", test_round_trip_samples);
   g_test_add_func ("/message/framing", test_framing);

@@ -12,41 +12,9 @@
 
 #include "message.h"
 #include "sim-fixture.h"
+#include "test-util.h"
 
-#define WAIT_TIMEOUT_S 20
-#define WAIT_WAKE_MS 10
 #define FAST "50" /* --speed for tests that want natural events quickly */
-
-static gboolean
-wake_cb (gpointer user_data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-/* Spins the default main context until @cond holds, failing after a deadline. */
-#define WAIT_UNTIL(cond)                                                                           \
-  G_STMT_START                                                                                     \
-  {                                                                                                \
-    guint wake_id_ = g_timeout_add (WAIT_WAKE_MS, wake_cb, NULL);                                  \
-    gint64 deadline_ = g_get_monotonic_time () + WAIT_TIMEOUT_S * G_USEC_PER_SEC;                  \
-    while (!(cond) && g_get_monotonic_time () < deadline_)                                         \
-      g_main_context_iteration (NULL, TRUE);                                                       \
-    g_source_remove (wake_id_);                                                                    \
-    g_assert_true (cond);                                                                          \
-  }                                                                                                \
-  G_STMT_END
-
-/* Spins the default main context for @ms, for "nothing else arrives" checks. */
-static void
-spin_ms (guint ms)
-{
-  gint64 end = g_get_monotonic_time () + ms * 1000;
-  guint wake_id = g_timeout_add (WAIT_WAKE_MS, wake_cb, NULL);
-
-  while (g_get_monotonic_time () < end)
-    g_main_context_iteration (NULL, TRUE);
-  g_source_remove (wake_id);
-}
 
 static SimFixture *
 start_sim (const char *const *args)
@@ -194,7 +162,7 @@ ws_client_try (const char *url, GTlsDatabase *database)
   client->msg = soup_message_new (SOUP_METHOD_GET, url);
   soup_session_websocket_connect_async (client->session, client->msg, NULL, NULL,
                                         G_PRIORITY_DEFAULT, NULL, ws_connected_cb, client);
-  WAIT_UNTIL (client->connect_done);
+  WAIT_UNTIL (client->connect_done, WB_TEST_WAIT_MS);
   return client;
 }
 
@@ -274,7 +242,8 @@ ws_client_wait (WsClient *client, const char *type, guint *cursor)
 {
   int index = -1;
 
-  WAIT_UNTIL ((index = ws_client_find (client, type, *cursor)) >= 0 || client->closed);
+  WAIT_UNTIL ((index = ws_client_find (client, type, *cursor)) >= 0 || client->closed,
+              WB_TEST_WAIT_MS);
   g_assert_cmpint (index, >=, 0);
   *cursor = (guint)index + 1;
   return g_ptr_array_index (client->messages, index);
@@ -335,7 +304,7 @@ wait_connections (SimFixture *sim, gint64 n)
 {
   JsonObject *stats = NULL;
 
-  WAIT_UNTIL (connections_are (sim, n, &stats));
+  POLL_UNTIL (connections_are (sim, n, &stats), WB_TEST_WAIT_MS);
   return stats;
 }
 
@@ -488,7 +457,7 @@ test_auth (void)
         }
       else
         {
-          WAIT_UNTIL (client->closed);
+          WAIT_UNTIL (client->closed, WB_TEST_WAIT_MS);
           g_assert_cmpuint (client->close_code, ==, 4401);
           g_assert_cmpstr (soup_websocket_connection_get_close_data (client->ws), ==,
                            "invalid api key");
@@ -558,31 +527,32 @@ test_subscription_filter (void)
 
   /* Nothing arrives before a subscription. */
   ws_client_sync (client);
-  spin_ms (300);
+  wb_test_run_for_ms (300);
   g_assert_cmpuint (client->messages->len, ==, 1);
 
   ws_client_subscribe (client, a, "[\"stream.health\"]");
-  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 3);
+  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 3, WB_TEST_WAIT_MS);
   g_assert_true (all_messages_match (client, a, health_only));
 
   /* A new subscribe replaces the event set of that stream. */
   ws_client_subscribe (client, a, "[\"chat.message\",\"stream.health\"]");
   ws_client_sync (client);
-  WAIT_UNTIL (ws_client_count (client, "chat.message", a) >= 2);
+  WAIT_UNTIL (ws_client_count (client, "chat.message", a) >= 2, WB_TEST_WAIT_MS);
   g_assert_true (all_messages_match (client, a, health_and_chat));
   g_assert_cmpuint (ws_client_count (client, "stream.health", b), ==, 0);
 
   /* Events missing (or empty) = every stream event. */
   ws_client_subscribe (other, b, "[]");
   WAIT_UNTIL (ws_client_count (other, "viewer.joined", b) >= 1
-              && ws_client_count (other, "analytics.update", b) >= 1);
+                  && ws_client_count (other, "analytics.update", b) >= 1,
+              WB_TEST_WAIT_MS);
   g_assert_cmpuint (ws_client_count (other, "stream.health", a), ==, 0);
 
   /* Unsubscribe stops them: nothing after the sync point. */
   ws_client_send (client, unsubscribe);
   ws_client_sync (client);
   before = client->messages->len;
-  spin_ms (500);
+  wb_test_run_for_ms (500);
   g_assert_cmpuint (client->messages->len, ==, before);
   g_assert_false (client->closed);
 }
@@ -762,7 +732,7 @@ test_rate_limit (void)
   /* ...a burst past it is not (more than one extra, in case a second went by). */
   for (guint i = 0; i < 10; i++)
     ws_client_send (client, "{\"type\":\"ping\",\"timestamp\":0}");
-  WAIT_UNTIL (client->closed);
+  WAIT_UNTIL (client->closed, WB_TEST_WAIT_MS);
   g_assert_cmpuint (client->close_code, ==, 4429);
 
   /* Spread out (at most 4 in any second), more than 5 in all pass. */
@@ -770,7 +740,7 @@ test_rate_limit (void)
     {
       ws_client_sync (polite);
       ws_client_sync (polite);
-      spin_ms (600);
+      wb_test_run_for_ms (600);
     }
   g_assert_false (polite->closed);
 
@@ -798,7 +768,7 @@ test_control_close (void)
   ws_client_sync (two);
   answer = post_ok (sim, "/sim/close", "{\"code\":4500,\"reason\":\"maintenance\"}");
   g_assert_cmpint (json_object_get_int_member (answer, "closed"), ==, 2);
-  WAIT_UNTIL (one->closed && two->closed);
+  WAIT_UNTIL (one->closed && two->closed, WB_TEST_WAIT_MS);
   g_assert_cmpuint (one->close_code, ==, 4500);
   g_assert_cmpuint (two->close_code, ==, 4500);
   g_assert_cmpstr (soup_websocket_connection_get_close_data (one->ws), ==, "maintenance");
@@ -822,7 +792,7 @@ test_control_close (void)
 
     ws_client_sync (three);
     normal = post_ok (sim, "/sim/close", "{\"code\":1000}");
-    WAIT_UNTIL (three->closed);
+    WAIT_UNTIL (three->closed, WB_TEST_WAIT_MS);
     g_assert_cmpuint (three->close_code, ==, 1000);
   }
   post_fails (sim, "/sim/close", "{\"code\":1005}", 400);
@@ -844,7 +814,7 @@ test_control_drop (void)
   ws_client_sync (client);
   answer = post_ok (sim, "/sim/drop", "{}");
   g_assert_cmpint (json_object_get_int_member (answer, "dropped"), ==, 1);
-  WAIT_UNTIL (client->closed);
+  WAIT_UNTIL (client->closed, WB_TEST_WAIT_MS);
   /* No close frame: libsoup reports no code (0) or 1006. */
   g_assert_true (client->close_code == 0 || client->close_code == SOUP_WEBSOCKET_CLOSE_ABNORMAL);
 
@@ -923,7 +893,7 @@ test_control_reject (void)
     g_autoptr (WsClient) accepted = NULL;
 
     g_assert_no_error (rejected->connect_error);
-    WAIT_UNTIL (rejected->closed);
+    WAIT_UNTIL (rejected->closed, WB_TEST_WAIT_MS);
     g_assert_cmpuint (rejected->close_code, ==, 4429);
     accepted = ws_client_connect (sim);
     ws_client_sync (accepted);
@@ -953,11 +923,11 @@ test_control_raw (void)
   ws_client_sync (client);
   text = post_ok (sim, "/sim/raw", "{\"text\":\"{\\\"type\\\":\\\"half\"}");
   g_assert_cmpint (json_object_get_int_member (text, "sent"), ==, 1);
-  WAIT_UNTIL (client->texts->len == 2);
+  WAIT_UNTIL (client->texts->len == 2, WB_TEST_WAIT_MS);
   g_assert_cmpstr (g_ptr_array_index (client->texts, 1), ==, "{\"type\":\"half");
 
   binary = post_ok (sim, "/sim/raw", "{\"binary_base64\":\"AAEC/w==\"}");
-  WAIT_UNTIL (client->binaries->len == 1);
+  WAIT_UNTIL (client->binaries->len == 1, WB_TEST_WAIT_MS);
   received = g_ptr_array_index (client->binaries, 0);
   g_assert_cmpmem (g_bytes_get_data (received, NULL), g_bytes_get_size (received),
                    "\x00\x01\x02\xff", 4);
@@ -986,7 +956,7 @@ test_control_flood (void)
                     "{\"stream_id\":\"stream_flood1\",\"type\":\"chat.message\",\"rate\":1000,"
                     "\"size\":600,\"count\":300}");
   g_assert_cmpint (json_object_get_int_member (answer, "flood"), >, 0);
-  WAIT_UNTIL (ws_client_count (client, "chat.message", "stream_flood1") == count);
+  WAIT_UNTIL (ws_client_count (client, "chat.message", "stream_flood1") == count, WB_TEST_WAIT_MS);
 
   for (guint i = 0, t = 0; i < client->messages->len; i++)
     {
@@ -1185,7 +1155,7 @@ test_limits (void)
   g_string_append (huge, "\"}");
   ws_client_sync (first);
   ws_client_send (first, huge->str);
-  WAIT_UNTIL (first->closed);
+  WAIT_UNTIL (first->closed, WB_TEST_WAIT_MS);
   /* libsoup drops it at once: the close frame may be lost to a TCP reset. */
   g_assert_true (first->close_code == 0 || first->close_code == SOUP_WEBSOCKET_CLOSE_TOO_BIG);
 
@@ -1306,7 +1276,7 @@ test_realistic_events (void)
 
   ws_client_subscribe (client, a, "[]");
   for (const char *const *type = types; *type != NULL; type++)
-    WAIT_UNTIL (ws_client_count (client, *type, a) >= 2);
+    WAIT_UNTIL (ws_client_count (client, *type, a) >= 2, WB_TEST_WAIT_MS);
   for (guint i = 0; i < client->messages->len; i++)
     check_event (g_ptr_array_index (client->messages, i), g_ptr_array_index (client->texts, i));
 
@@ -1347,7 +1317,7 @@ collect_health (WsClient *client, guint count)
 {
   GPtrArray *values = g_ptr_array_new_with_free_func (g_free);
 
-  WAIT_UNTIL (ws_client_count (client, "stream.health", NULL) >= count);
+  WAIT_UNTIL (ws_client_count (client, "stream.health", NULL) >= count, WB_TEST_WAIT_MS);
   for (guint i = 0; i < client->messages->len && values->len < count; i++)
     {
       JsonObject *payload = message_payload (g_ptr_array_index (client->messages, i));
@@ -1417,9 +1387,9 @@ test_speed (void)
 
   /* Health every 5 simulated s: 0.5 s at --speed 10; 4 intervals ~ 2 s. */
   ws_client_subscribe (client, a, "[\"stream.health\"]");
-  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 1);
+  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 1, WB_TEST_WAIT_MS);
   first_us = g_get_monotonic_time ();
-  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 5);
+  WAIT_UNTIL (ws_client_count (client, "stream.health", a) >= 5, WB_TEST_WAIT_MS);
   elapsed_us = g_get_monotonic_time () - first_us;
   g_assert_cmpint (elapsed_us, >=, 1500 * 1000);
   g_assert_cmpint (elapsed_us, <=, 4 * G_USEC_PER_SEC);
@@ -1568,7 +1538,7 @@ test_sigterm (void)
   stopped = sim_fixture_stop (sim, &error);
   g_assert_no_error (error);
   g_assert_true (stopped);
-  WAIT_UNTIL (client->closed);
+  WAIT_UNTIL (client->closed, WB_TEST_WAIT_MS);
   g_assert_cmpuint (client->close_code, ==, SOUP_WEBSOCKET_CLOSE_GOING_AWAY);
 }
 

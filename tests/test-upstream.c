@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "sim-fixture.h"
+#include "test-util.h"
 #include "upstream.h"
 
 /* Short versions of the WAVE timings so the table can be exercised quickly. */
@@ -76,36 +77,6 @@ check_not_in_call (void)
 }
 
 /* ---- helpers ----------------------------------------------------------------- */
-
-static gboolean
-wake_cb (gpointer user_data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-static void
-spin_ms (guint ms)
-{
-  gint64 deadline = g_get_monotonic_time () + (gint64)ms * 1000;
-  guint tick = g_timeout_add (10, wake_cb, NULL);
-
-  while (g_get_monotonic_time () < deadline)
-    g_main_context_iteration (NULL, TRUE);
-  g_source_remove (tick);
-}
-
-#define WAIT_UNTIL(cond, ms)                                                                       \
-  G_STMT_START                                                                                     \
-  {                                                                                                \
-    gint64 wait_deadline_ = g_get_monotonic_time () + (gint64)(ms)*1000;                           \
-    guint wait_tick_ = g_timeout_add (10, wake_cb, NULL);                                          \
-    while (!(cond) && g_get_monotonic_time () < wait_deadline_)                                    \
-      g_main_context_iteration (NULL, TRUE);                                                       \
-    g_source_remove (wait_tick_);                                                                  \
-    if (!(cond))                                                                                   \
-      g_error ("timed out after %u ms waiting for: %s", (guint)(ms), #cond);                       \
-  }                                                                                                \
-  G_STMT_END
 
 static void
 message_cb (const WbMessage *message, gpointer user_data)
@@ -364,7 +335,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
 {
   g_clear_pointer (&f->upstream, wb_upstream_free);
   /* Let closing handshakes and abandoned callbacks run. */
-  spin_ms (50);
+  wb_test_run_for_ms (50);
   g_clear_pointer (&f->sim, sim_fixture_free);
   g_clear_pointer (&f->config, wb_config_free);
   g_clear_pointer (&f->states, g_array_unref);
@@ -485,7 +456,7 @@ test_lazy_connect_and_events (Fixture *f, gconstpointer data)
   gboolean seen = FALSE;
 
   upstream (f);
-  spin_ms (300);
+  wb_test_run_for_ms (300);
   g_assert_cmpint (state (f), ==, WB_LINK_IDLE);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, 0);
   g_assert_nonnull (strstr (status (f)->url, "REDACTED"));
@@ -495,7 +466,7 @@ test_lazy_connect_and_events (Fixture *f, gconstpointer data)
   g_assert_cmpuint (status (f)->reconnects, ==, 0);
   g_assert_cmpint (status (f)->connected_since_us, >, 0);
   g_assert_cmpint (stats_received (f, "ping"), >=, 1);
-  WAIT_UNTIL (stats_received (f, "subscribe") == 1, TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "subscribe") == 1, TEST_DEADLINE_MS);
   /* First connect: nothing to resync. */
   g_assert_cmpuint (f->resync_gaps->len, ==, 0);
 
@@ -526,13 +497,13 @@ test_close_1000 (Fixture *f, gconstpointer data)
   connections = stats_int (f, "connections_total");
 
   /* Longer than any backoff or fixed wait of this configuration. */
-  spin_ms (TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
+  wb_test_run_for_ms (TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
   g_assert_cmpint (state (f), ==, WB_LINK_CLOSED);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, connections);
 
   /* Re-setting the same union is no new demand… */
   call_set_stream_events (f, stream0 (f), health_events);
-  spin_ms (200);
+  wb_test_run_for_ms (200);
   g_assert_cmpint (state (f), ==, WB_LINK_CLOSED);
   /* …a new subscription is. */
   call_set_stream_events (f, stream1 (f), health_events);
@@ -611,7 +582,7 @@ test_close_4401 (Fixture *f, gconstpointer data)
   g_assert_error (result.error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
   call_set_stream_events (f, stream1 (f), health_events);
   call_network_changed (f);
-  spin_ms (TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
+  wb_test_run_for_ms (TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
   g_assert_cmpint (state (f), ==, WB_LINK_AUTH_FAILED);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, connections);
 
@@ -632,14 +603,14 @@ test_wrong_key (Fixture *f, gconstpointer data)
   g_assert_cmpuint (status (f)->last_close_code, ==, 4401);
   /* What `wavectl status` and LastError show to explain auth-failed. */
   g_assert_cmpstr (status (f)->last_error, ==, "closed by the server with 4401: invalid api key");
-  spin_ms (TEST_BACKOFF_MAX_MS * 2);
+  wb_test_run_for_ms (TEST_BACKOFF_MAX_MS * 2);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, 1);
   g_assert_cmpint (state (f), ==, WB_LINK_AUTH_FAILED);
 
   /* Reloading the same wrong key tries once more, and only once. */
   call_reload (f, f->config, f->api_key);
   WAIT_UNTIL (count_states (f, WB_LINK_AUTH_FAILED) == 2, TEST_DEADLINE_MS);
-  spin_ms (TEST_BACKOFF_MAX_MS);
+  wb_test_run_for_ms (TEST_BACKOFF_MAX_MS);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, 2);
 
   call_reload (f, f->config, SIM_FIXTURE_DEFAULT_KEY);
@@ -681,7 +652,7 @@ test_handshake_status (Fixture *f, gconstpointer data)
 
   if (row->expected_state == WB_LINK_AUTH_FAILED)
     {
-      spin_ms (TEST_BACKOFF_MAX_MS);
+      wb_test_run_for_ms (TEST_BACKOFF_MAX_MS);
       g_assert_cmpint (state (f), ==, WB_LINK_AUTH_FAILED);
       g_assert_cmpuint (count_states (f, WB_LINK_CONNECTING), ==, 1);
       call_reload (f, f->config, f->api_key);
@@ -934,8 +905,8 @@ test_accept_and_close (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count_states (f, WB_LINK_CONNECTED), ==, rejects + 1);
   assert_backoff_grows (f, rejects, "accept and close");
   /* Written once, on the healthy connection only (the sim counts it a moment later). */
-  WAIT_UNTIL (stats_received (f, "chat.message") == 1, TEST_DEADLINE_MS);
-  spin_ms (200);
+  POLL_UNTIL (stats_received (f, "chat.message") == 1, TEST_DEADLINE_MS);
+  wb_test_run_for_ms (200);
   g_assert_cmpint (stats_received (f, "chat.message"), ==, 1);
   g_assert_cmpuint (result.calls, ==, 1);
   send_result_clear (&result);
@@ -990,7 +961,7 @@ test_resubscribe (Fixture *f, gconstpointer data)
   /* The same union again sends nothing. */
   call_set_stream_events (f, stream0 (f), health_events);
   call_set_stream_events (f, stream1 (f), chat_events);
-  WAIT_UNTIL (stats_received (f, "subscribe") == 2, TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "subscribe") == 2, TEST_DEADLINE_MS);
   before = stats (f);
   first_connection = latest_connection (before);
   g_assert_true (has_subscription (before, first_connection, stream0 (f), health_events));
@@ -998,7 +969,7 @@ test_resubscribe (Fixture *f, gconstpointer data)
 
   sim_post (f, "/sim/drop", "{}");
   WAIT_UNTIL (count_waits (f) == 1 && is_healthy (f), TEST_DEADLINE_MS);
-  WAIT_UNTIL (stats_received (f, "subscribe") == 4, TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "subscribe") == 4, TEST_DEADLINE_MS);
   after = stats (f);
   g_assert_cmpint (latest_connection (after), !=, first_connection);
   g_assert_true (has_subscription (after, latest_connection (after), stream0 (f), health_events));
@@ -1009,9 +980,9 @@ test_resubscribe (Fixture *f, gconstpointer data)
   /* Changing the union sends exactly one message per change. */
   call_set_stream_events (f, stream1 (f), health_events);
   call_set_stream_events (f, stream0 (f), NULL);
-  WAIT_UNTIL (stats_received (f, "unsubscribe") == 1 && stats_received (f, "subscribe") == 5,
+  POLL_UNTIL (stats_received (f, "unsubscribe") == 1 && stats_received (f, "subscribe") == 5,
               TEST_DEADLINE_MS);
-  spin_ms (200);
+  wb_test_run_for_ms (200);
   g_assert_cmpint (stats_received (f, "subscribe"), ==, 5);
   g_assert_cmpint (stats_received (f, "unsubscribe"), ==, 1);
 }
@@ -1049,7 +1020,7 @@ test_queue_flushed_after_reconnect (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count_waits (f), ==, 3);
 
   /* The sim echoes chat to subscribers: the order on the wire is the order sent. */
-  WAIT_UNTIL (stats_received (f, "chat.message") == 2, TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "chat.message") == 2, TEST_DEADLINE_MS);
   for (guint i = 0; i < 200 && second_index < 0; i++)
     {
       for (guint j = 0; j < f->messages->len; j++)
@@ -1060,7 +1031,7 @@ test_queue_flushed_after_reconnect (Fixture *f, gconstpointer data)
             second_index = (gint)j;
         }
       if (second_index < 0)
-        spin_ms (50);
+        wb_test_run_for_ms (50);
     }
   g_assert_cmpint (first_index, >=, 0);
   g_assert_cmpint (second_index, >, first_index);
@@ -1084,7 +1055,7 @@ test_queue_expires (Fixture *f, gconstpointer data)
   g_assert_error (result.error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
   assert_wait_between ((result.at_us - sent_us) / 1000, 400, 400 + TEST_SLACK_MS, "expiry");
   g_assert_cmpuint (status (f)->held_sends, ==, 0);
-  spin_ms (200);
+  wb_test_run_for_ms (200);
   g_assert_cmpuint (result.calls, ==, 1);
   g_assert_cmpint (stats_received (f, "chat.message"), ==, 0);
   send_result_clear (&result);
@@ -1113,7 +1084,7 @@ test_queue_full (Fixture *f, gconstpointer data)
       g_assert_true (results[i].done);
       g_assert_error (results[i].error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
     }
-  spin_ms (100);
+  wb_test_run_for_ms (100);
   for (guint i = 0; i < G_N_ELEMENTS (results); i++)
     {
       g_assert_cmpuint (results[i].calls, ==, 1);
@@ -1131,7 +1102,7 @@ test_send_when_healthy (Fixture *f, gconstpointer data)
   g_assert_false (result.done);
   WAIT_UNTIL (result.done, TEST_DEADLINE_MS);
   g_assert_no_error (result.error);
-  WAIT_UNTIL (stats_received (f, "chat.message") == 1, TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "chat.message") == 1, TEST_DEADLINE_MS);
   send_result_clear (&result);
 }
 
@@ -1151,8 +1122,8 @@ test_idle_close (Fixture *f, gconstpointer data)
                            / 1000,
                        400, 400 + TEST_SLACK_MS, "idle close");
   g_assert_cmpuint (status (f)->last_close_code, ==, 1000);
-  WAIT_UNTIL (stats_int (f, "connections") == 0, TEST_DEADLINE_MS);
-  spin_ms (TEST_BACKOFF_MAX_MS);
+  POLL_UNTIL (stats_int (f, "connections") == 0, TEST_DEADLINE_MS);
+  wb_test_run_for_ms (TEST_BACKOFF_MAX_MS);
   g_assert_cmpint (state (f), ==, WB_LINK_IDLE);
 
   /* New demand connects again; nobody was subscribed across the gap. */
@@ -1168,9 +1139,9 @@ test_idle_cancelled (Fixture *f, gconstpointer data)
   f->config->idle_timeout_ms = 400;
   subscribe_and_wait_healthy (f);
   call_set_stream_events (f, stream0 (f), NULL);
-  spin_ms (200);
+  wb_test_run_for_ms (200);
   call_set_stream_events (f, stream1 (f), health_events);
-  spin_ms (800);
+  wb_test_run_for_ms (800);
   g_assert_cmpint (state (f), ==, WB_LINK_CONNECTED);
   g_assert_cmpint (stats_int (f, "connections_total"), ==, 1);
 }
@@ -1190,7 +1161,7 @@ test_invalid_messages (Fixture *f, gconstpointer data)
   sim_post (f, "/sim/raw",
             "{\"text\":\"{\\\"type\\\":\\\"stream.health\\\",\\\"payload\\\":{}}\"}");
   WAIT_UNTIL (status (f)->invalid_messages == garbage + 2, TEST_DEADLINE_MS);
-  spin_ms (100);
+  wb_test_run_for_ms (100);
   g_assert_cmpuint (f->messages->len, ==, forwarded);
   g_assert_cmpint (state (f), ==, WB_LINK_CONNECTED);
   /* Logged, but not once per message. */
@@ -1244,7 +1215,7 @@ test_reconnect_now (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->resync_gaps->len, ==, 1);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), <=,
                    (g_get_monotonic_time () - requested_us) / 1000 + 1);
-  WAIT_UNTIL (stats_int (f, "connections") == 1, TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_int (f, "connections") == 1, TEST_DEADLINE_MS);
 }
 
 static void
@@ -1300,8 +1271,8 @@ test_free_while_connecting (Fixture *f, gconstpointer data)
   g_assert_true (result.done);
   g_assert_error (result.error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
   /* The abandoned handshake completes without an owner. */
-  spin_ms (500);
-  WAIT_UNTIL (stats_int (f, "connections") == 0, TEST_DEADLINE_MS);
+  wb_test_run_for_ms (500);
+  POLL_UNTIL (stats_int (f, "connections") == 0, TEST_DEADLINE_MS);
   g_assert_cmpuint (result.calls, ==, 1);
   send_result_clear (&result);
 }
@@ -1349,7 +1320,7 @@ test_flapping_soak (Fixture *f, gconstpointer data)
     {
       const Fault *fault = &soak_faults[g_rand_int_range (rand, 0, G_N_ELEMENTS (soak_faults))];
 
-      spin_ms ((guint)g_rand_int_range (rand, 700, 1300));
+      wb_test_run_for_ms ((guint)g_rand_int_range (rand, 700, 1300));
       sim_post (f, fault->path, fault->body);
       faults++;
     }

@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One local connection (daemon/socket-client.c) over a real socketpair():
+ * line framing, the line limit, the bounded output queue with its
+ * bridge.dropped notice, the hard bound for replies, the slow-client
+ * timeout, the lingering close and a peer that half-closes.
+ */
+#define G_LOG_DOMAIN "wave-test-socket-client"
+
+#include <errno.h>
+#include <json-glib/json-glib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "socket-client.h"
+#include "test-util.h"
+
+#define LINE_LIMIT 16
+/* The kernel doubles it, and keeps its own floor; small either way, so the
+ * client's own queue fills after a few lines. */
+#define SMALL_SOCKET_BUFFER 4096
+#define EVENT_LINE_BYTES 1000
+
+typedef struct
+{
+  WbSocketClientGroup *group;
+  WbSocketClient *client;
+  int client_fd; /* the client's end (it owns it); only inspected */
+  int peer_fd;   /* the test's end */
+  GPtrArray *lines;
+  guint too_long;
+  gboolean closed;
+  WbSocketClientCloseReason close_reason;
+  GString *received; /* what the peer read */
+  gboolean peer_eof;
+} Fixture;
+
+static void
+line_cb (WbSocketClient *client, const char *line, gsize length, gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  g_ptr_array_add (f->lines, g_strndup (line, length));
+}
+
+static void
+line_too_long_cb (WbSocketClient *client, gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  f->too_long++;
+}
+
+static void
+closed_cb (WbSocketClient *client, WbSocketClientCloseReason reason, gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  g_assert_false (f->closed);
+  f->closed = TRUE;
+  f->close_reason = reason;
+  /* The owner frees the client from this callback, as socket-frontend does. */
+  g_clear_pointer (&f->client, wb_socket_client_free);
+}
+
+static const WbSocketClientCallbacks callbacks = {
+  .line = line_cb,
+  .line_too_long = line_too_long_cb,
+  .closed = closed_cb,
+};
+
+static WbSocketClientLimits
+default_limits (void)
+{
+  return (WbSocketClientLimits){
+    .max_line_bytes = LINE_LIMIT,
+    .queue_bytes = 128 * 1024,
+    .hard_queue_bytes = 1024 * 1024,
+    .slow_timeout_ms = 30 * 1000,
+  };
+}
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  int fds[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), ==, 0);
+  f->client_fd = fds[0];
+  f->peer_fd = fds[1];
+  f->group = wb_socket_client_group_new (&error);
+  g_assert_no_error (error);
+  f->lines = g_ptr_array_new_with_free_func (g_free);
+  f->received = g_string_new (NULL);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  g_clear_pointer (&f->client, wb_socket_client_free);
+  g_clear_pointer (&f->group, wb_socket_client_group_free);
+  if (f->peer_fd >= 0)
+    close (f->peer_fd);
+  g_ptr_array_unref (f->lines);
+  g_string_free (f->received, TRUE);
+}
+
+static void
+start_client (Fixture *f, const WbSocketClientLimits *limits)
+{
+  f->client = wb_socket_client_new (f->group, f->client_fd, limits, &callbacks, f);
+  g_assert_nonnull (f->client);
+}
+
+/* Makes the kernel hold little of the client's output, so what the peer
+ * does not read piles up in the client's own queue. */
+static void
+shrink_client_send_buffer (Fixture *f)
+{
+  int size = SMALL_SOCKET_BUFFER;
+
+  g_assert_cmpint (setsockopt (f->client_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size), ==, 0);
+}
+
+static void
+peer_write (Fixture *f, const char *text)
+{
+  gsize length = strlen (text);
+
+  g_assert_cmpint (send (f->peer_fd, text, length, MSG_NOSIGNAL), ==, (gssize)length);
+}
+
+/* Reads whatever is there into f->received; TRUE if anything came. */
+static gboolean
+peer_read_available (Fixture *f)
+{
+  char buffer[16 * 1024];
+  gboolean got = FALSE;
+  ssize_t n;
+
+  while ((n = recv (f->peer_fd, buffer, sizeof buffer, MSG_DONTWAIT)) > 0)
+    {
+      g_string_append_len (f->received, buffer, n);
+      got = TRUE;
+    }
+  if (n == 0)
+    f->peer_eof = TRUE;
+  else if (errno != EAGAIN && errno != EWOULDBLOCK)
+    g_error ("the peer's read failed: %s", g_strerror (errno));
+  return got;
+}
+
+static gboolean
+peer_received (Fixture *f, const char *needle)
+{
+  peer_read_available (f);
+  return strstr (f->received->str, needle) != NULL;
+}
+
+/* TRUE once the last complete line the peer has read contains @needle. */
+static gboolean
+peer_last_line_has (Fixture *f, const char *needle)
+{
+  const char *last;
+
+  peer_read_available (f);
+  if (f->received->len == 0 || f->received->str[f->received->len - 1] != '\n')
+    return FALSE;
+  last = g_strrstr_len (f->received->str, f->received->len - 1, "\n");
+  return strstr (last != NULL ? last : f->received->str, needle) != NULL;
+}
+
+static GBytes *
+bytes_of (const char *text)
+{
+  return g_bytes_new (text, strlen (text));
+}
+
+/* Bytes the peer sent that the client has not read yet. */
+static int
+unread_by_client (Fixture *f)
+{
+  int pending = -1;
+
+  g_assert_cmpint (ioctl (f->client_fd, FIONREAD, &pending), ==, 0);
+  return pending;
+}
+
+static void
+wait_client_read_everything (Fixture *f)
+{
+  WAIT_UNTIL (unread_by_client (f) == 0, WB_TEST_WAIT_MS);
+}
+
+/* Runs what is due now, without waiting for anything new. */
+static void
+dispatch_pending (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+/* {"type":"chat.message","payload":{"seq":N,"pad":"…"}}\n, EVENT_LINE_BYTES long. */
+static GBytes *
+event_line (guint seq)
+{
+  g_autofree char *head = g_strdup_printf ("{\"type\":\"chat.message\",\"payload\":{\"seq\":%u,"
+                                           "\"pad\":\"",
+                                           seq);
+  const char *tail = "\"}}\n";
+  GString *line = g_string_new (head);
+
+  while (line->len + strlen (tail) < EVENT_LINE_BYTES)
+    g_string_append_c (line, 'x');
+  g_string_append (line, tail);
+  return g_string_free_to_bytes (line);
+}
+
+/* Queues events until the client refuses one; returns how many it took. */
+static guint
+queue_events_until_refused (Fixture *f)
+{
+  guint accepted = 0;
+
+  for (;;)
+    {
+      g_autoptr (GBytes) line = event_line (accepted);
+
+      if (!wb_socket_client_queue_event (f->client, line))
+        return accepted;
+      accepted++;
+      g_assert_cmpuint (accepted, <, 100000);
+    }
+}
+
+static char **
+received_lines (Fixture *f)
+{
+  g_assert_true (f->received->len > 0);
+  g_assert_cmpint (f->received->str[f->received->len - 1], ==, '\n');
+  g_string_truncate (f->received, f->received->len - 1);
+  return g_strsplit (f->received->str, "\n", -1);
+}
+
+static JsonObject *
+parse_object (const char *line)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = json_from_string (line, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (node));
+  return json_node_dup_object (node);
+}
+
+/* ---- framing --------------------------------------------------------------- */
+
+static void
+test_framing (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+
+  start_client (f, &limits);
+  /* LF and CRLF both end a line; empty lines are skipped; "\r" inside a
+   * line is data. */
+  peer_write (f, "one\ntwo\r\n\n\r\nx\ry\nthree");
+  WAIT_UNTIL (f->lines->len == 3, WB_TEST_WAIT_MS);
+  wait_client_read_everything (f);
+  dispatch_pending ();
+  g_assert_cmpuint (f->lines->len, ==, 3);
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 0), ==, "one");
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 1), ==, "two");
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 2), ==, "x\ry");
+
+  /* The unterminated "three" waits for the rest of its line. */
+  peer_write (f, " more\n");
+  WAIT_UNTIL (f->lines->len == 4, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 3), ==, "three more");
+}
+
+static void
+test_partial_lines (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+
+  start_client (f, &limits);
+  peer_write (f, "hel");
+  wait_client_read_everything (f);
+  dispatch_pending ();
+  g_assert_cmpuint (f->lines->len, ==, 0);
+
+  /* The '\r' of a CRLF arrives in one read, its '\n' in the next. */
+  peer_write (f, "lo\r");
+  wait_client_read_everything (f);
+  dispatch_pending ();
+  g_assert_cmpuint (f->lines->len, ==, 0);
+
+  peer_write (f, "\nwor");
+  WAIT_UNTIL (f->lines->len == 1, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 0), ==, "hello");
+
+  peer_write (f, "ld\r\n");
+  WAIT_UNTIL (f->lines->len == 2, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 1), ==, "world");
+}
+
+static void
+test_line_too_long (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+
+  start_client (f, &limits);
+  /* Exactly the limit, with CRLF: accepted. */
+  peer_write (f, "0123456789abcdef\r\n");
+  WAIT_UNTIL (f->lines->len == 1, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 0), ==, "0123456789abcdef");
+  g_assert_cmpuint (f->too_long, ==, 0);
+
+  /* One byte more: refused, and the client stops reading. */
+  peer_write (f, "0123456789abcdefg\n");
+  WAIT_UNTIL (f->too_long == 1, WB_TEST_WAIT_MS);
+  peer_write (f, "after\n");
+  dispatch_pending ();
+  g_assert_cmpuint (f->lines->len, ==, 1);
+  g_assert_cmpint (unread_by_client (f), ==, strlen ("after\n"));
+  g_assert_cmpuint (f->too_long, ==, 1);
+}
+
+static void
+test_line_too_long_unterminated (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+
+  start_client (f, &limits);
+  /* The limit plus a '\r' may still be a line whose '\n' is on its way. */
+  peer_write (f, "0123456789abcdef\r");
+  wait_client_read_everything (f);
+  dispatch_pending ();
+  g_assert_cmpuint (f->too_long, ==, 0);
+  peer_write (f, "\n");
+  WAIT_UNTIL (f->lines->len == 1, WB_TEST_WAIT_MS);
+
+  /* Past that without a newline, it cannot be: refused before it ends. */
+  peer_write (f, "0123456789abcdef01");
+  WAIT_UNTIL (f->too_long == 1, WB_TEST_WAIT_MS);
+  g_assert_cmpuint (f->lines->len, ==, 1);
+}
+
+/* ---- the output queue -------------------------------------------------------- */
+
+static void
+test_backpressure (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  g_autoptr (GBytes) reply = bytes_of ("{\"type\":\"subscribed\"}\n");
+  g_autoptr (GBytes) probe = event_line (999999);
+  g_autoptr (JsonObject) notice = NULL;
+  g_auto (GStrv) lines = NULL;
+  guint accepted;
+  guint refused = 1;
+  gsize congested_bytes;
+  guint n;
+
+  shrink_client_send_buffer (f);
+  start_client (f, &limits);
+  accepted = queue_events_until_refused (f);
+  congested_bytes = wb_socket_client_get_queued_bytes (f->client);
+  /* The queue held to its bound, after the kernel took what it would. */
+  g_assert_cmpuint (accepted, >, limits.queue_bytes / EVENT_LINE_BYTES);
+  g_assert_cmpuint (congested_bytes, <=, limits.queue_bytes);
+  g_assert_cmpuint (congested_bytes + EVENT_LINE_BYTES, >, limits.queue_bytes);
+  for (guint i = 0; i < 4; i++, refused++)
+    {
+      g_autoptr (GBytes) line = event_line (accepted + i);
+
+      g_assert_false (wb_socket_client_queue_event (f->client, line));
+    }
+  /* A reply is never dropped: it joins the queue. */
+  wb_socket_client_queue_control (f->client, reply);
+  g_assert_cmpuint (wb_socket_client_get_queued_bytes (f->client), ==,
+                    congested_bytes + g_bytes_get_size (reply));
+
+  /* The peer reads what the kernel held: the client writes more, and has
+   * room again, but stays refusing until its queue is down to half. */
+  g_assert_true (peer_read_available (f));
+  WAIT_UNTIL (wb_socket_client_get_queued_bytes (f->client) < congested_bytes, WB_TEST_WAIT_MS);
+  g_assert_cmpuint (wb_socket_client_get_queued_bytes (f->client), >, limits.queue_bytes / 2);
+  g_assert_false (wb_socket_client_queue_event (f->client, probe));
+  refused++;
+  g_assert_cmpuint (wb_socket_client_get_dropped_total (f->client), ==, refused);
+
+  /* Reading on: everything taken arrives in order, then the reply, then
+   * one bridge.dropped counting every refused event. */
+  WAIT_UNTIL (peer_last_line_has (f, "bridge.dropped"), WB_TEST_WAIT_MS);
+  g_assert_cmpuint (wb_socket_client_get_queued_bytes (f->client), ==, 0);
+  lines = received_lines (f);
+  g_assert_cmpuint (g_strv_length (lines), ==, accepted + 2);
+  for (n = 0; n < accepted; n++)
+    {
+      g_autoptr (JsonObject) event = parse_object (lines[n]);
+      JsonObject *payload = json_object_get_object_member (event, "payload");
+
+      g_assert_cmpint (json_object_get_int_member (payload, "seq"), ==, n);
+    }
+  g_assert_cmpstr (lines[n], ==, "{\"type\":\"subscribed\"}");
+  notice = parse_object (lines[n + 1]);
+  g_assert_cmpstr (json_object_get_string_member (notice, "type"), ==, "bridge.dropped");
+  g_assert_cmpint (
+      json_object_get_int_member (json_object_get_object_member (notice, "payload"), "count"), ==,
+      refused);
+
+  /* Drained: events are taken again. */
+  g_assert_true (wb_socket_client_queue_event (f->client, probe));
+  g_assert_false (f->closed);
+}
+
+static void
+test_hard_bound (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  g_autoptr (GBytes) reply = event_line (0);
+  gsize queued;
+
+  limits.queue_bytes = 8 * 1024;
+  limits.hard_queue_bytes = 32 * 1024;
+  shrink_client_send_buffer (f);
+  start_client (f, &limits);
+  queue_events_until_refused (f);
+
+  /* Replies past queue_bytes are kept, up to the hard bound... */
+  while (wb_socket_client_get_queued_bytes (f->client) + g_bytes_get_size (reply)
+         <= limits.hard_queue_bytes)
+    {
+      queued = wb_socket_client_get_queued_bytes (f->client);
+      wb_socket_client_queue_control (f->client, reply);
+      g_assert_cmpuint (wb_socket_client_get_queued_bytes (f->client), ==,
+                        queued + g_bytes_get_size (reply));
+    }
+  dispatch_pending ();
+  g_assert_false (f->closed);
+
+  /* ...and the one that crosses it ends the connection. */
+  wb_socket_client_queue_control (f->client, reply);
+  WAIT_UNTIL (f->closed, WB_TEST_WAIT_MS);
+  g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
+}
+
+static void
+test_slow_client (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  gint64 before_congestion_us;
+
+  limits.queue_bytes = 8 * 1024;
+  limits.slow_timeout_ms = 100;
+  shrink_client_send_buffer (f);
+  start_client (f, &limits);
+  before_congestion_us = g_get_monotonic_time ();
+  queue_events_until_refused (f);
+
+  WAIT_UNTIL (f->closed, WB_TEST_WAIT_MS);
+  g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_SLOW);
+  /* Not before its time: the deadline counts from the first refusal. */
+  g_assert_cmpint (g_get_monotonic_time () - before_congestion_us, >=,
+                   (gint64)limits.slow_timeout_ms * 1000);
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void
+test_close_after_flush (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  g_autoptr (GBytes) goodbye = bytes_of ("{\"type\":\"error\"}\n");
+
+  start_client (f, &limits);
+  wb_socket_client_queue_control (f->client, goodbye);
+  wb_socket_client_close_after_flush (f->client);
+  /* The peer, still sending, gets the last reply and then EOF... */
+  peer_write (f, "still talking\n");
+  WAIT_UNTIL ((peer_read_available (f), f->peer_eof), WB_TEST_WAIT_MS);
+  g_assert_cmpstr (f->received->str, ==, "{\"type\":\"error\"}\n");
+  /* ...while the client discards what it sends until it closes too. */
+  peer_write (f, "more\n");
+  wait_client_read_everything (f);
+  dispatch_pending ();
+  g_assert_false (f->closed);
+  g_assert_cmpuint (f->lines->len, ==, 0);
+
+  close (f->peer_fd);
+  f->peer_fd = -1;
+  WAIT_UNTIL (f->closed, WB_TEST_WAIT_MS);
+  g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_DONE);
+}
+
+static void
+test_peer_half_close (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  g_autoptr (GBytes) event = bytes_of ("{\"type\":\"stream.health\"}\n");
+
+  start_client (f, &limits);
+  /* `printf 'x\ny' | socat …`: the unterminated last line counts at EOF. */
+  peer_write (f, "x\ny");
+  g_assert_cmpint (shutdown (f->peer_fd, SHUT_WR), ==, 0);
+  WAIT_UNTIL (f->lines->len == 2, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 0), ==, "x");
+  g_assert_cmpstr (g_ptr_array_index (f->lines, 1), ==, "y");
+
+  /* Having said everything, it may still listen. */
+  dispatch_pending ();
+  g_assert_false (f->closed);
+  g_assert_true (wb_socket_client_queue_event (f->client, event));
+  WAIT_UNTIL (peer_received (f, "stream.health"), WB_TEST_WAIT_MS);
+
+  close (f->peer_fd);
+  f->peer_fd = -1;
+  WAIT_UNTIL (f->closed, WB_TEST_WAIT_MS);
+  g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add ("/socket-client/framing", Fixture, NULL, fixture_setup, test_framing,
+              fixture_teardown);
+  g_test_add ("/socket-client/partial-lines", Fixture, NULL, fixture_setup, test_partial_lines,
+              fixture_teardown);
+  g_test_add ("/socket-client/line-too-long", Fixture, NULL, fixture_setup, test_line_too_long,
+              fixture_teardown);
+  g_test_add ("/socket-client/line-too-long-unterminated", Fixture, NULL, fixture_setup,
+              test_line_too_long_unterminated, fixture_teardown);
+  g_test_add ("/socket-client/backpressure", Fixture, NULL, fixture_setup, test_backpressure,
+              fixture_teardown);
+  g_test_add ("/socket-client/hard-bound", Fixture, NULL, fixture_setup, test_hard_bound,
+              fixture_teardown);
+  g_test_add ("/socket-client/slow-client", Fixture, NULL, fixture_setup, test_slow_client,
+              fixture_teardown);
+  g_test_add ("/socket-client/close-after-flush", Fixture, NULL, fixture_setup,
+              test_close_after_flush, fixture_teardown);
+  g_test_add ("/socket-client/peer-half-close", Fixture, NULL, fixture_setup, test_peer_half_close,
+              fixture_teardown);
+  return g_test_run ();
+}
