@@ -12,6 +12,8 @@
 #include <gio/gio.h>
 #include <unistd.h>
 
+#include "status.h"
+
 #define BRIDGE_NAME "inc.wave.Bridge1"
 #define BRIDGE_PATH "/inc/wave/Bridge1"
 #define BRIDGE_IFACE "inc.wave.Bridge1"
@@ -25,22 +27,6 @@ typedef struct
   const char *dbus_name;
   const char *json_name;
 } NameMap;
-
-static const NameMap manager_properties[] = {
-  { "State", "state" },
-  { "UpstreamURL", "upstream_url" },
-  { "UpstreamRTT", "upstream_rtt_us" },
-  { "ConnectedSince", "connected_since" },
-  { "Reconnects", "reconnects" },
-  { "LastCloseCode", "last_close_code" },
-  { "LastError", "last_error" },
-  { "Clients", "clients" },
-  { "EventsReceived", "events_received" },
-  { "EventsDelivered", "events_delivered" },
-  { "EventsDropped", "events_dropped" },
-  { "Version", "version" },
-  { NULL, NULL },
-};
 
 static const NameMap stream_properties[] = {
   { "StreamId", "stream_id" },
@@ -199,6 +185,29 @@ bus_label (WctlDbusClient *self)
   return self->system_bus ? "system" : "session";
 }
 
+static void
+set_property_member (JsonObject *object, GVariant *properties, const char *dbus_name,
+                     const char *json_name)
+{
+  g_autoptr (GVariant) value = g_variant_lookup_value (properties, dbus_name, NULL);
+
+  if (value != NULL)
+    json_object_set_member (object, json_name, json_gvariant_serialize (value));
+}
+
+/* The manager's a{sv} -> the bridge.status object: the daemon's own field
+ * table (status.h) names both sides, so they cannot drift apart. */
+static JsonObject *
+status_properties_to_json (GVariant *properties)
+{
+  JsonObject *object = json_object_new ();
+
+  for (guint i = 0; i < WB_STATUS_N_FIELDS; i++)
+    set_property_member (object, properties, wb_status_fields[i].dbus_name,
+                         wb_status_fields[i].json_name);
+  return object;
+}
+
 /* a{sv} -> snake_case JSON object, known names only. */
 static JsonObject *
 properties_to_json (GVariant *properties, const NameMap *map)
@@ -206,12 +215,7 @@ properties_to_json (GVariant *properties, const NameMap *map)
   JsonObject *object = json_object_new ();
 
   for (gsize i = 0; map[i].dbus_name != NULL; i++)
-    {
-      g_autoptr (GVariant) value = g_variant_lookup_value (properties, map[i].dbus_name, NULL);
-
-      if (value != NULL)
-        json_object_set_member (object, map[i].json_name, json_gvariant_serialize (value));
-    }
+    set_property_member (object, properties, map[i].dbus_name, map[i].json_name);
   return object;
 }
 
@@ -311,7 +315,7 @@ dbus_get_status (WctlClient *client, GError **error)
 
   if (properties == NULL)
     return NULL;
-  status = properties_to_json (properties, manager_properties);
+  status = status_properties_to_json (properties);
   streams = list_streams (self, error);
   if (streams == NULL)
     {
@@ -505,7 +509,7 @@ status_reply_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   properties = g_variant_get_child_value (reply, 0);
-  message = envelope ("bridge.status", properties_to_json (properties, manager_properties));
+  message = envelope ("bridge.status", status_properties_to_json (properties));
   deliver (self, message);
 }
 

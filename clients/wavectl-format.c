@@ -8,6 +8,8 @@
 
 #include "wavectl.h"
 
+#include "status.h"
+
 #include <math.h>
 #include <unistd.h>
 
@@ -539,16 +541,22 @@ wctl_format_status (JsonObject *status, gboolean color)
 {
   g_autoptr (GString) out = g_string_new (NULL);
   g_autoptr (GString) line = g_string_new (NULL);
-  const char *state = wb_json_get_string (status, "state", "unknown");
-  gint64 connected_since = wb_json_get_int (status, "connected_since", 0);
-  gint64 state_since = wb_json_get_int (status, "state_since", 0);
-  gint64 close_code = wb_json_get_int (status, "last_close_code", 0);
-  const char *close_reason = wb_json_get_string (status, "last_close_reason", NULL);
-  const char *last_error = wb_json_get_string (status, "last_error", NULL);
+  const char *state
+      = wb_json_get_string (status, wb_status_field_name (WB_STATUS_STATE), "unknown");
+  gint64 connected_since
+      = wb_json_get_int (status, wb_status_field_name (WB_STATUS_CONNECTED_SINCE), 0);
+  gint64 state_since = wb_json_get_int (status, wb_status_field_name (WB_STATUS_STATE_SINCE), 0);
+  gint64 close_code = wb_json_get_int (status, wb_status_field_name (WB_STATUS_LAST_CLOSE_CODE), 0);
+  const char *close_reason
+      = wb_json_get_string (status, wb_status_field_name (WB_STATUS_LAST_CLOSE_REASON), NULL);
+  const char *last_error
+      = wb_json_get_string (status, wb_status_field_name (WB_STATUS_LAST_ERROR), NULL);
   JsonNode *streams_node = json_object_get_member (status, "streams");
   g_autofree char *clean_state = wctl_sanitize (state);
-  g_autofree char *url = wctl_sanitize (wb_json_get_string (status, "upstream_url", "-"));
-  g_autofree char *rtt = wctl_format_rtt (wb_json_get_int (status, "upstream_rtt_us", 0));
+  g_autofree char *url = wctl_sanitize (
+      wb_json_get_string (status, wb_status_field_name (WB_STATUS_UPSTREAM_URL), "-"));
+  g_autofree char *rtt = wctl_format_rtt (
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_UPSTREAM_RTT), 0));
   g_autofree char *received = NULL;
   g_autofree char *delivered = NULL;
   g_autofree char *dropped = NULL;
@@ -563,7 +571,8 @@ wctl_format_status (JsonObject *status, gboolean color)
   append_row (out, color, "Upstream:", line->str);
   append_row (out, color, "URL:", url);
   append_row (out, color, "RTT:", rtt);
-  g_string_printf (line, "%" G_GINT64_FORMAT, wb_json_get_int (status, "reconnects", 0));
+  g_string_printf (line, "%" G_GINT64_FORMAT,
+                   wb_json_get_int (status, wb_status_field_name (WB_STATUS_RECONNECTS), 0));
   append_row (out, color, "Reconnects:", line->str);
   if (close_code > 0)
     {
@@ -583,7 +592,8 @@ wctl_format_status (JsonObject *status, gboolean color)
     }
   else
     append_row (out, color, "Last error:", "none");
-  g_string_printf (line, "%" G_GINT64_FORMAT, wb_json_get_int (status, "clients", 0));
+  g_string_printf (line, "%" G_GINT64_FORMAT,
+                   wb_json_get_int (status, wb_status_field_name (WB_STATUS_CLIENTS), 0));
   append_row (out, color, "Clients:", line->str);
 
   if (streams_node != NULL && JSON_NODE_HOLDS_ARRAY (streams_node))
@@ -610,13 +620,17 @@ wctl_format_status (JsonObject *status, gboolean color)
     g_string_printf (line, "%" G_GINT64_FORMAT, wb_json_get_int (status, "streams", 0));
   append_row (out, color, "Streams:", line->str);
 
-  received = wctl_format_count ((guint64)MAX (wb_json_get_int (status, "events_received", 0), 0));
-  delivered = wctl_format_count ((guint64)MAX (wb_json_get_int (status, "events_delivered", 0), 0));
-  dropped = wctl_format_count ((guint64)MAX (wb_json_get_int (status, "events_dropped", 0), 0));
+  received = wctl_format_count ((guint64)MAX (
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_EVENTS_RECEIVED), 0), 0));
+  delivered = wctl_format_count ((guint64)MAX (
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_EVENTS_DELIVERED), 0), 0));
+  dropped = wctl_format_count ((guint64)MAX (
+      wb_json_get_int (status, wb_status_field_name (WB_STATUS_EVENTS_DROPPED), 0), 0));
   g_string_printf (line, "%s received, %s delivered, %s dropped", received, delivered, dropped);
   append_row (out, color, "Events:", line->str);
   {
-    g_autofree char *version = wctl_sanitize (wb_json_get_string (status, "version", "?"));
+    g_autofree char *version = wctl_sanitize (
+        wb_json_get_string (status, wb_status_field_name (WB_STATUS_VERSION), "?"));
     append_row (out, color, "Version:", version);
   }
   return g_string_free (g_steal_pointer (&out), FALSE);

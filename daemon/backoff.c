@@ -14,6 +14,16 @@ wb_backoff_init (WbBackoff *backoff, guint initial_ms, guint max_ms)
 }
 
 void
+wb_backoff_set_limits (WbBackoff *backoff, guint initial_ms, guint max_ms)
+{
+  g_return_if_fail (backoff != NULL);
+
+  backoff->initial_ms = MAX (initial_ms, 1);
+  backoff->max_ms = MAX (max_ms, backoff->initial_ms);
+  backoff->next_ms = CLAMP (backoff->next_ms, backoff->initial_ms, backoff->max_ms);
+}
+
+void
 wb_backoff_reset (WbBackoff *backoff)
 {
   g_return_if_fail (backoff != NULL);

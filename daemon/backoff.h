@@ -22,6 +22,9 @@ typedef struct
 } WbBackoff;
 
 void wb_backoff_init (WbBackoff *backoff, guint initial_ms, guint max_ms);
+/* New limits after a reload, keeping how far the sequence has come (the
+ * next delay is capped by the new maximum, and never below the new initial). */
+void wb_backoff_set_limits (WbBackoff *backoff, guint initial_ms, guint max_ms);
 /* After a healthy connection (a pong received): the next delay is the initial one. */
 void wb_backoff_reset (WbBackoff *backoff);
 /* The base delay for this failure (initial, 2×, 4×, … capped at max_ms), then

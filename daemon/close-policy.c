@@ -28,30 +28,29 @@ typedef struct
   }
 #define BACKOFF(text)                                                                              \
   {                                                                                                \
-    WB_CLOSE_ACTION_BACKOFF, WB_CLOSE_WAIT_NONE, WB_UPSTREAM_WAITING, text                         \
+    WB_CLOSE_ACTION_BACKOFF, WB_CLOSE_WAIT_NONE, WB_LINK_WAITING, text                             \
   }
 #define PARK(text)                                                                                 \
   {                                                                                                \
-    WB_CLOSE_ACTION_PARK_UNTIL_RELOAD, WB_CLOSE_WAIT_NONE, WB_UPSTREAM_AUTH_FAILED, text           \
+    WB_CLOSE_ACTION_PARK_UNTIL_RELOAD, WB_CLOSE_WAIT_NONE, WB_LINK_AUTH_FAILED, text               \
   }
 
 /* DESIGN.md "Close handling", one row per case; the first matching row wins,
  * so each kind ends with its catch-all. */
 static const PolicyRow policy_rows[] = {
-  { MATCH_CLOSE_CODE, 1000, 1000, NO_RETRY (WB_UPSTREAM_CLOSED, "normal closure") },
-  { MATCH_CLOSE_CODE, 1001, 1001,
-    FIXED (WB_CLOSE_WAIT_GOING_AWAY, WB_UPSTREAM_WAITING, "going away") },
+  { MATCH_CLOSE_CODE, 1000, 1000, NO_RETRY (WB_LINK_CLOSED, "normal closure") },
+  { MATCH_CLOSE_CODE, 1001, 1001, FIXED (WB_CLOSE_WAIT_GOING_AWAY, WB_LINK_WAITING, "going away") },
   { MATCH_CLOSE_CODE, 1006, 1006, BACKOFF ("abnormal closure") },
   { MATCH_CLOSE_CODE, 4401, 4401, PARK ("invalid api key") },
   { MATCH_CLOSE_CODE, 4429, 4429,
-    FIXED (WB_CLOSE_WAIT_RATE_LIMITED, WB_UPSTREAM_RATE_LIMITED, "rate limited") },
+    FIXED (WB_CLOSE_WAIT_RATE_LIMITED, WB_LINK_RATE_LIMITED, "rate limited") },
   { MATCH_CLOSE_CODE, 4500, 4500, BACKOFF ("server error") },
   { MATCH_CLOSE_CODE, 0, G_MAXUINT16, BACKOFF ("other close code") },
 
   { MATCH_HTTP_STATUS, 401, 401, PARK ("handshake unauthorized") },
   { MATCH_HTTP_STATUS, 403, 403, PARK ("handshake forbidden") },
   { MATCH_HTTP_STATUS, 429, 429,
-    FIXED (WB_CLOSE_WAIT_RATE_LIMITED, WB_UPSTREAM_RATE_LIMITED, "handshake rate limited") },
+    FIXED (WB_CLOSE_WAIT_RATE_LIMITED, WB_LINK_RATE_LIMITED, "handshake rate limited") },
   { MATCH_HTTP_STATUS, 500, 599, BACKOFF ("handshake server error") },
   { MATCH_HTTP_STATUS, 0, G_MAXUINT, BACKOFF ("handshake refused") },
 

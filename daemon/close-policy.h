@@ -10,7 +10,7 @@
 #include <glib.h>
 
 #include "config.h"
-#include "upstream.h"
+#include "status.h"
 
 G_BEGIN_DECLS
 
@@ -56,7 +56,7 @@ typedef struct
 {
   WbCloseAction action;
   WbCloseWait wait;
-  WbUpstreamState state; /* the state while parked or waiting */
+  WbLinkState state; /* the state while parked or waiting */
   const char *description;
 } WbClosePolicy;
 

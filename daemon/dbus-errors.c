@@ -6,7 +6,7 @@
 #include <errno.h>
 
 #include "hub.h"
-#include "upstream.h"
+#include "status.h"
 
 typedef struct
 {
@@ -29,15 +29,17 @@ error_info_from_gerror (const GError *error)
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_TOO_MANY_SUBSCRIPTIONS, ENOSPC };
         case WB_HUB_ERROR_NOT_SUBSCRIBED:
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_SUBSCRIBED, ENOENT };
+        case WB_HUB_ERROR_SHUTTING_DOWN:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_FAILED, ESHUTDOWN };
         }
     }
-  else if (error->domain == WB_UPSTREAM_ERROR)
+  else if (error->domain == WB_SEND_ERROR)
     {
-      switch ((WbUpstreamError)error->code)
+      switch ((WbSendError)error->code)
         {
-        case WB_UPSTREAM_ERROR_NOT_CONNECTED:
+        case WB_SEND_ERROR_NOT_CONNECTED:
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_CONNECTED, ENOTCONN };
-        case WB_UPSTREAM_ERROR_SEND_FAILED:
+        case WB_SEND_ERROR_FAILED:
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_SEND_FAILED, EIO };
         }
     }

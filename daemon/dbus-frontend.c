@@ -37,6 +37,12 @@ pending_send_free (gpointer data)
 }
 
 static void
+bus_message_unref (gpointer message)
+{
+  sd_bus_message_unref (message);
+}
+
+static void
 dbus_client_free (gpointer data)
 {
   WbDbusClient *client = data;
@@ -82,8 +88,11 @@ dbus_client_set_sender (WbDbusClient *client, sd_bus_message *call)
   wb_hub_client_set_sender (client->hub_client, sender);
 }
 
+/* NULL with @ret_error set when @call has no sender (not through a bus) or,
+ * unless @create, when the sender has no subscriptions yet. */
 static WbDbusClient *
-dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create, GError **error)
+dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
+                    sd_bus_error *ret_error)
 {
   static const WbHubClientSink sink = { .deliver = NULL }; /* signals are broadcast */
   const char *sender = sd_bus_message_get_sender (call);
@@ -93,8 +102,8 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
 
   if (sender == NULL)
     {
-      g_set_error_literal (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
-                           "Calls must come through a bus (no sender)");
+      sd_bus_error_set (ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                        "Calls must come through a bus (no sender)");
       return NULL;
     }
   client = g_hash_table_lookup (frontend->clients, sender);
@@ -102,8 +111,8 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
     return client;
   if (!create)
     {
-      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_NOT_SUBSCRIBED, "%s has no subscriptions",
-                   sender);
+      sd_bus_error_setf (ret_error, WB_DBUS_ERROR_NOT_SUBSCRIBED, "%s has no subscriptions",
+                         sender);
       return NULL;
     }
 
@@ -116,7 +125,7 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
     r = sd_bus_track_add_sender (client->track, call);
   if (r < 0)
     {
-      wb_set_error_from_errno (error, -r, "Cannot track %s", sender);
+      sd_bus_error_set_errnof (ret_error, -r, "Cannot track %s: %s", sender, g_strerror (-r));
       dbus_client_free (client);
       return NULL;
     }
@@ -130,9 +139,9 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
 
 WbHubClient *
 wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
-                                GError **error)
+                                sd_bus_error *ret_error)
 {
-  WbDbusClient *client = dbus_client_lookup (frontend, call, create, error);
+  WbDbusClient *client = dbus_client_lookup (frontend, call, create, ret_error);
 
   return client != NULL ? client->hub_client : NULL;
 }
@@ -168,9 +177,9 @@ wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call, Wb
   WbDbusPendingSend *pending;
   WbDbusClient *client;
 
-  client = dbus_client_lookup (frontend, call, TRUE, &error);
+  client = dbus_client_lookup (frontend, call, TRUE, ret_error);
   if (client == NULL)
-    return wb_dbus_error_set_from_gerror (ret_error, error);
+    return -sd_bus_error_get_errno (ret_error);
 
   pending = g_new0 (WbDbusPendingSend, 1);
   pending->client = client;
@@ -258,7 +267,7 @@ stream_changed_cb (const char *stream_id, WbStreamFields changed, gpointer user_
 }
 
 static void
-state_changed_cb (WbUpstreamState state, gpointer user_data)
+state_changed_cb (WbLinkState state, gpointer user_data)
 {
   wb_dbus_manager_status_changed (user_data, TRUE);
 }
@@ -287,8 +296,8 @@ bus_lost_cb (int error, gpointer user_data)
 
   g_warning ("Lost the connection to the %s bus: %s", wb_bus_type_to_string (frontend->config->bus),
              g_strerror (-error));
-  if (frontend->lost_callback != NULL)
-    frontend->lost_callback (frontend->lost_user_data);
+  if (frontend->callbacks.lost != NULL)
+    frontend->callbacks.lost (frontend->callback_data);
 }
 
 static gboolean
@@ -327,7 +336,7 @@ frontend_export (WbDbusFrontend *frontend, GError **error)
 }
 
 WbDbusFrontend *
-wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, WbDbusLostCallback lost_callback,
+wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, const WbDbusFrontendCallbacks *callbacks,
                       gpointer user_data, GError **error)
 {
   g_autoptr (WbDbusFrontend) frontend = NULL;
@@ -336,14 +345,16 @@ wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, WbDbusLostCallback los
 
   g_return_val_if_fail (hub != NULL, NULL);
   g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (callbacks != NULL, NULL);
   g_return_val_if_fail (config->bus != WB_BUS_NONE, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   frontend = g_new0 (WbDbusFrontend, 1);
   frontend->hub = hub;
   frontend->config = config;
-  frontend->lost_callback = lost_callback;
-  frontend->lost_user_data = user_data;
+  frontend->callbacks = *callbacks;
+  frontend->callback_data = user_data;
+  frontend->pending_reloads = g_ptr_array_new_with_free_func (bus_message_unref);
   frontend->clients = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, dbus_client_free);
   frontend->streams
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_dbus_stream_free);
@@ -395,6 +406,8 @@ wb_dbus_frontend_free (WbDbusFrontend *frontend)
   if (frontend->observer_id != 0)
     wb_hub_remove_observer (frontend->hub, frontend->observer_id);
   wb_dbus_manager_clear (frontend);
+  /* Unanswered Reload() calls: the bus is going, and so is their answer. */
+  g_clear_pointer (&frontend->pending_reloads, g_ptr_array_unref);
   /* Ends the D-Bus peers' subscriptions; the observer is gone, so no
    * InterfacesRemoved on a bus we are leaving. */
   g_clear_pointer (&frontend->clients, g_hash_table_unref);
@@ -421,4 +434,28 @@ wb_dbus_frontend_set_config (WbDbusFrontend *frontend, const WbConfig *config)
   frontend->config = config;
   /* The upstream URL may have changed. */
   wb_dbus_manager_status_changed (frontend, FALSE);
+}
+
+void
+wb_dbus_frontend_reload_finished (WbDbusFrontend *frontend, const GError *error)
+{
+  g_autoptr (GPtrArray) calls = NULL;
+
+  g_return_if_fail (frontend != NULL);
+
+  calls = g_steal_pointer (&frontend->pending_reloads);
+  frontend->pending_reloads = g_ptr_array_new_with_free_func (bus_message_unref);
+  for (guint i = 0; i < calls->len; i++)
+    {
+      sd_bus_message *call = g_ptr_array_index (calls, i);
+      int r;
+
+      if (error != NULL)
+        r = sd_bus_reply_method_errorf (call, WB_DBUS_ERROR_FAILED, "%s", error->message);
+      else
+        r = sd_bus_reply_method_return (call, NULL);
+      if (r < 0)
+        g_debug ("Cannot answer Reload() of %s: %s", sd_bus_message_get_sender (call),
+                 g_strerror (-r));
+    }
 }

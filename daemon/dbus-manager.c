@@ -14,103 +14,46 @@
 /* Reconnect() from the bus: at most one per this many µs. */
 #define RECONNECT_MIN_INTERVAL_US (5 * G_USEC_PER_SEC)
 
-/* ---- properties -------------------------------------------------------- */
+/* ---- properties: status.h's fields ---------------------------------------- */
 
 static void
 snapshot_clear (WbDbusManagerSnapshot *snapshot)
 {
-  g_clear_pointer (&snapshot->state, g_free);
-  g_clear_pointer (&snapshot->upstream_url, g_free);
-  g_clear_pointer (&snapshot->last_error, g_free);
+  for (guint i = 0; i < WB_STATUS_N_FIELDS; i++)
+    g_clear_pointer (&snapshot->strings[i], g_free);
   snapshot->valid = FALSE;
+}
+
+static gboolean
+field_is_string (const WbStatusField *field)
+{
+  return field->kind == WB_STATUS_KIND_STATE || field->kind == WB_STATUS_KIND_STRING;
 }
 
 static void
 snapshot_take (WbDbusFrontend *frontend, WbDbusManagerSnapshot *out_snapshot)
 {
-  const WbUpstreamStatus *status = wb_hub_get_upstream_status (frontend->hub);
-  const WbHubCounters *counters = wb_hub_get_counters (frontend->hub);
+  const WbBridgeStatus *status = wb_hub_get_status (frontend->hub);
 
   memset (out_snapshot, 0, sizeof (*out_snapshot));
   out_snapshot->valid = TRUE;
-  if (status != NULL)
+  for (guint i = 0; i < WB_STATUS_N_FIELDS; i++)
     {
-      out_snapshot->state = g_strdup (wb_upstream_state_to_string (status->state));
-      out_snapshot->upstream_url = g_strdup (status->redacted_url);
-      out_snapshot->upstream_rtt = status->rtt_us;
-      out_snapshot->connected_since = (guint64)MAX (status->connected_since_realtime_us, 0);
-      out_snapshot->reconnects = status->reconnects;
-      out_snapshot->last_close_code = status->last_close_code;
-      out_snapshot->last_error = g_strdup (status->last_error);
-    }
-  if (counters != NULL)
-    {
-      out_snapshot->clients = counters->clients;
-      out_snapshot->events_received = counters->events_received;
-      out_snapshot->events_delivered = counters->events_delivered;
-      out_snapshot->events_dropped = counters->events_dropped;
-    }
-  if (out_snapshot->state == NULL)
-    out_snapshot->state = g_strdup (wb_upstream_state_to_string (WB_UPSTREAM_IDLE));
-  if (out_snapshot->upstream_url == NULL)
-    out_snapshot->upstream_url = g_strdup ("");
-  if (out_snapshot->last_error == NULL)
-    out_snapshot->last_error = g_strdup ("");
-}
+      const WbStatusField *field = &wb_status_fields[i];
 
-typedef struct
-{
-  const char *name;
-  char type;
-  size_t offset; /* in WbDbusManagerSnapshot */
-} WbDbusManagerProperty;
-
-#define MANAGER_PROPERTY(name, type, member)                                                       \
-  {                                                                                                \
-    name, type, offsetof (WbDbusManagerSnapshot, member)                                           \
-  }
-
-/* Version is constant and not in the table. */
-static const WbDbusManagerProperty manager_properties[] = {
-  MANAGER_PROPERTY ("State", 's', state),
-  MANAGER_PROPERTY ("UpstreamURL", 's', upstream_url),
-  MANAGER_PROPERTY ("UpstreamRTT", 't', upstream_rtt),
-  MANAGER_PROPERTY ("ConnectedSince", 't', connected_since),
-  MANAGER_PROPERTY ("Reconnects", 'u', reconnects),
-  MANAGER_PROPERTY ("LastCloseCode", 'q', last_close_code),
-  MANAGER_PROPERTY ("LastError", 's', last_error),
-  MANAGER_PROPERTY ("Clients", 'u', clients),
-  MANAGER_PROPERTY ("EventsReceived", 't', events_received),
-  MANAGER_PROPERTY ("EventsDelivered", 't', events_delivered),
-  MANAGER_PROPERTY ("EventsDropped", 't', events_dropped),
-};
-
-static gsize
-property_size (char type)
-{
-  switch (type)
-    {
-    case 't':
-      return sizeof (guint64);
-    case 'u':
-      return sizeof (guint);
-    case 'q':
-      return sizeof (guint16);
-    default:
-      return 0;
+      if (field_is_string (field))
+        out_snapshot->strings[i] = g_strdup (wb_status_field_get_string (field, status));
+      else
+        out_snapshot->numbers[i] = wb_status_field_get_uint (field, status);
     }
 }
 
 static gboolean
-property_equal (const WbDbusManagerProperty *p, const WbDbusManagerSnapshot *a,
-                const WbDbusManagerSnapshot *b)
+snapshot_field_equal (guint i, const WbDbusManagerSnapshot *a, const WbDbusManagerSnapshot *b)
 {
-  const guint8 *field_a = (const guint8 *)a + p->offset;
-  const guint8 *field_b = (const guint8 *)b + p->offset;
-
-  if (p->type == 's')
-    return g_strcmp0 (*(char *const *)field_a, *(char *const *)field_b) == 0;
-  return memcmp (field_a, field_b, property_size (p->type)) == 0;
+  if (field_is_string (&wb_status_fields[i]))
+    return g_strcmp0 (a->strings[i], b->strings[i]) == 0;
+  return a->numbers[i] == b->numbers[i];
 }
 
 static int
@@ -118,45 +61,50 @@ manager_property_get_cb (sd_bus *bus, const char *path, const char *interface, c
                          sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
 {
   WbDbusFrontend *frontend = user_data;
-  WbDbusManagerSnapshot snapshot;
-  int r = -ENOENT;
+  const WbStatusField *field = wb_status_field_by_dbus_name (property);
+  const WbBridgeStatus *status;
+  const char *signature;
+  guint64 number;
 
-  if (g_strcmp0 (property, "Version") == 0)
-    return sd_bus_message_append_basic (reply, 's', WB_VERSION);
-
-  snapshot_take (frontend, &snapshot);
-  for (gsize i = 0; i < G_N_ELEMENTS (manager_properties); i++)
-    {
-      const WbDbusManagerProperty *p = &manager_properties[i];
-      const guint8 *field = (const guint8 *)&snapshot + p->offset;
-
-      if (g_strcmp0 (p->name, property) != 0)
-        continue;
-      if (p->type == 's')
-        r = sd_bus_message_append_basic (reply, 's', *(char *const *)field);
-      else
-        r = sd_bus_message_append_basic (reply, p->type, field);
-      break;
-    }
-  snapshot_clear (&snapshot);
-  if (r == -ENOENT)
+  if (field == NULL)
     return sd_bus_error_setf (ret_error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s",
                               property);
-  return r;
+  status = wb_hub_get_status (frontend->hub);
+  signature = wb_status_field_signature (field);
+  if (field_is_string (field))
+    return sd_bus_message_append_basic (reply, 's', wb_status_field_get_string (field, status));
+  number = wb_status_field_get_uint (field, status);
+  switch (signature[0])
+    {
+    case 'u':
+      {
+        guint32 value = (guint32)MIN (number, G_MAXUINT32);
+
+        return sd_bus_message_append_basic (reply, 'u', &value);
+      }
+    case 'q':
+      {
+        guint16 value = (guint16)MIN (number, G_MAXUINT16);
+
+        return sd_bus_message_append_basic (reply, 'q', &value);
+      }
+    default:
+      return sd_bus_message_append_basic (reply, 't', &number);
+    }
 }
 
 static void
 manager_publish (WbDbusFrontend *frontend)
 {
   WbDbusManagerSnapshot now;
-  const char *names[G_N_ELEMENTS (manager_properties) + 1];
+  const char *names[WB_STATUS_N_FIELDS + 1];
   gsize n = 0;
 
   snapshot_take (frontend, &now);
-  for (gsize i = 0; i < G_N_ELEMENTS (manager_properties); i++)
-    if (!frontend->published.valid
-        || !property_equal (&manager_properties[i], &frontend->published, &now))
-      names[n++] = manager_properties[i].name;
+  for (guint i = 0; i < WB_STATUS_N_FIELDS; i++)
+    if (!wb_status_fields[i].constant
+        && (!frontend->published.valid || !snapshot_field_equal (i, &frontend->published, &now)))
+      names[n++] = wb_status_fields[i].dbus_name;
   names[n] = NULL;
 
   snapshot_clear (&frontend->published);
@@ -236,9 +184,10 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
   if (r < 0)
     return r;
 
-  client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, &error);
-  if (client == NULL
-      || !wb_hub_client_subscribe (client, stream_id, (const char *const *)events, NULL, &error))
+  client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, ret_error);
+  if (client == NULL)
+    return -sd_bus_error_get_errno (ret_error);
+  if (!wb_hub_client_subscribe (client, stream_id, (const char *const *)events, NULL, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
 
   g_debug ("%s subscribed to %s", wb_hub_client_get_name (client), stream_id);
@@ -259,8 +208,10 @@ manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret
   if (r < 0)
     return r;
 
-  client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, &error);
-  if (client == NULL || !wb_hub_client_unsubscribe (client, stream_id, &error))
+  client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, ret_error);
+  if (client == NULL)
+    return -sd_bus_error_get_errno (ret_error);
+  if (!wb_hub_client_unsubscribe (client, stream_id, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
   return sd_bus_reply_method_return (call, NULL);
 }
@@ -316,15 +267,14 @@ static int
 manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
   WbDbusFrontend *frontend = user_data;
-  g_autoptr (GError) error = NULL;
 
   g_message ("Reload requested over D-Bus by %s", sd_bus_message_get_sender (call));
-  if (!wb_hub_reload (frontend->hub, &error))
-    {
-      g_warning ("Reload failed: %s", error->message);
-      return wb_dbus_error_set_from_gerror (ret_error, error);
-    }
-  return sd_bus_reply_method_return (call, NULL);
+  /* The daemon reloads from the main loop and we answer then
+   * (wb_dbus_frontend_reload_finished): the reload reconfigures us too. */
+  g_ptr_array_add (frontend->pending_reloads, sd_bus_message_ref (call));
+  if (frontend->pending_reloads->len == 1)
+    frontend->callbacks.reload_requested (frontend->callback_data);
+  return 1;
 }
 
 #define MANAGER_PROP(name, type, flags)                                                            \
@@ -348,13 +298,19 @@ const sd_bus_vtable wb_dbus_manager_vtable[] = {
                             "", "", manager_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reconnect", "", "", manager_reconnect_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, 0),
+  /* status.h's wb_status_fields, in its order (tests/test-status.c checks). */
   MANAGER_PROP ("State", "s", CHANGES),
+  MANAGER_PROP ("StateSince", "t", CHANGES),
   MANAGER_PROP ("UpstreamURL", "s", CHANGES),
   MANAGER_PROP ("UpstreamRTT", "t", CHANGES),
   MANAGER_PROP ("ConnectedSince", "t", CHANGES),
+  MANAGER_PROP ("NextAttempt", "t", CHANGES),
   MANAGER_PROP ("Reconnects", "u", CHANGES),
   MANAGER_PROP ("LastCloseCode", "q", CHANGES),
+  MANAGER_PROP ("LastCloseReason", "s", CHANGES),
   MANAGER_PROP ("LastError", "s", CHANGES),
+  MANAGER_PROP ("HeldSends", "u", CHANGES),
+  MANAGER_PROP ("InvalidMessages", "t", CHANGES),
   MANAGER_PROP ("Clients", "u", CHANGES),
   MANAGER_PROP ("EventsReceived", "t", CHANGES),
   MANAGER_PROP ("EventsDelivered", "t", CHANGES),

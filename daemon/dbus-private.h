@@ -24,22 +24,13 @@ G_BEGIN_DECLS
 /* Counters and RTT are published at most this often; State at once. */
 #define WB_DBUS_STATUS_INTERVAL_MS 1000
 
-/* What the manager last published, to emit PropertiesChanged only for
- * properties whose values really changed. */
+/* What the manager last published (status.h's fields, strings copied), to
+ * emit PropertiesChanged only for properties whose values really changed. */
 typedef struct
 {
   gboolean valid;
-  char *state;
-  char *upstream_url;
-  guint64 upstream_rtt;
-  guint64 connected_since;
-  guint reconnects;
-  guint16 last_close_code;
-  char *last_error;
-  guint clients;
-  guint64 events_received;
-  guint64 events_delivered;
-  guint64 events_dropped;
+  char *strings[WB_STATUS_N_FIELDS];
+  guint64 numbers[WB_STATUS_N_FIELDS];
 } WbDbusManagerSnapshot;
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (sd_bus_error, sd_bus_error_free)
@@ -61,8 +52,9 @@ struct _WbDbusFrontend
   const WbConfig *config;
   sd_bus *bus;
   GSource *source;
-  WbDbusLostCallback lost_callback;
-  gpointer lost_user_data;
+  WbDbusFrontendCallbacks callbacks;
+  gpointer callback_data;
+  GPtrArray *pending_reloads; /* sd_bus_message: Reload() calls to answer */
   guint observer_id;
 
   GHashTable *clients; /* unique name → WbDbusClient */
@@ -79,8 +71,9 @@ struct _WbDbusFrontend
 };
 
 /* dbus-frontend.c */
+/* NULL with @ret_error set if the caller cannot be a client (see dbus-frontend.c). */
 WbHubClient *wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call,
-                                             gboolean create, GError **error);
+                                             gboolean create, sd_bus_error *ret_error);
 /* SendChatMessage / SendReaction from either interface: replies later. */
 int wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call,
                                   WbMessageType type, const char *stream_id, const char *text,

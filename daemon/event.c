@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define G_LOG_DOMAIN "wave-event"
 
-#include "hub.h"
-#include "stream-cache.h"
+#include "event.h"
 
 struct _WbEvent
 {

@@ -10,13 +10,10 @@
 #include "wb-build-config.h"
 
 /*
- * Re-entrancy: a client's deliver(), an observer or an upstream op may call
- * back into the hub (a frontend cutting a stuck client, upstream reporting a
- * state change from set_stream_events). Every entry point therefore runs
- * between hub_enter() and hub_leave(); while inside, nothing is freed or
- * moved: ended subscriptions, removed streams, freed clients and removed
- * observers are only marked, and swept when the outermost call leaves. Loops
- * over subscribers and clients skip what is marked.
+ * Nothing the hub calls calls back into it before returning: upstream
+ * reports through the main loop, a frontend's deliver() only queues, and
+ * observers only publish. So fan-out walks its lists directly, and the
+ * entry points that change them assert that no fan-out is under way.
  */
 
 #define TYPE_BIT(type) (1u << (type))
@@ -27,7 +24,7 @@ typedef struct _HubStream HubStream;
 
 typedef struct
 {
-  WbHubClient *client; /* NULL once ended; swept later */
+  WbHubClient *client;
   HubStream *stream;
   guint32 type_mask; /* TYPE_BIT of each stream event wanted */
 } HubSubscription;
@@ -38,10 +35,7 @@ struct _HubStream
   guint type_counts[WB_MESSAGE_N_TYPES]; /* subscriptions wanting each type */
   guint32 union_mask;                    /* types with a non-zero count */
   GPtrArray *subscriptions;              /* HubSubscription, owned */
-  guint live_subscriptions;
   WbStreamCache *cache;
-  gboolean removed; /* left the union: no longer in hub->streams */
-  gboolean dirty;   /* queued in hub->dirty_streams */
 };
 
 typedef struct
@@ -49,7 +43,6 @@ typedef struct
   guint id;
   WbHubObserver vtable;
   gpointer user_data;
-  gboolean removed;
 } HubObserver;
 
 /* A send handed to upstream; owned by the upstream callback. */
@@ -71,12 +64,9 @@ struct _WbHub
   GQueue clients;      /* WbHubClient, by client->link */
   GPtrArray *observers;
   guint next_observer_id;
-  WbHubCounters counters;
-
-  guint depth;
-  GPtrArray *dirty_streams; /* HubStream with ended subscriptions or removed */
-  GPtrArray *dead_clients;
-  gboolean observers_dirty;
+  WbBridgeStatus status;
+  /* Inside a fan-out: deliver() and observers must not change the hub. */
+  guint dispatching;
   /* sender key → SendAllowance: one entry per user ever seen sending, so
    * bounded by the users of the machine; kept so reconnecting refills nothing. */
   GHashTable *allowances;
@@ -101,19 +91,11 @@ struct _WbHubClient
   GQueue pending;            /* PendingSend, by link */
   SendAllowance own_allowance;
   SendAllowance *allowance; /* own_allowance, or shared by sender key */
-  gboolean dead;
 };
 
 /* clang-format off */
 G_DEFINE_QUARK (wb-hub-error-quark, wb_hub_error)
 /* clang-format on */
-
-static const WbUpstreamStatus empty_status = {
-  .state = WB_UPSTREAM_IDLE,
-  .last_close_reason = "",
-  .last_error = "",
-  .redacted_url = "",
-};
 
 /* ---- bookkeeping --------------------------------------------------------- */
 
@@ -134,98 +116,35 @@ client_destroy (WbHubClient *client)
   g_free (client);
 }
 
-static void
-hub_enter (WbHub *hub)
-{
-  hub->depth++;
-}
-
-static void
-sweep_stream (HubStream *stream)
-{
-  stream->dirty = FALSE;
-  if (stream->removed)
-    {
-      hub_stream_free (stream);
-      return;
-    }
-  for (guint i = 0; i < stream->subscriptions->len;)
-    {
-      HubSubscription *subscription = g_ptr_array_index (stream->subscriptions, i);
-
-      /* Order does not matter: fan-out is to a set. */
-      if (subscription->client == NULL)
-        g_ptr_array_remove_index_fast (stream->subscriptions, i);
-      else
-        i++;
-    }
-}
-
-static void
-hub_leave (WbHub *hub)
-{
-  g_assert (hub->depth > 0);
-  if (--hub->depth > 0)
-    return;
-
-  for (guint i = 0; i < hub->dirty_streams->len; i++)
-    sweep_stream (g_ptr_array_index (hub->dirty_streams, i));
-  g_ptr_array_set_size (hub->dirty_streams, 0);
-
-  for (guint i = 0; i < hub->dead_clients->len; i++)
-    {
-      WbHubClient *client = g_ptr_array_index (hub->dead_clients, i);
-
-      g_queue_unlink (&hub->clients, &client->link);
-      client_destroy (client);
-    }
-  g_ptr_array_set_size (hub->dead_clients, 0);
-
-  if (hub->observers_dirty)
-    {
-      for (guint i = 0; i < hub->observers->len;)
-        if (((HubObserver *)g_ptr_array_index (hub->observers, i))->removed)
-          g_ptr_array_remove_index (hub->observers, i);
-        else
-          i++;
-      hub->observers_dirty = FALSE;
-    }
-}
-
-static void
-mark_stream_dirty (WbHub *hub, HubStream *stream)
-{
-  if (stream->dirty)
-    return;
-  stream->dirty = TRUE;
-  g_ptr_array_add (hub->dirty_streams, stream);
-}
-
 /* ---- observers ----------------------------------------------------------- */
 
-/* Calls @member of every observer still registered; the caller is inside. */
+/* Calls @member of every observer. */
 #define NOTIFY(hub, member, ...)                                                                   \
   G_STMT_START                                                                                     \
   {                                                                                                \
+    (hub)->dispatching++;                                                                          \
     for (guint notify_i_ = 0; notify_i_ < (hub)->observers->len; notify_i_++)                      \
       {                                                                                            \
         HubObserver *notify_o_ = g_ptr_array_index ((hub)->observers, notify_i_);                  \
-        if (!notify_o_->removed && notify_o_->vtable.member != NULL)                               \
+        if (notify_o_->vtable.member != NULL)                                                      \
           notify_o_->vtable.member (__VA_ARGS__, notify_o_->user_data);                            \
       }                                                                                            \
+    (hub)->dispatching--;                                                                          \
   }                                                                                                \
   G_STMT_END
 
 static void
 notify_status_changed (WbHub *hub)
 {
+  hub->dispatching++;
   for (guint i = 0; i < hub->observers->len; i++)
     {
       HubObserver *observer = g_ptr_array_index (hub->observers, i);
 
-      if (!observer->removed && observer->vtable.status_changed != NULL)
+      if (observer->vtable.status_changed != NULL)
         observer->vtable.status_changed (observer->user_data);
     }
+  hub->dispatching--;
 }
 
 guint
@@ -234,6 +153,7 @@ wb_hub_add_observer (WbHub *hub, const WbHubObserver *observer, gpointer user_da
   HubObserver *entry;
 
   g_return_val_if_fail (hub != NULL && observer != NULL, 0);
+  g_return_val_if_fail (hub->dispatching == 0, 0);
 
   entry = g_new0 (HubObserver, 1);
   entry->id = ++hub->next_observer_id;
@@ -247,17 +167,15 @@ void
 wb_hub_remove_observer (WbHub *hub, guint observer_id)
 {
   g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub->dispatching == 0);
 
   for (guint i = 0; i < hub->observers->len; i++)
     {
       HubObserver *observer = g_ptr_array_index (hub->observers, i);
 
-      if (observer->id == observer_id && !observer->removed)
+      if (observer->id == observer_id)
         {
-          observer->removed = TRUE;
-          hub->observers_dirty = TRUE;
-          hub_enter (hub);
-          hub_leave (hub);
+          g_ptr_array_remove_index (hub->observers, i);
           return;
         }
     }
@@ -292,15 +210,12 @@ all_stream_events_mask (void)
 }
 
 static void
-tell_upstream (WbHub *hub, HubStream *stream)
+tell_upstream (WbHub *hub, const char *stream_id, guint32 union_mask)
 {
   const char *names[WB_MESSAGE_N_TYPES + 1];
 
-  if (hub->ops == NULL || hub->ops->set_stream_events == NULL)
-    return;
-  mask_to_names (stream->union_mask, names);
-  hub->ops->set_stream_events (hub->upstream, stream->stream_id,
-                               stream->union_mask != 0 ? names : NULL);
+  mask_to_names (union_mask, names);
+  hub->ops->set_stream_events (hub->upstream, stream_id, union_mask != 0 ? names : NULL);
 }
 
 static void
@@ -319,6 +234,12 @@ stream_counts_add (HubStream *stream, guint32 mask, int delta)
     }
 }
 
+static void
+stream_update_subscribers (HubStream *stream)
+{
+  wb_stream_cache_get_state (stream->cache)->subscribers = stream->subscriptions->len;
+}
+
 static HubStream *
 hub_stream_add (WbHub *hub, const char *stream_id)
 {
@@ -328,46 +249,43 @@ hub_stream_add (WbHub *hub, const char *stream_id)
   stream->subscriptions = g_ptr_array_new_with_free_func (g_free);
   stream->cache = wb_stream_cache_new (stream_id);
   g_hash_table_insert (hub->streams, stream->stream_id, stream);
-  hub->counters.streams = g_hash_table_size (hub->streams);
+  hub->status.streams = g_hash_table_size (hub->streams);
   g_debug ("Stream %s joins the union", stream_id);
   return stream;
 }
 
-/* Ends @subscription; the caller tells upstream and observers afterwards. */
+/* Ends @subscription; the caller then calls stream_union_changed(). */
 static void
-subscription_end (WbHub *hub, HubSubscription *subscription)
+subscription_end (HubSubscription *subscription)
 {
   HubStream *stream = subscription->stream;
 
   g_hash_table_remove (subscription->client->subscriptions, stream->stream_id);
-  subscription->client = NULL;
   stream_counts_add (stream, subscription->type_mask, -1);
-  stream->live_subscriptions--;
-  wb_stream_cache_get_state (stream->cache)->subscribers = stream->live_subscriptions;
-  mark_stream_dirty (hub, stream);
+  /* Order does not matter: fan-out is to a set. Frees @subscription. */
+  g_ptr_array_remove_fast (stream->subscriptions, subscription);
+  stream_update_subscribers (stream);
 }
 
 /* After @stream's union changed from @old_mask: tell upstream, and drop the
- * stream if nobody is left. */
+ * stream if nobody is left. May free @stream. */
 static void
 stream_union_changed (WbHub *hub, HubStream *stream, guint32 old_mask)
 {
+  g_autofree char *stream_id = NULL;
+
   if (stream->union_mask == old_mask)
     return;
-  if (stream->union_mask == 0)
-    {
-      g_autofree char *stream_id = g_strdup (stream->stream_id);
+  tell_upstream (hub, stream->stream_id, stream->union_mask);
+  if (stream->union_mask != 0)
+    return;
 
-      g_debug ("Stream %s leaves the union", stream_id);
-      g_hash_table_remove (hub->streams, stream->stream_id);
-      hub->counters.streams = g_hash_table_size (hub->streams);
-      stream->removed = TRUE;
-      mark_stream_dirty (hub, stream);
-      tell_upstream (hub, stream);
-      NOTIFY (hub, stream_removed, stream_id);
-      return;
-    }
-  tell_upstream (hub, stream);
+  stream_id = g_strdup (stream->stream_id);
+  g_debug ("Stream %s leaves the union", stream_id);
+  g_hash_table_remove (hub->streams, stream_id);
+  hub->status.streams = g_hash_table_size (hub->streams);
+  hub_stream_free (stream);
+  NOTIFY (hub, stream_removed, stream_id);
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -375,27 +293,25 @@ stream_union_changed (WbHub *hub, HubStream *stream, guint32 old_mask)
 static void
 client_deliver (WbHub *hub, WbHubClient *client, WbEvent *event)
 {
-  if (client->dead || client->sink.deliver == NULL)
+  if (client->sink.deliver == NULL)
     return;
+  hub->dispatching++;
   if (client->sink.deliver (client, event, client->user_data))
-    hub->counters.events_delivered++;
+    hub->status.events_delivered++;
   else
-    hub->counters.events_dropped++;
+    hub->status.events_dropped++;
+  hub->dispatching--;
 }
 
 /* To every subscriber of @stream wanting @type_mask (0: regardless of type). */
 static void
 stream_deliver (WbHub *hub, HubStream *stream, WbEvent *event, guint32 type_mask)
 {
-  /* Subscriptions added meanwhile are not owed this event. */
-  guint n = stream->subscriptions->len;
-
-  for (guint i = 0; i < n; i++)
+  for (guint i = 0; i < stream->subscriptions->len; i++)
     {
       HubSubscription *subscription = g_ptr_array_index (stream->subscriptions, i);
 
-      if (subscription->client != NULL
-          && (type_mask == 0 || (subscription->type_mask & type_mask) != 0))
+      if (type_mask == 0 || (subscription->type_mask & type_mask) != 0)
         client_deliver (hub, subscription->client, event);
     }
 }
@@ -444,9 +360,9 @@ void
 wb_hub_handle_upstream_message (WbHub *hub, const WbMessage *message)
 {
   g_return_if_fail (hub != NULL && message != NULL);
+  g_return_if_fail (hub->dispatching == 0);
 
-  hub->counters.events_received++;
-  hub_enter (hub);
+  hub->status.events_received++;
   if (wb_message_type_is_stream_event (message->type) && message->stream_id != NULL)
     handle_stream_event (hub, message);
   else if (message->type == WB_MESSAGE_ERROR)
@@ -454,56 +370,50 @@ wb_hub_handle_upstream_message (WbHub *hub, const WbMessage *message)
   else
     g_debug ("Ignoring upstream %s", wb_message_type_to_string (message->type));
   notify_status_changed (hub);
-  hub_leave (hub);
 }
 
 void
-wb_hub_handle_upstream_state (WbHub *hub, WbUpstreamState old_state, WbUpstreamState new_state)
+wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkState new_state)
 {
   g_autoptr (WbEvent) event = NULL;
   JsonObject *payload;
 
   g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub->dispatching == 0);
 
   payload = json_object_new ();
-  json_object_set_string_member (payload, "state", wb_upstream_state_to_string (new_state));
-  json_object_set_string_member (payload, "previous", wb_upstream_state_to_string (old_state));
+  json_object_set_string_member (payload, "state", wb_link_state_to_string (new_state));
+  json_object_set_string_member (payload, "previous", wb_link_state_to_string (old_state));
   event = wb_event_new ("bridge.state", NULL, payload);
 
-  hub_enter (hub);
   NOTIFY (hub, state_changed, new_state);
   for (GList *l = hub->clients.head; l != NULL; l = l->next)
     client_deliver (hub, l->data, event);
   notify_status_changed (hub);
-  hub_leave (hub);
 }
 
 void
 wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms)
 {
-  GList *streams;
+  GHashTableIter iter;
+  gpointer value;
 
   g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub->dispatching == 0);
 
-  hub_enter (hub);
-  /* A snapshot: deliveries may change the union. */
-  streams = g_hash_table_get_values (hub->streams);
-  for (GList *l = streams; l != NULL; l = l->next)
+  g_hash_table_iter_init (&iter, hub->streams);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      HubStream *stream = l->data;
+      HubStream *stream = value;
       g_autoptr (WbEvent) event = NULL;
       JsonObject *payload;
 
-      if (stream->removed)
-        continue;
       payload = json_object_new ();
       json_object_set_string_member (payload, "stream_id", stream->stream_id);
       json_object_set_int_member (payload, "gap_ms", MAX (gap_ms, 0));
       event = wb_event_new ("bridge.resync", stream->stream_id, payload);
       stream_deliver (hub, stream, event, 0);
     }
-  g_list_free (streams);
-  hub_leave (hub);
 }
 
 void
@@ -511,9 +421,7 @@ wb_hub_handle_upstream_status (WbHub *hub)
 {
   g_return_if_fail (hub != NULL);
 
-  hub_enter (hub);
   notify_status_changed (hub);
-  hub_leave (hub);
 }
 
 /* ---- the hub ------------------------------------------------------------- */
@@ -523,7 +431,11 @@ wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstre
 {
   WbHub *hub;
 
-  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (config != NULL && ops != NULL, NULL);
+  g_return_val_if_fail (ops->set_stream_events != NULL && ops->send != NULL
+                            && ops->get_status != NULL && ops->reconnect != NULL
+                            && ops->demand != NULL,
+                        NULL);
 
   hub = g_new0 (WbHub, 1);
   hub->config = config;
@@ -533,8 +445,7 @@ wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstre
   hub->allowances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g_queue_init (&hub->clients);
   hub->observers = g_ptr_array_new_with_free_func (g_free);
-  hub->dirty_streams = g_ptr_array_new ();
-  hub->dead_clients = g_ptr_array_new ();
+  hub->status.version = WB_VERSION;
   return hub;
 }
 
@@ -546,7 +457,7 @@ wb_hub_free (WbHub *hub)
 
   if (hub == NULL)
     return;
-  g_return_if_fail (hub->depth == 0);
+  g_return_if_fail (hub->dispatching == 0);
 
   /* Clients outlived the hub (a frontend freed later): they stay valid for
    * wb_hub_client_free () but are cut off. Upstream is not told anything:
@@ -569,8 +480,6 @@ wb_hub_free (WbHub *hub)
   g_hash_table_unref (hub->streams);
   g_hash_table_unref (hub->allowances);
   g_ptr_array_unref (hub->observers);
-  g_ptr_array_unref (hub->dirty_streams);
-  g_ptr_array_unref (hub->dead_clients);
   g_free (hub);
 }
 
@@ -583,33 +492,12 @@ wb_hub_set_config (WbHub *hub, const WbConfig *config)
   hub->config = config;
 }
 
-gboolean
+void
 wb_hub_reconnect (WbHub *hub)
 {
-  g_return_val_if_fail (hub != NULL, FALSE);
+  g_return_if_fail (hub != NULL);
 
-  if (hub->ops == NULL || hub->ops->reconnect == NULL)
-    return FALSE;
-  hub_enter (hub);
   hub->ops->reconnect (hub->upstream);
-  hub_leave (hub);
-  return TRUE;
-}
-
-gboolean
-wb_hub_reload (WbHub *hub, GError **error)
-{
-  gboolean ok = TRUE;
-
-  g_return_val_if_fail (hub != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (hub->ops == NULL || hub->ops->reload == NULL)
-    return TRUE;
-  hub_enter (hub);
-  ok = hub->ops->reload (hub->upstream, error);
-  hub_leave (hub);
-  return ok;
 }
 
 const WbStreamState *
@@ -646,29 +534,13 @@ wb_hub_list_streams (WbHub *hub)
   return result;
 }
 
-const WbHubCounters *
-wb_hub_get_counters (WbHub *hub)
+const WbBridgeStatus *
+wb_hub_get_status (WbHub *hub)
 {
   g_return_val_if_fail (hub != NULL, NULL);
-  return &hub->counters;
-}
 
-const WbUpstreamStatus *
-wb_hub_get_upstream_status (WbHub *hub)
-{
-  const WbUpstreamStatus *status = NULL;
-
-  g_return_val_if_fail (hub != NULL, &empty_status);
-
-  if (hub->ops != NULL && hub->ops->get_status != NULL)
-    status = hub->ops->get_status (hub->upstream);
-  return status != NULL ? status : &empty_status;
-}
-
-static const char *
-or_empty (const char *text)
-{
-  return text != NULL ? text : "";
+  hub->status.link = *hub->ops->get_status (hub->upstream);
+  return &hub->status;
 }
 
 static JsonObject *
@@ -695,37 +567,20 @@ stream_to_json (const WbStreamState *state)
 JsonObject *
 wb_hub_build_status (WbHub *hub)
 {
-  const WbUpstreamStatus *status;
   g_auto (GStrv) stream_ids = NULL;
   JsonObject *object;
   JsonArray *streams;
 
   g_return_val_if_fail (hub != NULL, NULL);
 
-  status = wb_hub_get_upstream_status (hub);
   object = json_object_new ();
-  json_object_set_string_member (object, "state", wb_upstream_state_to_string (status->state));
-  json_object_set_string_member (object, "upstream_url", or_empty (status->redacted_url));
-  json_object_set_int_member (object, "upstream_rtt_us", (gint64)status->rtt_us);
-  json_object_set_int_member (
-      object, "connected_since",
-      status->state == WB_UPSTREAM_CONNECTED ? status->connected_since_realtime_us : 0);
-  json_object_set_int_member (object, "reconnects", status->reconnects);
-  json_object_set_int_member (object, "last_close_code", status->last_close_code);
-  json_object_set_string_member (object, "last_error", or_empty (status->last_error));
-  json_object_set_int_member (object, "clients", hub->counters.clients);
-
+  wb_bridge_status_to_json (wb_hub_get_status (hub), object);
   streams = json_array_new ();
   stream_ids = wb_hub_list_streams (hub);
   for (guint i = 0; stream_ids[i] != NULL; i++)
     json_array_add_object_element (streams,
                                    stream_to_json (wb_hub_get_stream (hub, stream_ids[i])));
   json_object_set_array_member (object, "streams", streams);
-
-  json_object_set_int_member (object, "events_received", (gint64)hub->counters.events_received);
-  json_object_set_int_member (object, "events_delivered", (gint64)hub->counters.events_delivered);
-  json_object_set_int_member (object, "events_dropped", (gint64)hub->counters.events_dropped);
-  json_object_set_string_member (object, "version", WB_VERSION);
   return object;
 }
 
@@ -738,6 +593,7 @@ wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink, gp
   gint64 now = g_get_monotonic_time ();
 
   g_return_val_if_fail (hub != NULL, NULL);
+  g_return_val_if_fail (hub->dispatching == 0, NULL);
 
   client = g_new0 (WbHubClient, 1);
   client->hub = hub;
@@ -752,12 +608,9 @@ wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink, gp
   wb_rate_limit_init (&client->own_allowance.reaction, hub->config->reactions_per_minute, now);
   client->allowance = &client->own_allowance;
   g_queue_push_tail_link (&hub->clients, &client->link);
-  hub->counters.clients++;
-  g_debug ("Client %s joined (%u clients)", client->name, hub->counters.clients);
-
-  hub_enter (hub);
+  hub->status.clients++;
+  g_debug ("Client %s joined (%u clients)", client->name, hub->status.clients);
   notify_status_changed (hub);
-  hub_leave (hub);
   return client;
 }
 
@@ -781,7 +634,6 @@ wb_hub_client_free (WbHubClient *client)
 
   if (client == NULL)
     return;
-  g_return_if_fail (!client->dead);
 
   client_forget_pending (client);
   hub = client->hub;
@@ -790,12 +642,13 @@ wb_hub_client_free (WbHubClient *client)
       client_destroy (client);
       return;
     }
+  g_return_if_fail (hub->dispatching == 0);
 
-  hub_enter (hub);
-  client->dead = TRUE;
-  hub->counters.clients--;
-  g_debug ("Client %s left (%u clients)", client->name, hub->counters.clients);
+  g_queue_unlink (&hub->clients, &client->link);
+  hub->status.clients--;
+  g_debug ("Client %s left (%u clients)", client->name, hub->status.clients);
 
+  /* A copy: each subscription_end() removes its entry. */
   subscriptions = g_hash_table_get_values (client->subscriptions);
   for (GList *l = subscriptions; l != NULL; l = l->next)
     {
@@ -803,13 +656,12 @@ wb_hub_client_free (WbHubClient *client)
       HubStream *stream = subscription->stream;
       guint32 old_mask = stream->union_mask;
 
-      subscription_end (hub, subscription);
+      subscription_end (subscription);
       stream_union_changed (hub, stream, old_mask);
     }
   g_list_free (subscriptions);
-  g_ptr_array_add (hub->dead_clients, client);
+  client_destroy (client);
   notify_status_changed (hub);
-  hub_leave (hub);
 }
 
 const char *
@@ -817,6 +669,14 @@ wb_hub_client_get_name (WbHubClient *client)
 {
   g_return_val_if_fail (client != NULL, NULL);
   return client->name;
+}
+
+static gboolean
+set_shutting_down (GError **error)
+{
+  g_set_error_literal (error, WB_HUB_ERROR, WB_HUB_ERROR_SHUTTING_DOWN,
+                       "The bridge is shutting down");
+  return FALSE;
 }
 
 static gboolean
@@ -875,16 +735,13 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
   guint32 old_mask;
   gboolean added = FALSE;
 
-  g_return_val_if_fail (client != NULL && !client->dead, FALSE);
+  g_return_val_if_fail (client != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   hub = client->hub;
   if (hub == NULL)
-    {
-      g_set_error_literal (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
-                           "The bridge is shutting down");
-      return FALSE;
-    }
+    return set_shutting_down (error);
+  g_return_val_if_fail (hub->dispatching == 0, FALSE);
   if (!check_stream_id (stream_id, error) || !events_to_mask (events, &mask, error))
     return FALSE;
 
@@ -897,7 +754,6 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
       return FALSE;
     }
 
-  hub_enter (hub);
   if (subscription != NULL)
     {
       stream = subscription->stream;
@@ -917,8 +773,7 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
       subscription->client = client;
       subscription->stream = stream;
       g_ptr_array_add (stream->subscriptions, subscription);
-      stream->live_subscriptions++;
-      wb_stream_cache_get_state (stream->cache)->subscribers = stream->live_subscriptions;
+      stream_update_subscribers (stream);
       g_hash_table_insert (client->subscriptions, stream->stream_id, subscription);
     }
   subscription->type_mask = mask;
@@ -927,13 +782,10 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
 
   if (out_events != NULL)
     *out_events = mask_to_strv (mask);
-  /* Bookkeeping is complete: upstream and observers may call back in. */
   if (added)
     NOTIFY (hub, stream_added, stream->stream_id);
   stream_union_changed (hub, stream, old_mask);
-  if (hub->ops != NULL && hub->ops->demand != NULL)
-    hub->ops->demand (hub->upstream);
-  hub_leave (hub);
+  hub->ops->demand (hub->upstream);
   return TRUE;
 }
 
@@ -945,7 +797,7 @@ wb_hub_client_unsubscribe (WbHubClient *client, const char *stream_id, GError **
   HubStream *stream;
   guint32 old_mask;
 
-  g_return_val_if_fail (client != NULL && !client->dead, FALSE);
+  g_return_val_if_fail (client != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!check_stream_id (stream_id, error))
@@ -959,13 +811,12 @@ wb_hub_client_unsubscribe (WbHubClient *client, const char *stream_id, GError **
       return FALSE;
     }
 
-  hub_enter (hub);
+  g_return_val_if_fail (hub->dispatching == 0, FALSE);
   stream = subscription->stream;
   old_mask = stream->union_mask;
-  subscription_end (hub, subscription);
+  subscription_end (subscription);
   g_debug ("Client %s unsubscribed from %s", client->name, stream_id);
   stream_union_changed (hub, stream, old_mask);
-  hub_leave (hub);
   return TRUE;
 }
 
@@ -984,7 +835,7 @@ wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id)
   HubSubscription *subscription;
   g_autoptr (GPtrArray) events = NULL;
 
-  g_return_if_fail (client != NULL && !client->dead);
+  g_return_if_fail (client != NULL);
 
   hub = client->hub;
   subscription = stream_id != NULL ? g_hash_table_lookup (client->subscriptions, stream_id) : NULL;
@@ -994,10 +845,8 @@ wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id)
   /* Only what the client asked for: a chat-only subscriber wants no health. */
   events = wb_stream_cache_build_replay (subscription->stream->cache, subscription->type_mask,
                                          g_get_monotonic_time ());
-  hub_enter (hub);
   for (guint i = 0; i < events->len; i++)
     client_deliver (hub, client, g_ptr_array_index (events, i));
-  hub_leave (hub);
 }
 
 void
@@ -1006,7 +855,7 @@ wb_hub_client_count_dropped (WbHubClient *client, guint count)
   g_return_if_fail (client != NULL);
 
   if (client->hub != NULL)
-    client->hub->counters.events_dropped += count;
+    client->hub->status.events_dropped += count;
 }
 
 void
@@ -1036,7 +885,7 @@ void
 wb_hub_count_dropped (WbHub *hub, guint count)
 {
   g_return_if_fail (hub != NULL);
-  hub->counters.events_dropped += count;
+  hub->status.events_dropped += count;
 }
 
 /* ---- sends --------------------------------------------------------------- */
@@ -1086,7 +935,7 @@ wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_
   g_autoptr (JsonNode) message = NULL;
   PendingSend *pending;
 
-  g_return_val_if_fail (client != NULL && !client->dead, FALSE);
+  g_return_val_if_fail (client != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   hub = client->hub;
@@ -1096,12 +945,8 @@ wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_
                    "Only chat messages and reactions can be sent");
       return FALSE;
     }
-  if (hub == NULL || hub->ops == NULL || hub->ops->send == NULL)
-    {
-      g_set_error_literal (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
-                           "The bridge cannot send");
-      return FALSE;
-    }
+  if (hub == NULL)
+    return set_shutting_down (error);
   if (!check_stream_id (stream_id, error) || !check_text (text, error))
     return FALSE;
 
@@ -1141,8 +986,6 @@ wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_
   pending->user_data = user_data;
   g_queue_push_tail_link (&client->pending, &pending->link);
 
-  hub_enter (hub);
   hub->ops->send (hub->upstream, message, send_done_cb, pending);
-  hub_leave (hub);
   return TRUE;
 }

@@ -11,8 +11,10 @@
 #include <json-glib/json-glib.h>
 
 #include "config.h"
+#include "event.h"
 #include "message.h"
-#include "upstream.h"
+#include "status.h"
+#include "stream-cache.h"
 
 G_BEGIN_DECLS
 
@@ -25,52 +27,29 @@ typedef enum
   WB_HUB_ERROR_RATE_LIMITED,     /* ChatPerMinute / ReactionsPerMinute */
   WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
   WB_HUB_ERROR_NOT_SUBSCRIBED,
+  WB_HUB_ERROR_SHUTTING_DOWN, /* the hub is gone; its clients linger a moment */
 } WbHubError;
-
-/* ---- events ------------------------------------------------------------ */
-
-/* One message as local clients get it: parsed once, serialized once (lazily),
- * the same bytes shared by every recipient. Immutable, refcounted. */
-typedef struct _WbEvent WbEvent;
-
-/* Wraps a parsed upstream message (takes a ref on its JSON). */
-WbEvent *wb_event_new_from_message (const WbMessage *message);
-/* {"type":type,"payload":payload} for the bridge's own messages; takes @payload. */
-WbEvent *wb_event_new (const char *type, const char *stream_id, JsonObject *payload);
-WbEvent *wb_event_ref (WbEvent *event);
-void wb_event_unref (WbEvent *event);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbEvent, wb_event_unref)
-
-const char *wb_event_get_type_name (const WbEvent *event);
-/* WB_MESSAGE_TYPE_INVALID for the bridge's own types (bridge.*). */
-WbMessageType wb_event_get_message_type (const WbEvent *event);
-const char *wb_event_get_stream_id (const WbEvent *event);
-JsonObject *wb_event_get_payload (const WbEvent *event);
-/* The compact JSON line with its '\n'; serialized on first use, then shared. */
-GBytes *wb_event_get_line (WbEvent *event);
 
 /* ---- the hub ----------------------------------------------------------- */
 
 typedef struct _WbHub WbHub;
 typedef struct _WbHubClient WbHubClient;
 
-/* How the hub reaches upstream and the daemon; main wires wb_upstream_*.
- * Tests substitute a recorder. */
+/* How the hub reaches upstream; main wires wb_upstream_*, tests substitute a
+ * recorder. None of them calls back into the hub before returning. */
 typedef struct
 {
   void (*set_stream_events) (gpointer upstream, const char *stream_id, const char *const *events);
-  void (*send) (gpointer upstream, JsonNode *message, WbUpstreamSendCallback callback,
-                gpointer user_data);
-  const WbUpstreamStatus *(*get_status) (gpointer upstream);
+  void (*send) (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointer user_data);
+  const WbLinkStatus *(*get_status) (gpointer upstream);
   void (*reconnect) (gpointer upstream);
   /* A local client subscribed: connect if parked in idle or closed, even
    * when the union did not change (DESIGN.md: "reconnect on the next local
-   * demand"). May be NULL. */
+   * demand"). */
   void (*demand) (gpointer upstream);
-  /* Re-read configuration and key (SIGHUP, Reload()). */
-  gboolean (*reload) (gpointer upstream, GError **error);
 } WbHubUpstreamOps;
 
+/* @ops: every member set. */
 WbHub *wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstream);
 void wb_hub_free (WbHub *hub);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbHub, wb_hub_free)
@@ -79,13 +58,11 @@ void wb_hub_set_config (WbHub *hub, const WbConfig *config);
 
 /* Feed from upstream (main connects WbUpstreamCallbacks to these). */
 void wb_hub_handle_upstream_message (WbHub *hub, const WbMessage *message);
-void wb_hub_handle_upstream_state (WbHub *hub, WbUpstreamState old_state,
-                                   WbUpstreamState new_state);
+void wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkState new_state);
 void wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms);
 void wb_hub_handle_upstream_status (WbHub *hub);
 
-gboolean wb_hub_reconnect (WbHub *hub);
-gboolean wb_hub_reload (WbHub *hub, GError **error);
+void wb_hub_reconnect (WbHub *hub);
 
 /* ---- local clients ----------------------------------------------------- */
 
@@ -117,7 +94,8 @@ gboolean wb_hub_client_is_subscribed (WbHubClient *client, const char *stream_id
  * of @stream_id with "cached":true,"age_ms":N. Call after acknowledging. */
 void wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id);
 
-/* Outcome of a send: @error NULL = written upstream; WB_UPSTREAM_ERROR otherwise. */
+/* Outcome of a send: @error NULL = written upstream; WB_SEND_ERROR otherwise.
+ * Always from the main loop, never inside wb_hub_client_send(). */
 typedef void (*WbHubSendCallback) (WbHubClient *client, const GError *error, gpointer user_data);
 /* @type: WB_MESSAGE_CHAT_MESSAGE or WB_MESSAGE_REACTION_SENT. Returns FALSE
  * (rate limit, invalid argument) without calling @callback; otherwise
@@ -138,36 +116,6 @@ void wb_hub_count_dropped (WbHub *hub, guint count);
 
 /* ---- observers (D-Bus frontend, sd_notify) ----------------------------- */
 
-typedef enum
-{
-  WB_STREAM_FIELD_LIVE = 1 << 0,
-  WB_STREAM_FIELD_STARTED = 1 << 1,   /* started_at, protocol, ingest_endpoint */
-  WB_STREAM_FIELD_ENDED = 1 << 2,     /* ended_at, duration, recording_id */
-  WB_STREAM_FIELD_HEALTH = 1 << 3,    /* bitrate, fps, packet_loss, latency */
-  WB_STREAM_FIELD_ANALYTICS = 1 << 4, /* viewers, views, peak, watch time */
-} WbStreamFields;
-
-typedef struct
-{
-  const char *stream_id;
-  gboolean live;
-  const char *started_at; /* "" if unknown, likewise the other strings */
-  const char *protocol;
-  const char *ingest_endpoint;
-  const char *ended_at;
-  double duration;
-  const char *recording_id;
-  double bitrate;
-  double fps;
-  double packet_loss;
-  double latency;
-  guint concurrent_viewers;
-  guint64 total_views;
-  guint peak_viewers;
-  double average_watch_time;
-  guint subscribers; /* local clients subscribed */
-} WbStreamState;
-
 typedef struct
 {
   /* The union gained / lost a stream (anyone subscribed / nobody). */
@@ -177,7 +125,7 @@ typedef struct
    * filtering, after the state cache was updated. */
   void (*stream_event) (WbEvent *event, gpointer user_data);
   void (*stream_changed) (const char *stream_id, WbStreamFields changed, gpointer user_data);
-  void (*state_changed) (WbUpstreamState state, gpointer user_data);
+  void (*state_changed) (WbLinkState state, gpointer user_data);
   /* Counters, clients, RTT... changed; observers rate-limit themselves. */
   void (*status_changed) (gpointer user_data);
 } WbHubObserver;
@@ -190,19 +138,11 @@ const WbStreamState *wb_hub_get_stream (WbHub *hub, const char *stream_id);
 /* Sorted stream ids of the union; free with g_strfreev. */
 char **wb_hub_list_streams (WbHub *hub);
 
-typedef struct
-{
-  guint clients;
-  guint streams;
-  guint64 events_received;
-  guint64 events_delivered;
-  guint64 events_dropped;
-} WbHubCounters;
-
-const WbHubCounters *wb_hub_get_counters (WbHub *hub);
-const WbUpstreamStatus *wb_hub_get_upstream_status (WbHub *hub);
-/* The bridge.status payload (snake_case, docs/protocol.md); "streams" is an
- * array of per-stream objects. */
+/* The snapshot frontends publish (status.h), current as of this call;
+ * valid until the loop returns. */
+const WbBridgeStatus *wb_hub_get_status (WbHub *hub);
+/* The bridge.status payload (snake_case, docs/protocol.md): every status
+ * field plus "streams", an array of per-stream objects. */
 JsonObject *wb_hub_build_status (WbHub *hub);
 
 G_END_DECLS

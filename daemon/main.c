@@ -47,6 +47,7 @@ typedef struct
   WbWakeMonitor *wake_monitor;
   GFileMonitor *key_monitor;
   guint watchdog_source;
+  guint dbus_reload_id; /* a Reload() over D-Bus, to run from the loop */
 } Daemon;
 
 /* ---- hub → upstream ------------------------------------------------------ */
@@ -60,15 +61,14 @@ ops_set_stream_events (gpointer user_data, const char *stream_id, const char *co
 }
 
 static void
-ops_send (gpointer user_data, JsonNode *message, WbUpstreamSendCallback callback,
-          gpointer callback_data)
+ops_send (gpointer user_data, JsonNode *message, WbSendCallback callback, gpointer callback_data)
 {
   Daemon *daemon = user_data;
 
   wb_upstream_send (daemon->upstream, message, callback, callback_data);
 }
 
-static const WbUpstreamStatus *
+static const WbLinkStatus *
 ops_get_status (gpointer user_data)
 {
   Daemon *daemon = user_data;
@@ -92,21 +92,12 @@ ops_demand (gpointer user_data)
   wb_upstream_demand (daemon->upstream);
 }
 
-static gboolean daemon_reload (Daemon *daemon, GError **error);
-
-static gboolean
-ops_reload (gpointer user_data, GError **error)
-{
-  return daemon_reload (user_data, error);
-}
-
 static const WbHubUpstreamOps hub_upstream_ops = {
   .set_stream_events = ops_set_stream_events,
   .send = ops_send,
   .get_status = ops_get_status,
   .reconnect = ops_reconnect,
   .demand = ops_demand,
-  .reload = ops_reload,
 };
 
 /* ---- upstream → hub ------------------------------------------------------ */
@@ -133,19 +124,18 @@ notify_safe_text (const char *text)
 }
 
 static void
-upstream_state_changed_cb (WbUpstreamState old_state, WbUpstreamState new_state, gpointer user_data)
+upstream_state_changed_cb (const WbUpstreamStateChange *change, gpointer user_data)
 {
   Daemon *daemon = user_data;
-  const WbUpstreamStatus *status = wb_upstream_get_status (daemon->upstream);
+  const WbLinkStatus *status = wb_upstream_get_status (daemon->upstream);
 
   /* Once connected, the last failure no longer describes the state. */
   g_autofree char *last_error
-      = notify_safe_text (new_state == WB_UPSTREAM_CONNECTED ? "" : status->last_error);
+      = notify_safe_text (change->new_state == WB_LINK_CONNECTED ? "" : status->last_error);
 
-  sd_notifyf (FALSE, "STATUS=upstream %s%s%s", wb_upstream_state_to_string (new_state),
+  sd_notifyf (FALSE, "STATUS=upstream %s%s%s", wb_link_state_to_string (change->new_state),
               last_error[0] != '\0' ? ": " : "", last_error);
-  if (daemon->hub != NULL)
-    wb_hub_handle_upstream_state (daemon->hub, old_state, new_state);
+  wb_hub_handle_upstream_state (daemon->hub, change->old_state, change->new_state);
 }
 
 static void
@@ -250,7 +240,7 @@ daemon_reload (Daemon *daemon, GError **error)
     wb_dbus_frontend_set_config (daemon->dbus_frontend, config);
   g_clear_pointer (&daemon->config, wb_config_free);
   daemon->config = g_steal_pointer (&config);
-  g_free (daemon->api_key);
+  wb_clear_secret (&daemon->api_key);
   daemon->api_key = g_steal_pointer (&api_key);
   daemon_watch_key_file (daemon);
   sd_notify (FALSE, "READY=1");
@@ -314,6 +304,34 @@ dbus_lost_cb (gpointer user_data)
   g_main_loop_quit (daemon->loop);
 }
 
+static gboolean
+dbus_reload_cb (gpointer user_data)
+{
+  Daemon *daemon = user_data;
+  g_autoptr (GError) error = NULL;
+
+  daemon->dbus_reload_id = 0;
+  g_message ("reloading (Reload() over D-Bus)");
+  if (!daemon_reload (daemon, &error))
+    g_warning ("reload failed, keeping the previous configuration: %s", error->message);
+  wb_dbus_frontend_reload_finished (daemon->dbus_frontend, error);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+dbus_reload_requested_cb (gpointer user_data)
+{
+  Daemon *daemon = user_data;
+
+  if (daemon->dbus_reload_id == 0)
+    daemon->dbus_reload_id = g_idle_add (dbus_reload_cb, daemon);
+}
+
+static const WbDbusFrontendCallbacks dbus_callbacks = {
+  .lost = dbus_lost_cb,
+  .reload_requested = dbus_reload_requested_cb,
+};
+
 static void
 wake_cb (const char *reason, gpointer user_data)
 {
@@ -362,7 +380,7 @@ daemon_start (Daemon *daemon, GError **error)
   if (daemon->config->bus != WB_BUS_NONE)
     {
       daemon->dbus_frontend
-          = wb_dbus_frontend_new (daemon->hub, daemon->config, dbus_lost_cb, daemon, error);
+          = wb_dbus_frontend_new (daemon->hub, daemon->config, &dbus_callbacks, daemon, error);
       if (daemon->dbus_frontend == NULL)
         return FALSE;
     }
@@ -374,7 +392,7 @@ daemon_start (Daemon *daemon, GError **error)
              wb_socket_frontend_get_path (daemon->socket_frontend),
              wb_bus_type_to_string (daemon->config->bus));
   sd_notifyf (FALSE, "READY=1\nSTATUS=upstream %s",
-              wb_upstream_state_to_string (wb_upstream_get_status (daemon->upstream)->state));
+              wb_link_state_to_string (wb_upstream_get_status (daemon->upstream)->state));
   return TRUE;
 }
 
@@ -382,6 +400,7 @@ static void
 daemon_stop (Daemon *daemon)
 {
   g_clear_handle_id (&daemon->watchdog_source, g_source_remove);
+  g_clear_handle_id (&daemon->dbus_reload_id, g_source_remove);
   if (daemon->key_monitor != NULL)
     g_signal_handlers_disconnect_by_data (daemon->key_monitor, daemon);
   g_clear_object (&daemon->key_monitor);
@@ -389,7 +408,7 @@ daemon_stop (Daemon *daemon)
   /* Frontends first: their clients leave the hub before it goes. */
   g_clear_pointer (&daemon->dbus_frontend, wb_dbus_frontend_free);
   g_clear_pointer (&daemon->socket_frontend, wb_socket_frontend_free);
-  /* Upstream before the hub: failing queued sends reports into the hub. */
+  /* Upstream before the hub: failing held sends reports into the hub. */
   g_clear_pointer (&daemon->upstream, wb_upstream_free);
   /* Cancelled connects and closes finish through callbacks of their own;
    * let them run so they release what they hold. */

@@ -52,10 +52,6 @@ struct _FrontendClient
   WbPeerCredentials *credentials;
   char *name;
   GPtrArray *pending_sends; /* PendingSend, freed with the client */
-  /* While a subscribe is being applied: what the hub delivered meanwhile
-   * (bridge.state of the connect it triggered), so the ack goes first. */
-  gboolean holding;
-  GPtrArray *held_events;
 };
 
 struct _WbSocketFrontend
@@ -137,12 +133,11 @@ strv_to_json_array (const char *const *strv)
 static void
 client_send_hello (FrontendClient *client)
 {
-  WbHub *hub = client->frontend->hub;
-  const WbUpstreamStatus *status = wb_hub_get_upstream_status (hub);
+  const WbBridgeStatus *status = wb_hub_get_status (client->frontend->hub);
   JsonObject *payload = json_object_new ();
 
-  json_object_set_string_member (payload, "version", WB_VERSION);
-  json_object_set_string_member (payload, "state", wb_upstream_state_to_string (status->state));
+  json_object_set_string_member (payload, "version", status->version);
+  json_object_set_string_member (payload, "state", wb_link_state_to_string (status->link.state));
   json_object_set_array_member (payload, "events",
                                 strv_to_json_array (wb_message_stream_event_names ()));
   client_reply (client, "bridge.hello", payload, NULL);
@@ -207,18 +202,24 @@ client_reply_parse_error (FrontendClient *client, const char *line, gsize length
   client_reply_error (client, code, error->message, request_id, stream_id);
 }
 
-static void
-client_release_held_events (FrontendClient *client)
+/* The socket protocol's error code for a hub's refusal. */
+static const char *
+hub_error_code (const GError *error)
 {
-  client->holding = FALSE;
-  for (guint i = 0; i < client->held_events->len; i++)
-    {
-      WbEvent *event = g_ptr_array_index (client->held_events, i);
-
-      if (!wb_socket_client_queue_event (client->connection, wb_event_get_line (event)))
-        wb_hub_client_count_dropped (client->hub_client, 1);
-    }
-  g_ptr_array_set_size (client->held_events, 0);
+  if (error->domain == WB_HUB_ERROR)
+    switch ((WbHubError)error->code)
+      {
+      case WB_HUB_ERROR_RATE_LIMITED:
+        return "rate_limited";
+      case WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS:
+        return "too_many_subscriptions";
+      case WB_HUB_ERROR_SHUTTING_DOWN:
+        return "shutting_down";
+      case WB_HUB_ERROR_INVALID_ARGUMENT:
+      case WB_HUB_ERROR_NOT_SUBSCRIBED:
+        break;
+      }
+  return "invalid_message";
 }
 
 static void
@@ -228,16 +229,12 @@ client_handle_subscribe (FrontendClient *client, const WbMessage *message)
   g_auto (GStrv) now_held = NULL;
   g_autoptr (GError) error = NULL;
   JsonObject *payload;
-  gboolean subscribed;
 
-  client->holding = TRUE;
-  subscribed = wb_hub_client_subscribe (client->hub_client, message->stream_id,
-                                        (const char *const *)events, &now_held, &error);
-  if (!subscribed)
+  if (!wb_hub_client_subscribe (client->hub_client, message->stream_id, (const char *const *)events,
+                                &now_held, &error))
     {
-      client_reply_error (client, "invalid_message", error->message, message->request_id,
+      client_reply_error (client, hub_error_code (error), error->message, message->request_id,
                           message->stream_id);
-      client_release_held_events (client);
       return;
     }
   payload = json_object_new ();
@@ -245,7 +242,6 @@ client_handle_subscribe (FrontendClient *client, const WbMessage *message)
   json_object_set_array_member (payload, "events",
                                 strv_to_json_array ((const char *const *)now_held));
   client_reply (client, "subscribed", payload, message->request_id);
-  client_release_held_events (client);
   wb_hub_client_replay_cache (client->hub_client, message->stream_id);
 }
 
@@ -257,7 +253,7 @@ client_handle_unsubscribe (FrontendClient *client, const WbMessage *message)
 
   if (!wb_hub_client_unsubscribe (client->hub_client, message->stream_id, &error))
     {
-      client_reply_error (client, "invalid_message", error->message, message->request_id,
+      client_reply_error (client, hub_error_code (error), error->message, message->request_id,
                           message->stream_id);
       return;
     }
@@ -297,8 +293,7 @@ send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
     }
   else
     {
-      gboolean not_connected
-          = g_error_matches (error, WB_UPSTREAM_ERROR, WB_UPSTREAM_ERROR_NOT_CONNECTED);
+      gboolean not_connected = g_error_matches (error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
 
       client_reply_error (client, not_connected ? "not_connected" : "send_failed", error->message,
                           pending->request_id, pending->stream_id);
@@ -332,10 +327,8 @@ client_handle_send (FrontendClient *client, const WbMessage *message)
   if (!wb_hub_client_send (client->hub_client, message->type, message->stream_id,
                            wb_message_get_string (message, field), send_done_cb, pending, &error))
     {
-      gboolean limited = g_error_matches (error, WB_HUB_ERROR, WB_HUB_ERROR_RATE_LIMITED);
-
-      client_reply_error (client, limited ? "rate_limited" : "invalid_message", error->message,
-                          message->request_id, message->stream_id);
+      client_reply_error (client, hub_error_code (error), error->message, message->request_id,
+                          message->stream_id);
       pending_send_free (pending);
       return;
     }
@@ -427,7 +420,6 @@ frontend_client_free (FrontendClient *client)
   /* Hub first: it forgets our pending sends, so no callback can follow. */
   g_clear_pointer (&client->hub_client, wb_hub_client_free);
   g_clear_pointer (&client->pending_sends, g_ptr_array_unref);
-  g_clear_pointer (&client->held_events, g_ptr_array_unref);
   g_clear_pointer (&client->connection, wb_socket_client_free);
   g_clear_pointer (&client->credentials, wb_peer_credentials_free);
   g_free (client->name);
@@ -453,11 +445,6 @@ client_deliver_cb (WbHubClient *hub_client, WbEvent *event, gpointer user_data)
 {
   FrontendClient *client = user_data;
 
-  if (client->holding)
-    {
-      g_ptr_array_add (client->held_events, wb_event_ref (event));
-      return TRUE;
-    }
   return wb_socket_client_queue_event (client->connection, wb_event_get_line (event));
 }
 
@@ -528,7 +515,6 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
   client->credentials = g_steal_pointer (&credentials);
   client->name = g_steal_pointer (&name);
   client->pending_sends = g_ptr_array_new_with_free_func ((GDestroyNotify)pending_send_free);
-  client->held_events = g_ptr_array_new_with_free_func ((GDestroyNotify)wb_event_unref);
   client->connection = wb_socket_client_new (frontend->connections, fd, &frontend->limits,
                                              &client_callbacks, client);
   if (client->connection == NULL)

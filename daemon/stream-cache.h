@@ -9,9 +9,39 @@
 
 #include <glib.h>
 
-#include "hub.h"
+#include "event.h"
 
 G_BEGIN_DECLS
+
+typedef enum
+{
+  WB_STREAM_FIELD_LIVE = 1 << 0,
+  WB_STREAM_FIELD_STARTED = 1 << 1,   /* started_at, protocol, ingest_endpoint */
+  WB_STREAM_FIELD_ENDED = 1 << 2,     /* ended_at, duration, recording_id */
+  WB_STREAM_FIELD_HEALTH = 1 << 3,    /* bitrate, fps, packet_loss, latency */
+  WB_STREAM_FIELD_ANALYTICS = 1 << 4, /* viewers, views, peak, watch time */
+} WbStreamFields;
+
+typedef struct
+{
+  const char *stream_id;
+  gboolean live;
+  const char *started_at; /* "" if unknown, likewise the other strings */
+  const char *protocol;
+  const char *ingest_endpoint;
+  const char *ended_at;
+  double duration;
+  const char *recording_id;
+  double bitrate;
+  double fps;
+  double packet_loss;
+  double latency;
+  guint concurrent_viewers;
+  guint64 total_views;
+  guint peak_viewers;
+  double average_watch_time;
+  guint subscribers; /* local clients subscribed */
+} WbStreamState;
 
 typedef struct _WbStreamCache WbStreamCache;
 
@@ -33,9 +63,5 @@ WbStreamFields wb_stream_cache_update (WbStreamCache *cache, WbEvent *event, gin
  * "cached":true and its age at @now_us. Only types in @type_mask
  * (1 << WbMessageType) are included. Free with g_ptr_array_unref. */
 GPtrArray *wb_stream_cache_build_replay (WbStreamCache *cache, guint32 type_mask, gint64 now_us);
-
-/* Implemented in event.c: @event with "cached":true,"age_ms":@age_ms added
- * to its envelope, sharing its payload. */
-WbEvent *wb_event_new_cached (WbEvent *event, gint64 age_ms);
 
 G_END_DECLS

@@ -4,13 +4,50 @@
 #include "upstream.h"
 
 #include <libsoup/soup.h>
-#include <math.h>
 #include <string.h>
 
 #include "backoff.h"
 #include "close-policy.h"
-#include "ratelimit.h"
+#include "upstream-outbox.h"
 #include "wb-build-config.h"
+
+/*
+ * The connection state machine. set_state() is the one place the state
+ * changes; what must hold in each state:
+ *
+ *   state          ws     attempt  retry_id  ping_id, pong_timeout_id  idle_id
+ *   idle           -      -        -         -                         -
+ *   connecting     -      yes      -         -                         -
+ *   connected      yes    -        -         yes (pong: while pinging) while no demand
+ *   waiting        -      -        yes       -                         -
+ *   rate-limited   -      -        yes       -                         -
+ *   auth-failed    -      -        -         -                         -
+ *   closed         -      -        -         -                         -
+ *
+ * Flags: `healthy` (a pong arrived on this connection: held sends may go,
+ * the backoff was reset) and `io_error` (libsoup reported one: a close
+ * without a code is a write error) describe the current connection and are
+ * cleared with it; `retry_is_backoff` says whether the planned retry may be
+ * cut short by a network change (a server's fixed wait may not);
+ * `lost_monotonic_us` is non-zero from losing a connection that had
+ * subscribers until the next connect, which reports the gap.
+ *
+ * Transitions (the close table's actions are close-policy.c's):
+ *   idle, closed   → connecting   local demand (stream, send), reload
+ *   connecting     → connected    handshake done
+ *   connecting     → waiting, rate-limited, auth-failed   handshake failed
+ *   connected      → waiting, rate-limited, auth-failed, closed   connection lost
+ *   connected      → idle         no demand for IdleTimeout
+ *   waiting, rate-limited → connecting   retry due (or network back, or reload
+ *                                        with a new URL or key)
+ *   auth-failed    → connecting   reload
+ *   any            → connecting   Reconnect()
+ *
+ * Callbacks are never made from inside a call into this module: state
+ * changes, resyncs, status changes and send outcomes are queued as notes
+ * and delivered from an idle source, in order. Server messages go through
+ * the same queue while it holds anything, so none overtakes a state change.
+ */
 
 /* WAVE events are small JSON objects; anything this big is a broken or
  * hostile server, and libsoup's 128 KiB default is too tight for chat bursts. */
@@ -22,24 +59,25 @@
 #define WB_UPSTREAM_CLOSE_NORMAL 1000
 #define WB_UPSTREAM_CLOSE_GOING_AWAY 1001
 
-/* clang-format off */
-G_DEFINE_QUARK (wb-upstream-error-quark, wb_upstream_error)
-/* clang-format on */
+typedef enum
+{
+  NOTE_MESSAGE,
+  NOTE_STATE,
+  NOTE_RESYNCED,
+  NOTE_SEND_DONE,
+} NoteKind;
 
+/* A callback owed to the owner, delivered from the main loop. */
 typedef struct
 {
-  JsonNode *message;
-  WbUpstreamSendCallback callback;
-  gpointer user_data;
-  gint64 deadline_us; /* monotonic */
-} QueuedSend;
-
-typedef struct
-{
-  WbUpstreamSendCallback callback;
-  gpointer user_data;
-  GError *error; /* NULL: written */
-} Completion;
+  NoteKind kind;
+  WbMessage *message;           /* NOTE_MESSAGE, owned */
+  WbUpstreamStateChange change; /* NOTE_STATE */
+  gint64 gap_ms;                /* NOTE_RESYNCED */
+  WbSendCallback send_callback; /* NOTE_SEND_DONE */
+  gpointer send_data;
+  GError *send_error; /* owned; NULL: written */
+} Note;
 
 /* One handshake in flight. Shared with the async operation, so a callback
  * that arrives after the upstream abandoned it (reconnect, free) finds
@@ -56,53 +94,42 @@ typedef struct
 
 struct _WbUpstream
 {
-  /* Scalars copied; only url and ca_file of the strings are kept. */
-  WbConfig config;
+  /* Borrowed (see wb_upstream_new); what is derived from it is ours. */
+  const WbConfig *config;
   char *api_key;
-  char *full_url;
-  char *redacted_url;
-  GTlsDatabase *extra_ca; /* from config.ca_file, NULL: system trust only */
+  char *full_url;     /* with the key: wiped when replaced */
+  char *redacted_url; /* for logs and status */
+  char *ca_file;      /* the file extra_ca was loaded from */
+  GTlsDatabase *extra_ca;
 
   WbUpstreamCallbacks callbacks;
   gpointer user_data;
+  GQueue notes; /* Note */
+  guint notes_id;
+  gboolean status_dirty; /* a status_changed is owed */
 
   SoupSession *session;
   ConnectAttempt *attempt;
   SoupWebsocketConnection *ws;
-  gboolean healthy;  /* a pong arrived on this connection */
-  gboolean io_error; /* libsoup reported an error on this connection */
-
-  /* stream id -> sorted event strv: the union the hub asked for. */
-  GHashTable *streams;
-  /* stream id -> event strv last sent on the current connection. */
-  GHashTable *sent;
-  /* stream ids whose union differs from what was sent: written by the pump
-   * as the pace allows, so many changes to one stream cost one message. */
-  GHashTable *unsynced;
-
-  /* Client → server pacing: config.messages_per_second, the same as burst. */
-  WbRateLimit pace;
-  guint pace_id;
-
-  GQueue send_queue;  /* QueuedSend */
-  GQueue completions; /* Completion, delivered from an idle source */
+  gboolean healthy;
+  gboolean io_error;
+  WbOutbox *outbox;
 
   WbBackoff backoff;
   GRand *rand;
   gboolean retry_is_backoff;
+  gint64 next_attempt_monotonic_us;
 
   gboolean ping_outstanding;
   gint64 ping_sent_us;
 
-  gboolean was_connected;   /* any connection so far (for resynced) */
-  gint64 lost_monotonic_us; /* when the last connection was lost; 0: no gap to report */
+  gboolean was_connected;
+  gint64 lost_monotonic_us;
 
   guint retry_id;
   guint ping_id;
   guint pong_timeout_id;
   guint idle_id;
-  guint expiry_id;
-  guint completion_id;
 
   gint64 invalid_window_start_us;
   guint invalid_logged_in_window;
@@ -110,7 +137,7 @@ struct _WbUpstream
 
   char *last_close_reason;
   char *last_error;
-  WbUpstreamStatus status;
+  WbLinkStatus status;
 };
 
 static void start_connect (WbUpstream *self);
@@ -118,46 +145,111 @@ static void connection_failed (WbUpstream *self, const WbClosePolicy *policy, gu
                                const char *reason);
 static void update_idle_timer (WbUpstream *self);
 
-/* ---- small helpers ------------------------------------------------------ */
+/* ---- notes: callbacks, always from the main loop ------------------------- */
 
-const char *
-wb_upstream_state_to_string (WbUpstreamState state)
+static void
+note_free (Note *note)
 {
-  switch (state)
+  g_clear_pointer (&note->message, wb_message_free);
+  g_clear_error (&note->send_error);
+  g_free (note);
+}
+
+static void
+note_deliver (WbUpstream *self, Note *note)
+{
+  switch (note->kind)
     {
-    case WB_UPSTREAM_IDLE:
-      return "idle";
-    case WB_UPSTREAM_CONNECTING:
-      return "connecting";
-    case WB_UPSTREAM_CONNECTED:
-      return "connected";
-    case WB_UPSTREAM_WAITING:
-      return "waiting";
-    case WB_UPSTREAM_RATE_LIMITED:
-      return "rate-limited";
-    case WB_UPSTREAM_AUTH_FAILED:
-      return "auth-failed";
-    case WB_UPSTREAM_CLOSED:
-      return "closed";
-    default:
-      return "unknown";
+    case NOTE_MESSAGE:
+      if (self->callbacks.message != NULL)
+        self->callbacks.message (note->message, self->user_data);
+      break;
+    case NOTE_STATE:
+      if (self->callbacks.state_changed != NULL)
+        self->callbacks.state_changed (&note->change, self->user_data);
+      break;
+    case NOTE_RESYNCED:
+      if (self->callbacks.resynced != NULL)
+        self->callbacks.resynced (note->gap_ms, self->user_data);
+      break;
+    case NOTE_SEND_DONE:
+      note->send_callback (note->send_error, note->send_data);
+      break;
     }
 }
+
+static gboolean
+notes_dispatch_cb (gpointer user_data)
+{
+  WbUpstream *self = user_data;
+  Note *note;
+
+  self->notes_id = 0;
+  /* Notes queued by the callbacks themselves are delivered in this run too. */
+  while ((note = g_queue_pop_head (&self->notes)) != NULL)
+    {
+      note_deliver (self, note);
+      note_free (note);
+    }
+  if (self->status_dirty)
+    {
+      self->status_dirty = FALSE;
+      if (self->callbacks.status_changed != NULL)
+        self->callbacks.status_changed (self->user_data);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_notes (WbUpstream *self)
+{
+  if (self->notes_id == 0)
+    /* Default priority: under steady traffic an idle-priority source could
+     * postpone every sender's reply indefinitely. */
+    self->notes_id = g_idle_add_full (G_PRIORITY_DEFAULT, notes_dispatch_cb, self, NULL);
+}
+
+static Note *
+note_push (WbUpstream *self, NoteKind kind)
+{
+  Note *note = g_new0 (Note, 1);
+
+  note->kind = kind;
+  g_queue_push_tail (&self->notes, note);
+  schedule_notes (self);
+  return note;
+}
+
+static void
+notify_status (WbUpstream *self)
+{
+  self->status_dirty = TRUE;
+  schedule_notes (self);
+}
+
+static void
+outbox_send_done (WbSendCallback callback, gpointer callback_data, GError *error,
+                  gpointer user_data)
+{
+  Note *note = note_push (user_data, NOTE_SEND_DONE);
+
+  note->send_callback = callback;
+  note->send_data = callback_data;
+  note->send_error = error;
+}
+
+/* ---- small helpers ------------------------------------------------------ */
 
 static void
 clear_source (guint *id)
 {
-  if (*id != 0)
-    {
-      g_source_remove (*id);
-      *id = 0;
-    }
+  g_clear_handle_id (id, g_source_remove);
 }
 
 static gboolean
 have_demand (WbUpstream *self)
 {
-  return g_hash_table_size (self->streams) > 0 || self->send_queue.length > 0;
+  return wb_outbox_get_n_streams (self->outbox) > 0 || wb_outbox_get_n_held (self->outbox) > 0;
 }
 
 static gboolean
@@ -168,14 +260,6 @@ is_connected (WbUpstream *self)
 }
 
 static void
-notify_status (WbUpstream *self)
-{
-  self->status.send_queue_length = self->send_queue.length;
-  if (self->callbacks.status_changed != NULL)
-    self->callbacks.status_changed (self->user_data);
-}
-
-static void
 set_last_error (WbUpstream *self, const char *text)
 {
   g_free (self->last_error);
@@ -183,156 +267,40 @@ set_last_error (WbUpstream *self, const char *text)
   self->status.last_error = self->last_error;
 }
 
+/* The one place the state changes; see the table at the top. */
 static void
-set_state (WbUpstream *self, WbUpstreamState state)
+set_state (WbUpstream *self, WbLinkState state)
 {
-  WbUpstreamState old = self->status.state;
+  WbLinkState old = self->status.state;
+  Note *note;
 
-  if (state != WB_UPSTREAM_WAITING && state != WB_UPSTREAM_RATE_LIMITED)
-    self->status.next_attempt_monotonic_us = 0;
-  if (state != WB_UPSTREAM_CONNECTED)
-    self->status.connected_since_realtime_us = 0;
+  if (state != WB_LINK_WAITING && state != WB_LINK_RATE_LIMITED)
+    {
+      self->next_attempt_monotonic_us = 0;
+      self->status.next_attempt_us = 0;
+    }
+  if (state != WB_LINK_CONNECTED)
+    self->status.connected_since_us = 0;
   /* Nobody was subscribed across an idle period: no gap to tell anyone of. */
-  if (state == WB_UPSTREAM_IDLE)
+  if (state == WB_LINK_IDLE)
     self->lost_monotonic_us = 0;
   if (old == state)
     return;
 
   self->status.state = state;
-  self->status.state_since_realtime_us = g_get_real_time ();
-  if (state == WB_UPSTREAM_CONNECTED)
-    self->status.connected_since_realtime_us = self->status.state_since_realtime_us;
-  g_debug ("state %s -> %s", wb_upstream_state_to_string (old),
-           wb_upstream_state_to_string (state));
-  if (self->callbacks.state_changed != NULL)
-    self->callbacks.state_changed (old, state, self->user_data);
-}
-
-static gboolean
-strv_equal0 (char **a, char **b)
-{
-  if (a == NULL || b == NULL)
-    return a == b;
-  return g_strv_equal ((const char *const *)a, (const char *const *)b);
-}
-
-/* ---- send completions (always from an idle source) ---------------------- */
-
-static gboolean
-completion_dispatch_cb (gpointer user_data)
-{
-  WbUpstream *self = user_data;
-  Completion *completion;
-
-  self->completion_id = 0;
-  while ((completion = g_queue_pop_head (&self->completions)) != NULL)
-    {
-      completion->callback (completion->error, completion->user_data);
-      g_clear_error (&completion->error);
-      g_free (completion);
-    }
-  return G_SOURCE_REMOVE;
-}
-
-/* Takes @error (NULL = success). */
-static void
-complete_send (WbUpstream *self, WbUpstreamSendCallback callback, gpointer user_data, GError *error)
-{
-  Completion *completion;
-
-  if (callback == NULL)
-    {
-      g_clear_error (&error);
-      return;
-    }
-  completion = g_new0 (Completion, 1);
-  completion->callback = callback;
-  completion->user_data = user_data;
-  completion->error = error;
-  g_queue_push_tail (&self->completions, completion);
-  if (self->completion_id == 0)
-    /* Default priority: under steady traffic an idle-priority source could
-     * postpone every sender's reply indefinitely. */
-    self->completion_id = g_idle_add_full (G_PRIORITY_DEFAULT, completion_dispatch_cb, self, NULL);
-}
-
-static void
-queued_send_free (QueuedSend *entry)
-{
-  json_node_unref (entry->message);
-  g_free (entry);
-}
-
-static void
-fail_queued_sends (WbUpstream *self, WbUpstreamError code, const char *reason)
-{
-  QueuedSend *entry;
-
-  if (self->send_queue.length == 0)
-    return;
-  g_debug ("failing %u queued sends: %s", self->send_queue.length, reason);
-  while ((entry = g_queue_pop_head (&self->send_queue)) != NULL)
-    {
-      complete_send (self, entry->callback, entry->user_data,
-                     g_error_new_literal (WB_UPSTREAM_ERROR, code, reason));
-      queued_send_free (entry);
-    }
-  clear_source (&self->expiry_id);
+  self->status.state_since_us = g_get_real_time ();
+  if (state == WB_LINK_CONNECTED)
+    self->status.connected_since_us = self->status.state_since_us;
+  g_debug ("state %s -> %s", wb_link_state_to_string (old), wb_link_state_to_string (state));
+  note = note_push (self, NOTE_STATE);
+  note->change = (WbUpstreamStateChange){
+    .old_state = old,
+    .new_state = state,
+    .at_us = g_get_monotonic_time (),
+    .next_attempt_us = self->next_attempt_monotonic_us,
+    .last_close_code = self->status.last_close_code,
+  };
   notify_status (self);
-}
-
-static gboolean expiry_cb (gpointer user_data);
-
-static void
-schedule_expiry (WbUpstream *self)
-{
-  gint64 earliest = G_MAXINT64;
-  gint64 now = g_get_monotonic_time ();
-
-  clear_source (&self->expiry_id);
-  for (GList *l = self->send_queue.head; l != NULL; l = l->next)
-    earliest = MIN (earliest, ((QueuedSend *)l->data)->deadline_us);
-  if (earliest == G_MAXINT64)
-    return;
-  /* Round up so the entry is due when the timer fires. */
-  self->expiry_id
-      = g_timeout_add ((guint)((MAX (earliest - now, 0) + 999) / 1000), expiry_cb, self);
-}
-
-static gboolean
-expiry_cb (gpointer user_data)
-{
-  WbUpstream *self = user_data;
-  gint64 now = g_get_monotonic_time ();
-  GList *l = self->send_queue.head;
-  guint expired = 0;
-
-  self->expiry_id = 0;
-  while (l != NULL)
-    {
-      GList *next = l->next;
-      QueuedSend *entry = l->data;
-
-      if (entry->deadline_us <= now)
-        {
-          g_queue_delete_link (&self->send_queue, l);
-          complete_send (self, entry->callback, entry->user_data,
-                         g_error_new (WB_UPSTREAM_ERROR, WB_UPSTREAM_ERROR_SEND_FAILED,
-                                      "upstream not connected within %u ms",
-                                      self->config.send_queue_timeout_ms));
-          queued_send_free (entry);
-          expired++;
-        }
-      l = next;
-    }
-  if (expired > 0)
-    {
-      g_message ("%u held message(s) expired before upstream was back", expired);
-      notify_status (self);
-    }
-  schedule_expiry (self);
-  update_idle_timer (self);
-  return G_SOURCE_REMOVE;
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -347,142 +315,35 @@ write_json (WbUpstream *self, JsonNode *node)
   soup_websocket_connection_send_text (self->ws, text);
 }
 
-/* The service closes a client that sends too fast (4429, then a minute of
- * silence for everyone here): a burst of subscribes after a reconnect, or
- * many clients' chat at once, must be spread out. Pings bypass this. */
-static gboolean
-pace_take (WbUpstream *self)
+static void
+outbox_write (JsonNode *message, gpointer user_data)
 {
-  return wb_rate_limit_take (&self->pace, g_get_monotonic_time ());
+  write_json (user_data, message);
 }
 
-static void pump (WbUpstream *self);
-
-static gboolean
-pace_cb (gpointer user_data)
+static void
+outbox_held_changed (gpointer user_data)
 {
   WbUpstream *self = user_data;
 
-  self->pace_id = 0;
-  pump (self);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-pace_wait (WbUpstream *self)
-{
-  gint64 wait_us = wb_rate_limit_get_wait_us (&self->pace, g_get_monotonic_time ());
-
-  if (self->pace_id == 0)
-    self->pace_id = g_timeout_add (MAX ((guint)((wait_us + 999) / 1000), 1), pace_cb, self);
-}
-
-static void
-flush_send_queue (WbUpstream *self)
-{
-  QueuedSend *entry;
-
-  if (self->send_queue.length == 0)
-    return;
-  g_debug ("flushing %u held message(s)", self->send_queue.length);
-  while (is_connected (self) && self->send_queue.length > 0)
-    {
-      if (!pace_take (self))
-        {
-          pace_wait (self);
-          break;
-        }
-      entry = g_queue_pop_head (&self->send_queue);
-      write_json (self, entry->message);
-      complete_send (self, entry->callback, entry->user_data, NULL);
-      queued_send_free (entry);
-    }
-  schedule_expiry (self);
+  update_idle_timer (self);
   notify_status (self);
 }
 
-/* ---- subscriptions -------------------------------------------------------- */
+static const WbOutboxCallbacks outbox_callbacks = {
+  .write = outbox_write,
+  .send_done = outbox_send_done,
+  .held_changed = outbox_held_changed,
+};
 
-/* Tells the server about @stream_id if what it was last told differs.
- * FALSE if the pace allows no message now. */
-static gboolean
-write_stream_sync (WbUpstream *self, const char *stream_id)
+static WbOutboxLimits
+outbox_limits (const WbConfig *config)
 {
-  char **wanted = g_hash_table_lookup (self->streams, stream_id);
-  char **told = g_hash_table_lookup (self->sent, stream_id);
-  g_autoptr (JsonNode) node = NULL;
-
-  if (!is_connected (self) || strv_equal0 (wanted, told))
-    return TRUE;
-  if (!pace_take (self))
-    return FALSE;
-  if (wanted != NULL)
-    {
-      node = wb_message_new_subscribe (stream_id, (const char *const *)wanted);
-      g_hash_table_replace (self->sent, g_strdup (stream_id), g_strdupv (wanted));
-    }
-  else
-    {
-      node = wb_message_new_unsubscribe (stream_id);
-      g_hash_table_remove (self->sent, stream_id);
-    }
-  write_json (self, node);
-  return TRUE;
-}
-
-/* Writes what the pace allows: the union first, then (on a connection that
- * proved healthy) the held sends. */
-static void
-pump (WbUpstream *self)
-{
-  if (!is_connected (self))
-    return;
-  while (g_hash_table_size (self->unsynced) > 0)
-    {
-      GHashTableIter iter;
-      gpointer stream_id;
-
-      g_hash_table_iter_init (&iter, self->unsynced);
-      g_hash_table_iter_next (&iter, &stream_id, NULL);
-      if (!write_stream_sync (self, stream_id))
-        {
-          pace_wait (self);
-          return;
-        }
-      g_hash_table_iter_remove (&iter);
-    }
-  if (self->healthy)
-    flush_send_queue (self);
-}
-
-static void
-sync_stream (WbUpstream *self, const char *stream_id)
-{
-  if (!is_connected (self))
-    return;
-  g_hash_table_add (self->unsynced, g_strdup (stream_id));
-  pump (self);
-}
-
-static gint
-compare_string_ptrs (gconstpointer a, gconstpointer b, gpointer user_data)
-{
-  return g_strcmp0 (*(const char *const *)a, *(const char *const *)b);
-}
-
-static void
-resend_union (WbUpstream *self)
-{
-  g_autofree const char **ids = NULL;
-  guint n = 0;
-
-  g_hash_table_remove_all (self->sent);
-  ids = (const char **)g_hash_table_get_keys_as_array (self->streams, &n);
-  /* A stable order keeps the wire (and the tests) deterministic. */
-  g_qsort_with_data (ids, (gint)n, sizeof (char *), compare_string_ptrs, NULL);
-  for (guint i = 0; i < n; i++)
-    g_hash_table_add (self->unsynced, g_strdup (ids[i]));
-  pump (self);
+  return (WbOutboxLimits){
+    .messages_per_second = config->messages_per_second,
+    .max_held = config->send_queue_size,
+    .held_timeout_ms = config->send_queue_timeout_ms,
+  };
 }
 
 /* ---- heartbeat ------------------------------------------------------------ */
@@ -493,7 +354,7 @@ pong_timeout_cb (gpointer user_data)
   WbUpstream *self = user_data;
 
   self->pong_timeout_id = 0;
-  g_message ("no pong within %u ms, reconnecting", self->config.pong_timeout_ms);
+  g_message ("no pong within %u ms, reconnecting", self->config->pong_timeout_ms);
   set_last_error (self, "pong timeout");
   connection_failed (self, wb_close_policy_for_local_failure (WB_LOCAL_FAILURE_PONG_TIMEOUT),
                      WB_CLOSE_CODE_ABNORMAL, "pong timeout");
@@ -512,7 +373,8 @@ send_ping (WbUpstream *self)
   self->ping_outstanding = TRUE;
   self->ping_sent_us = g_get_monotonic_time ();
   clear_source (&self->pong_timeout_id);
-  self->pong_timeout_id = g_timeout_add (self->config.pong_timeout_ms, pong_timeout_cb, self);
+  self->pong_timeout_id
+      = g_timeout_add (MAX (self->config->pong_timeout_ms, 1), pong_timeout_cb, self);
 }
 
 static gboolean
@@ -539,7 +401,7 @@ handle_pong (WbUpstream *self)
       /* Only a connection that proved healthy earns a fresh backoff. */
       wb_backoff_reset (&self->backoff);
       g_debug ("connection healthy, rtt %" G_GUINT64_FORMAT " us", self->status.rtt_us);
-      pump (self);
+      wb_outbox_connection_healthy (self->outbox);
       update_idle_timer (self);
     }
   notify_status (self);
@@ -581,6 +443,7 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
 
   g_message ("upstream error: %s", text);
   set_last_error (self, text);
+  notify_status (self);
 }
 
 static void
@@ -604,25 +467,31 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
       note_invalid (self, error->message);
       return;
     }
-  if (message->type == WB_MESSAGE_PONG)
+  switch (message->type)
     {
+    case WB_MESSAGE_PONG:
       handle_pong (self);
       return;
-    }
-  if (message->type == WB_MESSAGE_PING)
-    {
-      /* The server checks on us: answer at once, outside the pace. */
-      g_autoptr (JsonNode) pong = wb_message_new_pong (wb_message_get_int (message, "timestamp"));
+    case WB_MESSAGE_PING:
+      {
+        /* The server checks on us: answer at once, outside the pace. */
+        g_autoptr (JsonNode) pong = wb_message_new_pong (wb_message_get_int (message, "timestamp"));
 
-      write_json (self, pong);
-      return;
+        write_json (self, pong);
+        return;
+      }
+    case WB_MESSAGE_ERROR:
+      handle_error_message (self, message);
+      break;
+    default:
+      break;
     }
-  if (message->type == WB_MESSAGE_ERROR)
-    handle_error_message (self, message);
-  self->status.events_received++;
-  if (self->callbacks.message != NULL)
+  /* The common case goes straight through; behind queued notes it waits
+   * its turn, so no event overtakes the state change before it. */
+  if (self->notes.length > 0)
+    note_push (self, NOTE_MESSAGE)->message = g_steal_pointer (&message);
+  else if (self->callbacks.message != NULL)
     self->callbacks.message (message, self->user_data);
-  notify_status (self);
 }
 
 /* ---- connection teardown ------------------------------------------------- */
@@ -650,9 +519,7 @@ detach_ws (WbUpstream *self, gushort code, const char *reason)
 
   stop_heartbeat (self);
   clear_source (&self->idle_id);
-  g_hash_table_remove_all (self->sent);
-  g_hash_table_remove_all (self->unsynced);
-  clear_source (&self->pace_id);
+  wb_outbox_connection_closed (self->outbox);
   self->healthy = FALSE;
   self->io_error = FALSE;
   self->status.rtt_us = 0;
@@ -693,32 +560,39 @@ abandon_attempt (WbUpstream *self)
   connect_attempt_unref (attempt);
 }
 
+/* The planned retry is due (or cut short): connect if anyone still wants it. */
+static void
+retry_now (WbUpstream *self)
+{
+  clear_source (&self->retry_id);
+  if (have_demand (self))
+    start_connect (self);
+  else
+    set_state (self, WB_LINK_IDLE);
+}
+
 static gboolean
 retry_cb (gpointer user_data)
 {
   WbUpstream *self = user_data;
 
   self->retry_id = 0;
-  if (have_demand (self))
-    start_connect (self);
-  else
-    set_state (self, WB_UPSTREAM_IDLE);
+  retry_now (self);
   return G_SOURCE_REMOVE;
 }
 
 static void
-schedule_retry (WbUpstream *self, guint delay_ms, WbUpstreamState state, gboolean is_backoff)
+schedule_retry (WbUpstream *self, guint delay_ms, WbLinkState state, gboolean is_backoff)
 {
   clear_source (&self->retry_id);
   self->retry_is_backoff = is_backoff;
-  self->status.next_attempt_monotonic_us = g_get_monotonic_time () + (gint64)delay_ms * 1000;
   g_message ("next upstream attempt in %u ms", delay_ms);
+  self->next_attempt_monotonic_us = g_get_monotonic_time () + (gint64)delay_ms * 1000;
+  self->status.next_attempt_us = g_get_real_time () + (gint64)delay_ms * 1000;
   set_state (self, state);
-  /* Armed after the state change so that nobody observing the change can
-   * measure a wait shorter than @delay_ms; skipped if a callback already
-   * moved on (reconnect, reload). */
-  if (self->status.state == state && self->ws == NULL && self->attempt == NULL)
-    self->retry_id = g_timeout_add (delay_ms, retry_cb, self);
+  /* Armed after the change was stamped, so no wait measured from the
+   * reported change can be shorter than @delay_ms. */
+  self->retry_id = g_timeout_add (delay_ms, retry_cb, self);
 }
 
 static void
@@ -734,12 +608,13 @@ apply_policy (WbUpstream *self, const WbClosePolicy *policy)
       set_state (self, policy->state);
       break;
     case WB_CLOSE_ACTION_PARK_UNTIL_RELOAD:
-      fail_queued_sends (self, WB_UPSTREAM_ERROR_NOT_CONNECTED, "upstream rejected the API key");
+      wb_outbox_fail_held (self->outbox, WB_SEND_ERROR_NOT_CONNECTED,
+                           "upstream rejected the API key");
       set_state (self, policy->state);
       update_idle_timer (self);
       break;
     case WB_CLOSE_ACTION_FIXED_WAIT:
-      delay_ms = wb_jitter_lengthen_ms (wb_close_policy_fixed_wait_ms (policy, &self->config),
+      delay_ms = wb_jitter_lengthen_ms (wb_close_policy_fixed_wait_ms (policy, self->config),
                                         self->rand);
       schedule_retry (self, delay_ms, policy->state, FALSE);
       break;
@@ -823,6 +698,7 @@ ws_error_cb (SoupWebsocketConnection *ws, GError *error, gpointer user_data)
   g_message ("upstream connection error: %s", error->message);
   self->io_error = TRUE;
   set_last_error (self, error->message);
+  notify_status (self);
 }
 
 /* ---- idle close ----------------------------------------------------------- */
@@ -833,13 +709,10 @@ idle_timeout_cb (gpointer user_data)
   WbUpstream *self = user_data;
 
   self->idle_id = 0;
-  g_message ("no subscriptions for %u ms, closing upstream", self->config.idle_timeout_ms);
+  g_message ("no subscriptions for %u ms, closing upstream", self->config->idle_timeout_ms);
   detach_ws (self, WB_UPSTREAM_CLOSE_NORMAL, "idle");
-  /* Nobody was subscribed, so nobody has a gap to be told about. */
-  self->lost_monotonic_us = 0;
   record_close (self, WB_UPSTREAM_CLOSE_NORMAL, "idle");
-  set_state (self, WB_UPSTREAM_IDLE);
-  notify_status (self);
+  set_state (self, WB_LINK_IDLE);
   return G_SOURCE_REMOVE;
 }
 
@@ -851,7 +724,7 @@ update_idle_timer (WbUpstream *self)
   if (!want)
     clear_source (&self->idle_id);
   else if (self->idle_id == 0)
-    self->idle_id = g_timeout_add (self->config.idle_timeout_ms, idle_timeout_cb, self);
+    self->idle_id = g_timeout_add (self->config->idle_timeout_ms, idle_timeout_cb, self);
 }
 
 /* ---- connecting ----------------------------------------------------------- */
@@ -894,7 +767,6 @@ static void
 on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
 {
   gboolean reconnect = self->was_connected;
-  gint64 gap_ms = 0;
 
   self->ws = ws;
   self->healthy = FALSE;
@@ -911,20 +783,18 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
 
   /* Ping first, then the whole union, before anything else. */
   send_ping (self);
-  resend_union (self);
-  self->ping_id = g_timeout_add (self->config.ping_interval_ms, ping_interval_cb, self);
+  wb_outbox_connection_opened (self->outbox);
+  self->ping_id = g_timeout_add (MAX (self->config->ping_interval_ms, 1), ping_interval_cb, self);
 
   if (reconnect)
     self->status.reconnects++;
-  if (reconnect && self->lost_monotonic_us != 0)
-    gap_ms = (g_get_monotonic_time () - self->lost_monotonic_us) / 1000;
   self->was_connected = TRUE;
   g_message ("connected to %s", self->redacted_url);
   update_idle_timer (self);
-  set_state (self, WB_UPSTREAM_CONNECTED);
-  if (reconnect && self->lost_monotonic_us != 0 && self->ws == ws
-      && self->callbacks.resynced != NULL)
-    self->callbacks.resynced (gap_ms, self->user_data);
+  set_state (self, WB_LINK_CONNECTED);
+  if (reconnect && self->lost_monotonic_us != 0)
+    note_push (self, NOTE_RESYNCED)->gap_ms
+        = (g_get_monotonic_time () - self->lost_monotonic_us) / 1000;
   self->lost_monotonic_us = 0;
   notify_status (self);
 }
@@ -987,12 +857,6 @@ connect_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   connect_attempt_unref (attempt);
 }
 
-static guint
-connect_timeout_ms (WbUpstream *self)
-{
-  return self->config.ping_interval_ms + self->config.pong_timeout_ms;
-}
-
 static gboolean
 connect_timeout_cb (gpointer user_data)
 {
@@ -1037,7 +901,7 @@ start_connect (WbUpstream *self)
       set_last_error (self, "invalid upstream URL");
       g_warning ("invalid upstream URL %s", self->redacted_url);
       /* Still an attempt, so observers see the same cycle as for any failure. */
-      set_state (self, WB_UPSTREAM_CONNECTING);
+      set_state (self, WB_LINK_CONNECTING);
       apply_policy (self, wb_close_policy_for_local_failure (WB_LOCAL_FAILURE_INVALID_URL));
       return;
     }
@@ -1052,11 +916,13 @@ start_connect (WbUpstream *self)
   attempt->msg = g_object_ref (msg);
   /* A handshake that hangs (black-holed SYN, a server that never answers)
    * gets one heartbeat cycle, then counts as a network failure. */
-  attempt->timeout_id = g_timeout_add (connect_timeout_ms (self), connect_timeout_cb, attempt);
+  attempt->timeout_id
+      = g_timeout_add (MAX (self->config->ping_interval_ms + self->config->pong_timeout_ms, 1),
+                       connect_timeout_cb, attempt);
   self->attempt = attempt;
 
   g_debug ("connecting to %s", self->redacted_url);
-  set_state (self, WB_UPSTREAM_CONNECTING);
+  set_state (self, WB_LINK_CONNECTING);
   soup_session_websocket_connect_async (self->session, msg, NULL, NULL, G_PRIORITY_DEFAULT,
                                         attempt->cancellable, connect_cb, attempt);
 }
@@ -1066,70 +932,56 @@ static void
 demand_added (WbUpstream *self)
 {
   update_idle_timer (self);
-  if (self->status.state == WB_UPSTREAM_IDLE || self->status.state == WB_UPSTREAM_CLOSED)
+  if (self->status.state == WB_LINK_IDLE || self->status.state == WB_LINK_CLOSED)
     start_connect (self);
-}
-
-void
-wb_upstream_demand (WbUpstream *self)
-{
-  g_return_if_fail (self != NULL);
-  if (have_demand (self))
-    demand_added (self);
 }
 
 /* ---- configuration -------------------------------------------------------- */
 
-static void
-clear_config_strings (WbConfig *config)
-{
-  g_clear_pointer (&config->url, g_free);
-  g_clear_pointer (&config->ca_file, g_free);
-}
-
-static void
+/* Takes what upstream uses of @config; TRUE if where and how it connects
+ * (URL, key, CA file) changed. */
+static gboolean
 apply_config (WbUpstream *self, const WbConfig *config, const char *api_key)
 {
+  g_autofree char *full_url = NULL;
   g_autoptr (GError) error = NULL;
+  gboolean changed;
 
-  clear_config_strings (&self->config);
-  self->config = *config;
-  self->config.url = g_strdup (config->url);
-  self->config.ca_file = g_strdup (config->ca_file);
-  /* Not ours to keep. */
-  self->config.api_key_file = NULL;
-  self->config.socket_path = NULL;
-  self->config.send_group = NULL;
-  self->config.loaded_from = NULL;
-  /* Zero would make timers spin or queues useless. */
-  self->config.ping_interval_ms = MAX (self->config.ping_interval_ms, 1);
-  self->config.pong_timeout_ms = MAX (self->config.pong_timeout_ms, 1);
-  self->config.messages_per_second = MAX (self->config.messages_per_second, 1);
-  if (self->pace.period_us != 0)
-    wb_rate_limit_set_rate (&self->pace, self->config.messages_per_second, g_get_monotonic_time ());
+  self->config = config;
+  if (self->outbox != NULL)
+    {
+      WbOutboxLimits limits = outbox_limits (config);
 
-  if (self->api_key != NULL)
-    memset (self->api_key, 0, strlen (self->api_key));
-  g_free (self->api_key);
+      wb_outbox_set_limits (self->outbox, &limits);
+    }
+
+  full_url = wb_config_build_upstream_url (config, api_key != NULL ? api_key : "");
+  changed = g_strcmp0 (full_url, self->full_url) != 0
+            || g_strcmp0 (config->ca_file, self->ca_file) != 0;
+  wb_clear_secret (&self->api_key);
   self->api_key = g_strdup (api_key != NULL ? api_key : "");
-  if (self->full_url != NULL)
-    memset (self->full_url, 0, strlen (self->full_url));
-  g_free (self->full_url);
-  self->full_url = wb_config_build_upstream_url (&self->config, self->api_key);
+  wb_clear_secret (&self->full_url);
+  self->full_url = g_steal_pointer (&full_url);
   g_free (self->redacted_url);
   self->redacted_url = wb_config_redact_url (self->full_url);
-  self->status.redacted_url = self->redacted_url;
+  self->status.url = self->redacted_url;
 
-  g_clear_object (&self->extra_ca);
-  if (self->config.ca_file != NULL && self->config.ca_file[0] != '\0')
+  if (g_strcmp0 (config->ca_file, self->ca_file) != 0)
     {
-      self->extra_ca = g_tls_file_database_new (self->config.ca_file, &error);
-      if (self->extra_ca == NULL)
+      g_free (self->ca_file);
+      self->ca_file = g_strdup (config->ca_file);
+      g_clear_object (&self->extra_ca);
+      if (self->ca_file != NULL && self->ca_file[0] != '\0')
         {
-          g_warning ("cannot load CAFile %s: %s", self->config.ca_file, error->message);
-          set_last_error (self, error->message);
+          self->extra_ca = g_tls_file_database_new (self->ca_file, &error);
+          if (self->extra_ca == NULL)
+            {
+              g_warning ("cannot load CAFile %s: %s", self->ca_file, error->message);
+              set_last_error (self, error->message);
+            }
         }
     }
+  return changed;
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -1139,6 +991,7 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
                  gpointer user_data)
 {
   WbUpstream *self;
+  WbOutboxLimits limits;
 
   g_return_val_if_fail (config != NULL && config->url != NULL, NULL);
   g_return_val_if_fail (callbacks != NULL, NULL);
@@ -1146,23 +999,18 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
   self = g_new0 (WbUpstream, 1);
   self->callbacks = *callbacks;
   self->user_data = user_data;
-  self->streams
-      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
-  self->sent = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
-  self->unsynced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  wb_rate_limit_init_per_second (&self->pace, self->config.messages_per_second,
-                                 g_get_monotonic_time ());
-  g_queue_init (&self->send_queue);
-  g_queue_init (&self->completions);
+  g_queue_init (&self->notes);
   self->rand = g_rand_new ();
   self->last_close_reason = g_strdup ("");
   self->last_error = g_strdup ("");
-  self->status.state = WB_UPSTREAM_IDLE;
-  self->status.state_since_realtime_us = g_get_real_time ();
+  self->status.state = WB_LINK_IDLE;
+  self->status.state_since_us = g_get_real_time ();
   self->status.last_close_reason = self->last_close_reason;
   self->status.last_error = self->last_error;
   apply_config (self, config, api_key);
-  wb_backoff_init (&self->backoff, self->config.backoff_initial_ms, self->config.backoff_max_ms);
+  limits = outbox_limits (config);
+  self->outbox = wb_outbox_new (&limits, &outbox_callbacks, self);
+  wb_backoff_init (&self->backoff, config->backoff_initial_ms, config->backoff_max_ms);
   self->session = soup_session_new_with_options ("user-agent", "wave-bridge/" WB_VERSION, NULL);
   return self;
 }
@@ -1170,32 +1018,32 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
 void
 wb_upstream_free (WbUpstream *self)
 {
+  Note *note;
+
   if (self == NULL)
     return;
 
   abandon_attempt (self);
   detach_ws (self, WB_UPSTREAM_CLOSE_NORMAL, "shutting down");
   clear_source (&self->retry_id);
-  clear_source (&self->expiry_id);
-  fail_queued_sends (self, WB_UPSTREAM_ERROR_SEND_FAILED, "upstream shut down");
-  /* Every send gets its callback, even those decided a moment ago. */
-  clear_source (&self->completion_id);
-  completion_dispatch_cb (self);
+  g_clear_pointer (&self->outbox, wb_outbox_free);
+  /* Every send gets its outcome, even those decided a moment ago; nobody
+   * is listening for the rest any more. */
+  clear_source (&self->notes_id);
+  while ((note = g_queue_pop_head (&self->notes)) != NULL)
+    {
+      if (note->kind == NOTE_SEND_DONE)
+        note_deliver (self, note);
+      note_free (note);
+    }
 
   soup_session_abort (self->session);
   g_clear_object (&self->session);
   g_clear_object (&self->extra_ca);
-  g_hash_table_unref (self->streams);
-  g_hash_table_unref (self->sent);
-  g_hash_table_unref (self->unsynced);
   g_rand_free (self->rand);
-  clear_config_strings (&self->config);
-  if (self->api_key != NULL)
-    memset (self->api_key, 0, strlen (self->api_key));
-  g_free (self->api_key);
-  if (self->full_url != NULL)
-    memset (self->full_url, 0, strlen (self->full_url));
-  g_free (self->full_url);
+  wb_clear_secret (&self->api_key);
+  wb_clear_secret (&self->full_url);
+  g_free (self->ca_file);
   g_free (self->redacted_url);
   g_free (self->last_close_reason);
   g_free (self->last_error);
@@ -1205,70 +1053,41 @@ wb_upstream_free (WbUpstream *self)
 void
 wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events)
 {
-  char **old;
-  gboolean adds;
-
   g_return_if_fail (self != NULL && stream_id != NULL);
 
-  old = g_hash_table_lookup (self->streams, stream_id);
-  if (events == NULL || events[0] == NULL)
-    {
-      if (old == NULL)
-        return;
-      g_hash_table_remove (self->streams, stream_id);
-      adds = FALSE;
-    }
-  else
-    {
-      if (old != NULL && g_strv_equal ((const char *const *)old, events))
-        return;
-      g_hash_table_replace (self->streams, g_strdup (stream_id), g_strdupv ((char **)events));
-      adds = TRUE;
-    }
-  sync_stream (self, stream_id);
-  if (adds)
+  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events))
+    return;
+  if (events != NULL && events[0] != NULL)
     demand_added (self);
   else
     update_idle_timer (self);
 }
 
 void
-wb_upstream_send (WbUpstream *self, JsonNode *message, WbUpstreamSendCallback callback,
-                  gpointer user_data)
+wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, gpointer user_data)
 {
-  QueuedSend *entry;
-
   g_return_if_fail (self != NULL && message != NULL);
 
-  if (self->status.state == WB_UPSTREAM_AUTH_FAILED)
+  if (self->status.state == WB_LINK_AUTH_FAILED)
     {
-      complete_send (self, callback, user_data,
-                     g_error_new_literal (WB_UPSTREAM_ERROR, WB_UPSTREAM_ERROR_NOT_CONNECTED,
-                                          "upstream rejected the API key"));
+      if (callback != NULL)
+        outbox_send_done (callback, user_data,
+                          g_error_new_literal (WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED,
+                                               "upstream rejected the API key"),
+                          self);
       return;
     }
-  if (self->send_queue.length >= self->config.send_queue_size)
-    {
-      complete_send (self, callback, user_data,
-                     g_error_new (WB_UPSTREAM_ERROR, WB_UPSTREAM_ERROR_NOT_CONNECTED,
-                                  "%u message(s) already waiting to go upstream",
-                                  self->send_queue.length));
-      return;
-    }
-  entry = g_new0 (QueuedSend, 1);
-  entry->message = json_node_ref (message);
-  entry->callback = callback;
-  entry->user_data = user_data;
-  entry->deadline_us = g_get_monotonic_time () + (gint64)self->config.send_queue_timeout_ms * 1000;
-  g_queue_push_tail (&self->send_queue, entry);
-  if (self->expiry_id == 0)
-    schedule_expiry (self);
-  notify_status (self);
+  wb_outbox_send (self->outbox, message, callback, user_data);
   demand_added (self);
-  /* Every send takes the queue: the pump writes it now on a healthy
-   * connection with a token to spare, later otherwise, always in order. */
-  if (self->healthy)
-    pump (self);
+}
+
+void
+wb_upstream_demand (WbUpstream *self)
+{
+  g_return_if_fail (self != NULL);
+
+  if (have_demand (self))
+    demand_added (self);
 }
 
 void
@@ -1285,25 +1104,15 @@ wb_upstream_reconnect (WbUpstream *self)
 void
 wb_upstream_reload (WbUpstream *self, const WbConfig *config, const char *api_key)
 {
-  g_autofree char *old_url = NULL;
-  g_autofree char *old_ca = NULL;
   gboolean changed;
 
   g_return_if_fail (self != NULL && config != NULL && config->url != NULL);
 
-  old_url = g_steal_pointer (&self->full_url);
-  old_ca = g_strdup (self->config.ca_file);
-  apply_config (self, config, api_key);
-  changed
-      = g_strcmp0 (old_url, self->full_url) != 0 || g_strcmp0 (old_ca, self->config.ca_file) != 0;
-  memset (old_url, 0, strlen (old_url));
+  changed = apply_config (self, config, api_key);
   if (changed)
-    wb_backoff_init (&self->backoff, self->config.backoff_initial_ms, self->config.backoff_max_ms);
+    wb_backoff_init (&self->backoff, config->backoff_initial_ms, config->backoff_max_ms);
   else
-    {
-      self->backoff.initial_ms = MAX (self->config.backoff_initial_ms, 1);
-      self->backoff.max_ms = MAX (self->config.backoff_max_ms, self->backoff.initial_ms);
-    }
+    wb_backoff_set_limits (&self->backoff, config->backoff_initial_ms, config->backoff_max_ms);
   g_message ("configuration reloaded%s", changed ? ", upstream changed" : "");
 
   if (self->ws != NULL || self->attempt != NULL)
@@ -1314,25 +1123,22 @@ wb_upstream_reload (WbUpstream *self, const WbConfig *config, const char *api_ke
     }
   switch (self->status.state)
     {
-    case WB_UPSTREAM_AUTH_FAILED:
-    case WB_UPSTREAM_CLOSED:
+    case WB_LINK_AUTH_FAILED:
+    case WB_LINK_CLOSED:
       /* A reload is the demand these states wait for. */
       if (have_demand (self))
         start_connect (self);
       else
-        set_state (self, WB_UPSTREAM_IDLE);
+        set_state (self, WB_LINK_IDLE);
       break;
-    case WB_UPSTREAM_WAITING:
-    case WB_UPSTREAM_RATE_LIMITED:
+    case WB_LINK_WAITING:
+    case WB_LINK_RATE_LIMITED:
       if (changed)
-        {
-          clear_source (&self->retry_id);
-          retry_cb (self);
-        }
+        retry_now (self);
       break;
-    case WB_UPSTREAM_IDLE:
-    case WB_UPSTREAM_CONNECTING:
-    case WB_UPSTREAM_CONNECTED:
+    case WB_LINK_IDLE:
+    case WB_LINK_CONNECTING:
+    case WB_LINK_CONNECTED:
     default:
       break;
     }
@@ -1344,11 +1150,10 @@ wb_upstream_network_changed (WbUpstream *self)
 {
   g_return_if_fail (self != NULL);
 
-  if (self->status.state == WB_UPSTREAM_WAITING && self->retry_is_backoff && self->retry_id != 0)
+  if (self->status.state == WB_LINK_WAITING && self->retry_is_backoff && self->retry_id != 0)
     {
       g_message ("network changed, skipping the remaining backoff");
-      clear_source (&self->retry_id);
-      retry_cb (self);
+      retry_now (self);
     }
   else if (self->healthy)
     {
@@ -1357,11 +1162,11 @@ wb_upstream_network_changed (WbUpstream *self)
     }
 }
 
-const WbUpstreamStatus *
+const WbLinkStatus *
 wb_upstream_get_status (WbUpstream *self)
 {
   g_return_val_if_fail (self != NULL, NULL);
 
-  self->status.send_queue_length = self->send_queue.length;
+  self->status.held_sends = wb_outbox_get_n_held (self->outbox);
   return &self->status;
 }

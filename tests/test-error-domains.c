@@ -10,7 +10,7 @@
 #include "config.h"
 #include "hub.h"
 #include "message.h"
-#include "upstream.h"
+#include "status.h"
 
 typedef struct
 {
@@ -22,7 +22,7 @@ static const Domain domains[] = {
   { wb_config_error_quark, "wb-config-error-quark" },
   { wb_hub_error_quark, "wb-hub-error-quark" },
   { wb_message_error_quark, "wb-message-error-quark" },
-  { wb_upstream_error_quark, "wb-upstream-error-quark" },
+  { wb_send_error_quark, "wb-send-error-quark" },
 };
 
 static void
@@ -46,7 +46,7 @@ test_error_macros (void)
   g_assert_cmpstr (g_quark_to_string (WB_CONFIG_ERROR), ==, "wb-config-error-quark");
   g_assert_cmpstr (g_quark_to_string (WB_HUB_ERROR), ==, "wb-hub-error-quark");
   g_assert_cmpstr (g_quark_to_string (WB_MESSAGE_ERROR_DOMAIN), ==, "wb-message-error-quark");
-  g_assert_cmpstr (g_quark_to_string (WB_UPSTREAM_ERROR), ==, "wb-upstream-error-quark");
+  g_assert_cmpstr (g_quark_to_string (WB_SEND_ERROR), ==, "wb-send-error-quark");
 }
 
 int

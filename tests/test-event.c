@@ -9,8 +9,7 @@
 
 #include <string.h>
 
-#include "hub.h"
-#include "stream-cache.h"
+#include "event.h"
 
 static WbMessage *
 parse_from_server (const char *text)

@@ -9,7 +9,6 @@
 
 #include <string.h>
 
-#include "hub.h"
 #include "stream-cache.h"
 
 #define STREAM "stream_abc123"

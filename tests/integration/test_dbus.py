@@ -208,9 +208,11 @@ EVENTS = [
 ]
 
 MANAGER_TYPES = {
-    'State': 's', 'UpstreamURL': 's', 'UpstreamRTT': 't', 'ConnectedSince': 't',
-    'Reconnects': 'u', 'LastCloseCode': 'q', 'LastError': 's', 'Clients': 'u',
-    'EventsReceived': 't', 'EventsDelivered': 't', 'EventsDropped': 't', 'Version': 's',
+    'State': 's', 'StateSince': 't', 'UpstreamURL': 's', 'UpstreamRTT': 't',
+    'ConnectedSince': 't', 'NextAttempt': 't', 'Reconnects': 'u', 'LastCloseCode': 'q',
+    'LastCloseReason': 's', 'LastError': 's', 'HeldSends': 'u', 'InvalidMessages': 't',
+    'Clients': 'u', 'EventsReceived': 't', 'EventsDelivered': 't', 'EventsDropped': 't',
+    'Version': 's',
 }
 
 SUBSCRIBER_SCRIPT = r'''

@@ -543,7 +543,9 @@ class SocketSending(unittest.TestCase):
         with bridge.connect() as client:
             client.send(request)
             self.assertEqual(client.recv_type('sent', timeout=15)['id'], 'f')
-        self.assertEqual(self.sim.stats()['received']['chat.message'], 3)
+        # `sent` means handed to the WebSocket; the simulator reads it a moment later.
+        wait_until(lambda: self.sim.stats()['received'].get('chat.message') == 3,
+                   what='three chats at the simulator')
 
     def test_unknown_send_group_fails_closed(self):
         bridge = self.bridge(config={'Access': {'SendGroup': 'no-such-group-wb'}})

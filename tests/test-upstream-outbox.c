@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upstream-outbox.c without a server: what it writes, in what order, how
+ * fast, and how every held send ends exactly once.
+ */
+#include <glib.h>
+#include <string.h>
+
+#include "message.h"
+#include "test-util.h"
+#include "upstream-outbox.h"
+
+typedef struct
+{
+  GError *error;
+  guint calls;
+} SendOutcome;
+
+typedef struct
+{
+  WbOutbox *outbox;
+  GPtrArray *written; /* JSON text of each write, in order */
+  GArray *written_at; /* gint64 monotonic µs of each write */
+  guint held_changes;
+  GPtrArray *outcomes; /* SendOutcome *, owned */
+} Fixture;
+
+static void
+record_write (JsonNode *message, gpointer user_data)
+{
+  Fixture *f = user_data;
+  gint64 now = g_get_monotonic_time ();
+
+  g_ptr_array_add (f->written, wb_json_to_string (message, NULL));
+  g_array_append_val (f->written_at, now);
+}
+
+static void
+record_send_done (WbSendCallback callback, gpointer callback_data, GError *error,
+                  gpointer user_data)
+{
+  callback (error, callback_data);
+  g_clear_error (&error);
+}
+
+static void
+record_held_changed (gpointer user_data)
+{
+  ((Fixture *)user_data)->held_changes++;
+}
+
+static const WbOutboxCallbacks recording_callbacks = {
+  .write = record_write,
+  .send_done = record_send_done,
+  .held_changed = record_held_changed,
+};
+
+static void
+outcome_cb (const GError *error, gpointer user_data)
+{
+  SendOutcome *outcome = user_data;
+
+  outcome->calls++;
+  g_clear_error (&outcome->error);
+  outcome->error = error != NULL ? g_error_copy (error) : NULL;
+}
+
+static void
+outcome_free (SendOutcome *outcome)
+{
+  g_clear_error (&outcome->error);
+  g_free (outcome);
+}
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  const WbOutboxLimits *limits = data;
+
+  f->written = g_ptr_array_new_with_free_func (g_free);
+  f->written_at = g_array_new (FALSE, FALSE, sizeof (gint64));
+  f->outcomes = g_ptr_array_new_with_free_func ((GDestroyNotify)outcome_free);
+  f->outbox = wb_outbox_new (limits, &recording_callbacks, f);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  g_clear_pointer (&f->outbox, wb_outbox_free);
+  for (guint i = 0; i < f->outcomes->len; i++)
+    g_assert_cmpuint (((SendOutcome *)g_ptr_array_index (f->outcomes, i))->calls, ==, 1);
+  g_ptr_array_unref (f->outcomes);
+  g_ptr_array_unref (f->written);
+  g_array_unref (f->written_at);
+}
+
+static const char *
+written (Fixture *f, guint i)
+{
+  g_assert_cmpuint (i, <, f->written->len);
+  return g_ptr_array_index (f->written, i);
+}
+
+static SendOutcome *
+send_chat (Fixture *f, const char *stream_id, const char *text)
+{
+  g_autoptr (JsonNode) chat = wb_message_new_chat (stream_id, text);
+  SendOutcome *outcome = g_new0 (SendOutcome, 1);
+
+  g_ptr_array_add (f->outcomes, outcome);
+  wb_outbox_send (f->outbox, chat, outcome_cb, outcome);
+  return outcome;
+}
+
+static const char *const health[] = { "stream.health", NULL };
+static const char *const health_chat[] = { "chat.message", "stream.health", NULL };
+
+static const WbOutboxLimits fast
+    = { .messages_per_second = 1000, .max_held = 4, .held_timeout_ms = 10000 };
+static const WbOutboxLimits slow
+    = { .messages_per_second = 10, .max_held = 64, .held_timeout_ms = 10000 };
+static const WbOutboxLimits short_hold
+    = { .messages_per_second = 1000, .max_held = 4, .held_timeout_ms = 100 };
+
+/* Nothing is written without a connection; the union is remembered. */
+static void
+test_union_waits_for_connection (Fixture *f, gconstpointer data)
+{
+  g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", health));
+  g_assert_true (wb_outbox_set_stream_events (f->outbox, "a", health_chat));
+  g_assert_false (wb_outbox_set_stream_events (f->outbox, "a", health_chat));
+  g_assert_cmpuint (wb_outbox_get_n_streams (f->outbox), ==, 2);
+  g_assert_cmpuint (f->written->len, ==, 0);
+
+  wb_outbox_connection_opened (f->outbox);
+  /* Sorted, so the wire is deterministic. */
+  g_assert_cmpuint (f->written->len, ==, 2);
+  g_assert_cmpstr (written (f, 0), ==,
+                   "{\"type\":\"subscribe\",\"stream_id\":\"a\","
+                   "\"events\":[\"chat.message\",\"stream.health\"]}");
+  g_assert_cmpstr (written (f, 1), ==,
+                   "{\"type\":\"subscribe\",\"stream_id\":\"b\",\"events\":[\"stream.health\"]}");
+
+  /* A removal on an open connection is an unsubscribe. */
+  g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", NULL));
+  g_assert_cmpstr (written (f, 2), ==, "{\"type\":\"unsubscribe\",\"stream_id\":\"b\"}");
+  g_assert_false (wb_outbox_set_stream_events (f->outbox, "b", NULL));
+  g_assert_cmpuint (wb_outbox_get_n_streams (f->outbox), ==, 1);
+}
+
+/* Each new connection is told the whole union again; a closed one nothing. */
+static void
+test_union_resent_per_connection (Fixture *f, gconstpointer data)
+{
+  wb_outbox_set_stream_events (f->outbox, "a", health);
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 1);
+  wb_outbox_connection_closed (f->outbox);
+  wb_outbox_set_stream_events (f->outbox, "b", health);
+  g_assert_cmpuint (f->written->len, ==, 1);
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 3);
+  g_assert_nonnull (strstr (written (f, 1), "\"a\""));
+  g_assert_nonnull (strstr (written (f, 2), "\"b\""));
+}
+
+/* Changes to one stream made while waiting for a token cost one message,
+ * and a subscribe undone before its turn costs none. */
+static void
+test_changes_merge_while_paced (Fixture *f, gconstpointer data)
+{
+  wb_outbox_connection_opened (f->outbox);
+  /* The burst allowance (10) is used up by ten other streams. */
+  for (guint i = 0; i < 10; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("s%u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health);
+    }
+  g_assert_cmpuint (f->written->len, ==, 10);
+  wb_outbox_set_stream_events (f->outbox, "x", health);
+  wb_outbox_set_stream_events (f->outbox, "x", health_chat);
+  wb_outbox_set_stream_events (f->outbox, "y", health);
+  wb_outbox_set_stream_events (f->outbox, "y", NULL);
+  g_assert_cmpuint (f->written->len, ==, 10);
+
+  WAIT_UNTIL (f->written->len >= 11, 2000);
+  wb_test_run_for_ms (300);
+  g_assert_cmpuint (f->written->len, ==, 11);
+  g_assert_cmpstr (written (f, 10), ==,
+                   "{\"type\":\"subscribe\",\"stream_id\":\"x\","
+                   "\"events\":[\"chat.message\",\"stream.health\"]}");
+}
+
+/* MessagesPerSecond is kept: past the burst, writes are spaced 1/rate apart. */
+static void
+test_pace (Fixture *f, gconstpointer data)
+{
+  gint64 span_us;
+
+  wb_outbox_connection_opened (f->outbox);
+  for (guint i = 0; i < 15; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("s%02u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health);
+    }
+  /* The first token is there at once: nothing waits ~1/rate for the bucket. */
+  g_assert_cmpuint (f->written->len, ==, 10);
+  WAIT_UNTIL (f->written->len == 15, 3000);
+  span_us = g_array_index (f->written_at, gint64, 14) - g_array_index (f->written_at, gint64, 9);
+  /* Five more tokens at 10/s take at least 500 ms (timers never fire early). */
+  g_test_message ("5 paced writes took %" G_GINT64_FORMAT " ms", span_us / 1000);
+  g_assert_cmpint (span_us, >=, 450 * 1000);
+  /* In the order the streams changed. */
+  for (guint i = 10; i < 15; i++)
+    {
+      g_autofree char *needle = g_strdup_printf ("\"s%02u\"", i);
+
+      g_assert_nonnull (strstr (written (f, i), needle));
+    }
+}
+
+/* Held sends go only on a healthy connection, after the union, in order. */
+static void
+test_sends_after_union_when_healthy (Fixture *f, gconstpointer data)
+{
+  SendOutcome *one;
+  SendOutcome *two;
+
+  wb_outbox_set_stream_events (f->outbox, "a", health);
+  one = send_chat (f, "a", "one");
+  two = send_chat (f, "a", "two");
+  g_assert_cmpuint (wb_outbox_get_n_held (f->outbox), ==, 2);
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 1);
+  g_assert_cmpuint (one->calls, ==, 0);
+
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 3);
+  g_assert_nonnull (strstr (written (f, 0), "subscribe"));
+  g_assert_nonnull (strstr (written (f, 1), "\"one\""));
+  g_assert_nonnull (strstr (written (f, 2), "\"two\""));
+  g_assert_cmpuint (one->calls, ==, 1);
+  g_assert_no_error (one->error);
+  g_assert_cmpuint (two->calls, ==, 1);
+  g_assert_cmpuint (wb_outbox_get_n_held (f->outbox), ==, 0);
+  g_assert_cmpuint (f->held_changes, >=, 3);
+}
+
+/* Past max_held a send is refused at once, as not connected. */
+static void
+test_held_bound (Fixture *f, gconstpointer data)
+{
+  SendOutcome *refused;
+
+  for (guint i = 0; i < 4; i++)
+    send_chat (f, "a", "held");
+  refused = send_chat (f, "a", "one too many");
+  g_assert_cmpuint (refused->calls, ==, 1);
+  g_assert_error (refused->error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
+  g_assert_cmpuint (wb_outbox_get_n_held (f->outbox), ==, 4);
+}
+
+/* A send held past held_timeout_ms fails; a later one still waits. */
+static void
+test_held_expiry (Fixture *f, gconstpointer data)
+{
+  SendOutcome *old = send_chat (f, "a", "old");
+  SendOutcome *young;
+
+  wb_test_run_for_ms (60);
+  young = send_chat (f, "a", "young");
+  WAIT_UNTIL (old->calls == 1, 2000);
+  g_assert_error (old->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
+  g_assert_cmpuint (young->calls, ==, 0);
+  WAIT_UNTIL (young->calls == 1, 2000);
+  g_assert_error (young->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
+  g_assert_cmpuint (f->written->len, ==, 0);
+}
+
+/* fail_held and free end every held send, once. */
+static void
+test_fail_and_free (Fixture *f, gconstpointer data)
+{
+  SendOutcome *a = send_chat (f, "a", "a");
+  SendOutcome *b;
+
+  wb_outbox_fail_held (f->outbox, WB_SEND_ERROR_NOT_CONNECTED, "key rejected");
+  g_assert_cmpuint (a->calls, ==, 1);
+  g_assert_error (a->error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
+  b = send_chat (f, "a", "b");
+  g_clear_pointer (&f->outbox, wb_outbox_free);
+  g_assert_cmpuint (b->calls, ==, 1);
+  g_assert_error (b->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
+}
+
+/* A closed connection stops the pace timer: nothing is written until the
+ * next one opens, which starts with the union again. */
+static void
+test_close_while_paced (Fixture *f, gconstpointer data)
+{
+  wb_outbox_connection_opened (f->outbox);
+  for (guint i = 0; i < 12; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("s%02u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health);
+    }
+  g_assert_cmpuint (f->written->len, ==, 10);
+  wb_outbox_connection_closed (f->outbox);
+  wb_test_run_for_ms (400);
+  g_assert_cmpuint (f->written->len, ==, 10);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, limits, func)                                                                    \
+  g_test_add ("/upstream-outbox/" path, Fixture, limits, fixture_setup, func, fixture_teardown)
+  ADD ("union-waits-for-connection", &fast, test_union_waits_for_connection);
+  ADD ("union-resent-per-connection", &fast, test_union_resent_per_connection);
+  ADD ("changes-merge-while-paced", &slow, test_changes_merge_while_paced);
+  ADD ("pace", &slow, test_pace);
+  ADD ("sends-after-union-when-healthy", &fast, test_sends_after_union_when_healthy);
+  ADD ("held-bound", &fast, test_held_bound);
+  ADD ("held-expiry", &short_hold, test_held_expiry);
+  ADD ("fail-and-free", &fast, test_fail_and_free);
+  ADD ("close-while-paced", &slow, test_close_while_paced);
+#undef ADD
+  return g_test_run ();
+}
