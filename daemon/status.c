@@ -6,7 +6,9 @@
 #include <stddef.h>
 
 /* clang-format off */
+/* clang-format off */
 G_DEFINE_QUARK (wb-send-error-quark, wb_send_error)
+/* clang-format on */
 /* clang-format on */
 
 const char *

@@ -10,7 +10,7 @@
 #include "config.h"
 #include "hub.h"
 #include "message.h"
-#include "upstream.h"
+#include "status.h"
 
 typedef struct
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "message.h"
+#include "test-util.h"
 #include "upstream-outbox.h"
 
 typedef struct
@@ -91,37 +92,6 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_ptr_array_unref (f->outcomes);
   g_ptr_array_unref (f->written);
   g_array_unref (f->written_at);
-}
-
-static gboolean
-deadline_cb (gpointer user_data)
-{
-  *(gboolean *)user_data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Runs the main loop (blocking, no busy wait) until @cond or @ms pass. */
-#define RUN_UNTIL(cond, ms)                                                                        \
-  G_STMT_START                                                                                     \
-  {                                                                                                \
-    gboolean run_expired_ = FALSE;                                                                 \
-    guint run_timer_ = g_timeout_add ((ms), deadline_cb, &run_expired_);                           \
-    while (!(cond) && !run_expired_)                                                               \
-      g_main_context_iteration (NULL, TRUE);                                                       \
-    if (!run_expired_)                                                                             \
-      g_source_remove (run_timer_);                                                                \
-    g_assert_true (cond);                                                                          \
-  }                                                                                                \
-  G_STMT_END
-
-static void
-run_for_ms (guint ms)
-{
-  gboolean expired = FALSE;
-
-  g_timeout_add (ms, deadline_cb, &expired);
-  while (!expired)
-    g_main_context_iteration (NULL, TRUE);
 }
 
 static const char *
@@ -214,8 +184,8 @@ test_changes_merge_while_paced (Fixture *f, gconstpointer data)
   wb_outbox_set_stream_events (f->outbox, "y", NULL);
   g_assert_cmpuint (f->written->len, ==, 10);
 
-  RUN_UNTIL (f->written->len >= 11, 2000);
-  run_for_ms (300);
+  WAIT_UNTIL (f->written->len >= 11, 2000);
+  wb_test_run_for_ms (300);
   g_assert_cmpuint (f->written->len, ==, 11);
   g_assert_cmpstr (written (f, 10), ==,
                    "{\"type\":\"subscribe\",\"stream_id\":\"x\","
@@ -237,7 +207,7 @@ test_pace (Fixture *f, gconstpointer data)
     }
   /* The first token is there at once: nothing waits ~1/rate for the bucket. */
   g_assert_cmpuint (f->written->len, ==, 10);
-  RUN_UNTIL (f->written->len == 15, 3000);
+  WAIT_UNTIL (f->written->len == 15, 3000);
   span_us = g_array_index (f->written_at, gint64, 14) - g_array_index (f->written_at, gint64, 9);
   /* Five more tokens at 10/s take at least 500 ms (timers never fire early). */
   g_test_message ("5 paced writes took %" G_GINT64_FORMAT " ms", span_us / 1000);
@@ -299,12 +269,12 @@ test_held_expiry (Fixture *f, gconstpointer data)
   SendOutcome *old = send_chat (f, "a", "old");
   SendOutcome *young;
 
-  run_for_ms (60);
+  wb_test_run_for_ms (60);
   young = send_chat (f, "a", "young");
-  RUN_UNTIL (old->calls == 1, 2000);
+  WAIT_UNTIL (old->calls == 1, 2000);
   g_assert_error (old->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
   g_assert_cmpuint (young->calls, ==, 0);
-  RUN_UNTIL (young->calls == 1, 2000);
+  WAIT_UNTIL (young->calls == 1, 2000);
   g_assert_error (young->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
   g_assert_cmpuint (f->written->len, ==, 0);
 }
@@ -339,7 +309,7 @@ test_close_while_paced (Fixture *f, gconstpointer data)
     }
   g_assert_cmpuint (f->written->len, ==, 10);
   wb_outbox_connection_closed (f->outbox);
-  run_for_ms (400);
+  wb_test_run_for_ms (400);
   g_assert_cmpuint (f->written->len, ==, 10);
 }
 
