@@ -24,7 +24,6 @@ struct _WbDbusClient
   char *name; /* unique bus name */
   WbHubClient *hub_client;
   sd_bus_track *track;
-  GPtrArray *pending; /* WbDbusPendingSend */
 };
 
 static void
@@ -52,7 +51,6 @@ dbus_client_free (gpointer data)
   /* First the hub client: the hub then forgets our pending sends and will
    * not call back into them. The caller is gone, so no replies are owed. */
   g_clear_pointer (&client->hub_client, wb_hub_client_free);
-  g_clear_pointer (&client->pending, g_ptr_array_unref);
   client->track = sd_bus_track_unref (client->track);
   g_free (client->name);
   g_free (client);
@@ -119,7 +117,6 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
   client = g_new0 (WbDbusClient, 1);
   client->frontend = frontend;
   client->name = g_strdup (sender);
-  client->pending = g_ptr_array_new_with_free_func (pending_send_free);
   r = sd_bus_track_new (frontend->bus, &client->track, dbus_client_track_cb, client);
   if (r >= 0)
     r = sd_bus_track_add_sender (client->track, call);
@@ -166,7 +163,6 @@ send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
     }
   if (r < 0)
     g_debug ("Cannot reply to %s: %s", client->name, g_strerror (-r));
-  g_ptr_array_remove_fast (client->pending, pending);
 }
 
 int
@@ -185,12 +181,8 @@ wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call, Wb
   pending->client = client;
   pending->call = sd_bus_message_ref (call);
   if (!wb_hub_client_send (client->hub_client, type, stream_id, text, send_done_cb, pending,
-                           &error))
-    {
-      pending_send_free (pending);
-      return wb_dbus_error_set_from_gerror (ret_error, error);
-    }
-  g_ptr_array_add (client->pending, pending);
+                           pending_send_free, &error))
+    return wb_dbus_error_set_from_gerror (ret_error, error);
   return 1; /* replied from send_done_cb */
 }
 

@@ -45,14 +45,24 @@ typedef struct
   gpointer user_data;
 } HubObserver;
 
-/* A send handed to upstream; owned by the upstream callback. */
+/* A send handed to upstream; owned by the upstream callback. The frontend's
+ * context (@user_data) is the hub's to destroy. */
 typedef struct
 {
   WbHubClient *client; /* NULL once the client is freed */
   GList link;          /* in client->pending */
   WbHubSendCallback callback;
   gpointer user_data;
+  GDestroyNotify destroy;
 } PendingSend;
+
+static void
+pending_send_release (PendingSend *pending)
+{
+  if (pending->destroy != NULL && pending->user_data != NULL)
+    pending->destroy (pending->user_data);
+  pending->user_data = NULL;
+}
 
 struct _WbHub
 {
@@ -623,6 +633,7 @@ client_forget_pending (WbHubClient *client)
 
       g_queue_unlink (&client->pending, &pending->link);
       pending->client = NULL;
+      pending_send_release (pending);
     }
 }
 
@@ -904,6 +915,7 @@ send_done_cb (const GError *error, gpointer user_data)
         g_debug ("Send from %s failed: %s", client->name, error->message);
       if (pending->callback != NULL)
         pending->callback (client, error, pending->user_data);
+      pending_send_release (pending);
     }
   g_free (pending);
 }
@@ -923,10 +935,9 @@ check_text (const char *text, GError **error)
   return TRUE;
 }
 
-gboolean
-wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_id,
-                    const char *text, WbHubSendCallback callback, gpointer user_data,
-                    GError **error)
+static gboolean
+client_send (WbHubClient *client, WbMessageType type, const char *stream_id, const char *text,
+             WbHubSendCallback callback, gpointer user_data, GDestroyNotify destroy, GError **error)
 {
   WbHub *hub;
   WbRateLimit *limit;
@@ -984,8 +995,24 @@ wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_
   pending->link.data = pending;
   pending->callback = callback;
   pending->user_data = user_data;
+  pending->destroy = destroy;
   g_queue_push_tail_link (&client->pending, &pending->link);
 
   hub->ops->send (hub->upstream, message, send_done_cb, pending);
+  return TRUE;
+}
+
+gboolean
+wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_id,
+                    const char *text, WbHubSendCallback callback, gpointer user_data,
+                    GDestroyNotify destroy, GError **error)
+{
+  PendingSend refused = { .user_data = user_data, .destroy = destroy };
+
+  if (!client_send (client, type, stream_id, text, callback, user_data, destroy, error))
+    {
+      pending_send_release (&refused);
+      return FALSE;
+    }
   return TRUE;
 }

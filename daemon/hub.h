@@ -99,10 +99,12 @@ void wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id);
 typedef void (*WbHubSendCallback) (WbHubClient *client, const GError *error, gpointer user_data);
 /* @type: WB_MESSAGE_CHAT_MESSAGE or WB_MESSAGE_REACTION_SENT. Returns FALSE
  * (rate limit, invalid argument) without calling @callback; otherwise
- * @callback runs exactly once later, unless the client is freed first. */
+ * @callback runs exactly once later, unless the client is freed first.
+ * The hub owns @user_data: @destroy (may be NULL) runs once, after the
+ * callback, when the client is freed first, or before a FALSE return. */
 gboolean wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_id,
                              const char *text, WbHubSendCallback callback, gpointer user_data,
-                             GError **error);
+                             GDestroyNotify destroy, GError **error);
 /* Clients with the same sender key (the frontends use "uid:N") share one
  * ChatPerMinute / ReactionsPerMinute allowance: a user cannot refill it by
  * reconnecting or opening more connections. Without one, a client has its own. */

@@ -51,7 +51,6 @@ struct _FrontendClient
   WbHubClient *hub_client;
   WbPeerCredentials *credentials;
   char *name;
-  GPtrArray *pending_sends; /* PendingSend, freed with the client */
 };
 
 struct _WbSocketFrontend
@@ -78,7 +77,7 @@ struct _WbSocketFrontend
   guint refusals_unlogged;
 };
 
-static void pending_send_free (PendingSend *pending);
+static void pending_send_free (gpointer data);
 
 /* ---- replies ----------------------------------------------------------- */
 
@@ -298,7 +297,6 @@ send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
       client_reply_error (client, not_connected ? "not_connected" : "send_failed", error->message,
                           pending->request_id, pending->stream_id);
     }
-  g_ptr_array_remove_fast (client->pending_sends, pending);
 }
 
 static void
@@ -325,14 +323,10 @@ client_handle_send (FrontendClient *client, const WbMessage *message)
   pending->stream_id = g_strdup (message->stream_id);
   pending->type = message->type;
   if (!wb_hub_client_send (client->hub_client, message->type, message->stream_id,
-                           wb_message_get_string (message, field), send_done_cb, pending, &error))
-    {
-      client_reply_error (client, hub_error_code (error), error->message, message->request_id,
-                          message->stream_id);
-      pending_send_free (pending);
-      return;
-    }
-  g_ptr_array_add (client->pending_sends, pending);
+                           wb_message_get_string (message, field), send_done_cb, pending,
+                           pending_send_free, &error))
+    client_reply_error (client, hub_error_code (error), error->message, message->request_id,
+                        message->stream_id);
 }
 
 static void
@@ -403,10 +397,10 @@ client_line_too_long_cb (WbSocketClient *connection, gpointer user_data)
 /* ---- client lifetime --------------------------------------------------- */
 
 static void
-pending_send_free (PendingSend *pending)
+pending_send_free (gpointer data)
 {
-  if (pending == NULL)
-    return;
+  PendingSend *pending = data;
+
   g_clear_pointer (&pending->request_id, json_node_unref);
   g_free (pending->stream_id);
   g_free (pending);
@@ -417,9 +411,8 @@ frontend_client_free (FrontendClient *client)
 {
   if (client == NULL)
     return;
-  /* Hub first: it forgets our pending sends, so no callback can follow. */
+  /* Hub first: it drops our pending sends, so no callback can follow. */
   g_clear_pointer (&client->hub_client, wb_hub_client_free);
-  g_clear_pointer (&client->pending_sends, g_ptr_array_unref);
   g_clear_pointer (&client->connection, wb_socket_client_free);
   g_clear_pointer (&client->credentials, wb_peer_credentials_free);
   g_free (client->name);
@@ -514,7 +507,6 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
   client->frontend = frontend;
   client->credentials = g_steal_pointer (&credentials);
   client->name = g_steal_pointer (&name);
-  client->pending_sends = g_ptr_array_new_with_free_func ((GDestroyNotify)pending_send_free);
   client->connection = wb_socket_client_new (frontend->connections, fd, &frontend->limits,
                                              &client_callbacks, client);
   if (client->connection == NULL)

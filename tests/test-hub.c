@@ -1014,7 +1014,7 @@ send_done_cb (WbHubClient *client, const GError *error, gpointer user_data)
 static gboolean
 try_send (Sink *sink, WbMessageType type, const char *stream_id, const char *text, GError **error)
 {
-  return wb_hub_client_send (sink->client, type, stream_id, text, send_done_cb, sink, error);
+  return wb_hub_client_send (sink->client, type, stream_id, text, send_done_cb, sink, NULL, error);
 }
 
 static void
@@ -1170,13 +1170,52 @@ test_send_free_in_callback (Fixture *fixture, gconstpointer data)
   Sink *a = sink_new (fixture, "a");
 
   g_assert_true (wb_hub_client_send (a->client, WB_MESSAGE_CHAT_MESSAGE, "s1", "one",
-                                     send_done_free_cb, a, NULL));
+                                     send_done_free_cb, a, NULL, NULL));
   g_assert_true (wb_hub_client_send (a->client, WB_MESSAGE_CHAT_MESSAGE, "s1", "two",
-                                     send_done_free_cb, a, NULL));
+                                     send_done_free_cb, a, NULL, NULL));
   recorder_complete_send (&fixture->recorder, 0, NULL);
   g_assert_null (a->client);
   recorder_complete_send (&fixture->recorder, 1, NULL);
   g_assert_cmpuint (a->sends_done, ==, 1);
+}
+
+static void
+count_destroy (gpointer user_data)
+{
+  (*(guint *)user_data)++;
+}
+
+static void
+count_outcome_cb (WbHubClient *client, const GError *error, gpointer user_data)
+{
+  /* The context is still alive when the outcome arrives. */
+  g_assert_cmpuint (*(guint *)user_data, ==, 0);
+}
+
+/* The hub owns a send's context: destroyed once, whatever happens. */
+static void
+test_send_context_destroyed_once (Fixture *fixture, gconstpointer data)
+{
+  Sink *a = sink_new (fixture, "a");
+  guint answered = 0;
+  guint orphaned = 0;
+  guint refused = 0;
+
+  g_assert_true (wb_hub_client_send (a->client, WB_MESSAGE_CHAT_MESSAGE, "s1", "one",
+                                     count_outcome_cb, &answered, count_destroy, NULL));
+  recorder_complete_send (&fixture->recorder, 0, NULL);
+  g_assert_cmpuint (answered, ==, 1);
+
+  g_assert_true (wb_hub_client_send (a->client, WB_MESSAGE_CHAT_MESSAGE, "s1", "two",
+                                     count_outcome_cb, &orphaned, count_destroy, NULL));
+  g_assert_false (wb_hub_client_send (a->client, WB_MESSAGE_CHAT_MESSAGE, "s1", "",
+                                      count_outcome_cb, &refused, count_destroy, NULL));
+  g_assert_cmpuint (refused, ==, 1);
+  g_clear_pointer (&a->client, wb_hub_client_free);
+  g_assert_cmpuint (orphaned, ==, 1);
+  /* The late outcome finds nobody and destroys nothing twice. */
+  recorder_complete_send (&fixture->recorder, 1, NULL);
+  g_assert_cmpuint (orphaned, ==, 1);
 }
 
 /* ---- subscriptions: limits and arguments --------------------------------- */
@@ -1428,7 +1467,7 @@ test_hub_freed_first (void)
   client = wb_hub_client_new (hub, "late", NULL, NULL);
   g_assert_true (wb_hub_client_subscribe (client, "s1", NULL, NULL, NULL));
   g_assert_true (
-      wb_hub_client_send (client, WB_MESSAGE_CHAT_MESSAGE, "s1", "hi", NULL, NULL, NULL));
+      wb_hub_client_send (client, WB_MESSAGE_CHAT_MESSAGE, "s1", "hi", NULL, NULL, NULL, NULL));
 
   wb_hub_free (hub);
   g_assert_cmpuint (recorder.set_calls->len, ==, 1);
@@ -1502,6 +1541,7 @@ main (int argc, char **argv)
   ADD ("/hub/subscribe/invalid", test_subscribe_invalid);
   ADD ("/hub/status", test_status);
   ADD ("/hub/reconnect", test_reconnect);
+  ADD ("/hub/send/context-destroyed-once", test_send_context_destroyed_once);
   ADD ("/hub/contract/free-in-deliver-refused", test_free_in_deliver_refused);
   ADD ("/hub/contract/observer-removed-in-callback-refused",
        test_observer_removed_in_callback_refused);

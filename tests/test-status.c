@@ -83,7 +83,6 @@ test_state_names (void)
 
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
     g_assert_cmpstr (wb_link_state_to_string ((WbLinkState)i), ==, names[i]);
-  g_assert_cmpstr (g_quark_to_string (WB_SEND_ERROR), ==, "wb-send-error-quark");
 }
 
 int

@@ -397,9 +397,10 @@ class Commands(BridgeCase):
         self.assertEqual(echoed['payload']['username'], 'you')
         result = run(['react', self.stream, '🔥'], env=self.env)
         self.assertEqual(result.returncode, 0, result.stderr)
-        received = self.sim.stats()['received']
-        self.assertEqual(received.get('chat.message'), 1)
-        self.assertEqual(received.get('reaction.sent'), 1)
+        # Exit status 0 means handed to the WebSocket; the simulator counts it a moment later.
+        wait_until(lambda: self.sim.stats()['received'].get('chat.message') == 1
+                   and self.sim.stats()['received'].get('reaction.sent') == 1,
+                   what='one chat and one reaction at the simulator')
 
     def test_dbus_transport(self):
         result = run(['--dbus', 'status'], env=self.env)
