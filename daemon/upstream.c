@@ -1051,11 +1051,12 @@ wb_upstream_free (WbUpstream *self)
 }
 
 void
-wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events)
+wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events,
+                               gint64 owner)
 {
   g_return_if_fail (self != NULL && stream_id != NULL);
 
-  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events))
+  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events, owner))
     return;
   if (events != NULL && events[0] != NULL)
     demand_added (self);
@@ -1064,7 +1065,8 @@ wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const ch
 }
 
 void
-wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, gpointer user_data)
+wb_upstream_send (WbUpstream *self, JsonNode *message, gint64 owner, WbSendCallback callback,
+                  gpointer user_data)
 {
   g_return_if_fail (self != NULL && message != NULL);
 
@@ -1077,7 +1079,7 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, 
                           self);
       return;
     }
-  wb_outbox_send (self->outbox, message, callback, user_data);
+  wb_outbox_send (self->outbox, message, owner, callback, user_data);
   demand_added (self);
 }
 
@@ -1090,15 +1092,51 @@ wb_upstream_demand (WbUpstream *self)
     demand_added (self);
 }
 
-void
-wb_upstream_reconnect (WbUpstream *self)
+/* Drops the current connection (a gap for its subscribers) and connects. */
+static void
+reconnect_now (WbUpstream *self)
 {
-  g_return_if_fail (self != NULL);
-
   g_message ("reconnect requested");
   if (self->ws != NULL)
     self->lost_monotonic_us = g_get_monotonic_time ();
   start_connect (self);
+}
+
+gboolean
+wb_upstream_reconnect (WbUpstream *self, GError **error)
+{
+  gint64 remaining_ms;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  switch (self->status.state)
+    {
+    case WB_LINK_AUTH_FAILED:
+      g_set_error_literal (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED,
+                           "upstream rejected the API key; the bridge connects again by "
+                           "itself when the key changes (or on Reload())");
+      return FALSE;
+    case WB_LINK_RATE_LIMITED:
+    case WB_LINK_WAITING:
+      if (self->status.state == WB_LINK_WAITING && self->retry_is_backoff)
+        break;
+      remaining_ms = MAX (self->next_attempt_monotonic_us - g_get_monotonic_time (), 0) / 1000;
+      g_set_error (
+          error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT,
+          "the server asked the bridge to wait (%s); the next attempt is in %" G_GINT64_FORMAT
+          " ms",
+          wb_link_state_to_string (self->status.state), remaining_ms);
+      return FALSE;
+    case WB_LINK_IDLE:
+    case WB_LINK_CONNECTING:
+    case WB_LINK_CONNECTED:
+    case WB_LINK_CLOSED:
+    default:
+      break;
+    }
+  reconnect_now (self);
+  return TRUE;
 }
 
 void
@@ -1118,7 +1156,7 @@ wb_upstream_reload (WbUpstream *self, const WbConfig *config, const char *api_ke
   if (self->ws != NULL || self->attempt != NULL)
     {
       if (changed)
-        wb_upstream_reconnect (self);
+        reconnect_now (self);
       return;
     }
   switch (self->status.state)

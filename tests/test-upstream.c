@@ -352,6 +352,9 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_assert_false (callback_inside_call);
 }
 
+/* The uid the tests' subscriptions and sends come from. */
+#define TEST_OWNER 1000
+
 #define IN_UPSTREAM_CALL(call)                                                                     \
   G_STMT_START                                                                                     \
   {                                                                                                \
@@ -364,19 +367,22 @@ fixture_teardown (Fixture *f, gconstpointer data)
 static void
 call_set_stream_events (Fixture *f, const char *stream_id, const char *const *events)
 {
-  IN_UPSTREAM_CALL (wb_upstream_set_stream_events (upstream (f), stream_id, events));
+  IN_UPSTREAM_CALL (wb_upstream_set_stream_events (upstream (f), stream_id, events, TEST_OWNER));
 }
 
 static void
 call_send (Fixture *f, JsonNode *message, WbSendCallback callback, gpointer user_data)
 {
-  IN_UPSTREAM_CALL (wb_upstream_send (upstream (f), message, callback, user_data));
+  IN_UPSTREAM_CALL (wb_upstream_send (upstream (f), message, TEST_OWNER, callback, user_data));
 }
 
-static void
-call_reconnect (Fixture *f)
+static gboolean
+call_reconnect (Fixture *f, GError **error)
 {
-  IN_UPSTREAM_CALL (wb_upstream_reconnect (upstream (f)));
+  gboolean done;
+
+  IN_UPSTREAM_CALL (done = wb_upstream_reconnect (upstream (f), error));
+  return done;
 }
 
 static void
@@ -522,12 +528,14 @@ typedef struct
   guint16 expected_code;
   WbLinkState expected_state;
   guint min_wait_ms;
+  gboolean server_wait; /* the server set the wait: Reconnect() may not cut it */
 } CloseRow;
 
 static const CloseRow close_rows[] = {
-  { "1001", "/sim/close", "{\"code\":1001}", 1001, WB_LINK_WAITING, TEST_GOING_AWAY_MS },
+  { "1001", "/sim/close", "{\"code\":1001}", 1001, WB_LINK_WAITING, TEST_GOING_AWAY_MS, TRUE },
   { "1006", "/sim/drop", "{}", 1006, WB_LINK_WAITING, TEST_BACKOFF_INITIAL_MS },
-  { "4429", "/sim/close", "{\"code\":4429}", 4429, WB_LINK_RATE_LIMITED, TEST_RATE_LIMITED_MS },
+  { "4429", "/sim/close", "{\"code\":4429}", 4429, WB_LINK_RATE_LIMITED, TEST_RATE_LIMITED_MS,
+    TRUE },
   { "4500", "/sim/close", "{\"code\":4500}", 4500, WB_LINK_WAITING, TEST_BACKOFF_INITIAL_MS },
   { "unknown", "/sim/close", "{\"code\":4123}", 4123, WB_LINK_WAITING, TEST_BACKOFF_INITIAL_MS },
 };
@@ -553,6 +561,15 @@ test_close_row (Fixture *f, gconstpointer data)
   index = find_state (f, 0, row->expected_state);
   g_assert_cmpint (index, >=, 0);
   g_assert_cmpuint (status (f)->last_close_code, ==, row->expected_code);
+  if (row->server_wait)
+    {
+      g_autoptr (GError) error = NULL;
+
+      /* Reconnect() may not shorten a wait the server imposed; it says how long is left. */
+      g_assert_false (call_reconnect (f, &error));
+      g_assert_error (error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT);
+      g_assert_nonnull (strstr (error->message, "the next attempt is in"));
+    }
 
   WAIT_UNTIL (is_healthy (f), row->min_wait_ms * TEST_JITTER + TEST_DEADLINE_MS);
   wait_ms = measured_wait_ms (f, 0, &waiting);
@@ -580,6 +597,13 @@ test_close_4401 (Fixture *f, gconstpointer data)
   send_chat (f, "hello", &result);
   WAIT_UNTIL (result.done, TEST_DEADLINE_MS);
   g_assert_error (result.error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
+  {
+    g_autoptr (GError) error = NULL;
+
+    /* Parked until the key changes: Reconnect() cannot help and says so. */
+    g_assert_false (call_reconnect (f, &error));
+    g_assert_error (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED);
+  }
   call_set_stream_events (f, stream1 (f), health_events);
   call_network_changed (f);
   wb_test_run_for_ms (TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
@@ -1208,7 +1232,7 @@ test_reconnect_now (Fixture *f, gconstpointer data)
 
   subscribe_and_wait_healthy (f);
   requested_us = g_get_monotonic_time ();
-  call_reconnect (f);
+  g_assert_true (call_reconnect (f, NULL));
   WAIT_UNTIL (is_healthy (f) && count_states (f, WB_LINK_CONNECTED) == 2, TEST_DEADLINE_MS);
   g_assert_cmpuint (count_waits (f), ==, 0);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
