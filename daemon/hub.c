@@ -417,27 +417,23 @@ wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkState new
 }
 
 void
-wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms)
+wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_ms)
 {
-  GHashTableIter iter;
-  gpointer value;
+  HubStream *stream;
+  g_autoptr (WbEvent) event = NULL;
+  JsonObject *payload;
 
-  g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub != NULL && stream_id != NULL);
   g_return_if_fail (hub->dispatching == 0);
 
-  g_hash_table_iter_init (&iter, hub->streams);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      HubStream *stream = value;
-      g_autoptr (WbEvent) event = NULL;
-      JsonObject *payload;
-
-      payload = json_object_new ();
-      json_object_set_string_member (payload, "stream_id", stream->stream_id);
-      json_object_set_int_member (payload, "gap_ms", MAX (gap_ms, 0));
-      event = wb_event_new ("bridge.resync", stream->stream_id, payload);
-      stream_deliver (hub, stream, event, 0);
-    }
+  stream = g_hash_table_lookup (hub->streams, stream_id);
+  if (stream == NULL)
+    return; /* everyone left meanwhile */
+  payload = json_object_new ();
+  json_object_set_string_member (payload, "stream_id", stream->stream_id);
+  json_object_set_int_member (payload, "gap_ms", MAX (gap_ms, 0));
+  event = wb_event_new ("bridge.resync", stream->stream_id, payload);
+  stream_deliver (hub, stream, event, 0);
 }
 
 void

@@ -73,7 +73,9 @@ void wb_hub_set_config (WbHub *hub, const WbConfig *config);
 /* Feed from upstream (main connects WbUpstreamCallbacks to these). */
 void wb_hub_handle_upstream_message (WbHub *hub, const WbMessage *message);
 void wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkState new_state);
-void wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms);
+/* @stream_id is covered upstream again after a gap of @gap_ms: its
+ * subscribers get bridge.resync. */
+void wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_ms);
 void wb_hub_handle_upstream_status (WbHub *hub);
 
 /* Reconnect(): refused (WB_LINK_ERROR) while a wait the server imposed runs. */

@@ -141,11 +141,11 @@ upstream_state_changed_cb (const WbUpstreamStateChange *change, gpointer user_da
 }
 
 static void
-upstream_resynced_cb (gint64 gap_ms, gpointer user_data)
+upstream_resynced_cb (const char *stream_id, gint64 gap_ms, gpointer user_data)
 {
   Daemon *daemon = user_data;
 
-  wb_hub_handle_upstream_resynced (daemon->hub, gap_ms);
+  wb_hub_handle_upstream_resynced (daemon->hub, stream_id, gap_ms);
 }
 
 static void

@@ -66,6 +66,12 @@ struct _WbOutbox
   GHashTable *unsynced;
   GQueue resync; /* Unsynced, by link, sorted */
 
+  /* stream id → gint64 *: since when (monotonic) no live connection has
+   * carried the stream's subscription; streams with a gap to report. */
+  GHashTable *uncovered;
+  /* Streams re-sent on a connection that has not answered a ping yet. */
+  GPtrArray *covered_unconfirmed;
+
   GHashTable *owners; /* id → Owner, kept while it has work */
   GQueue churn_ring;  /* Owner with churn, by churn_ring_link; head is next */
   GQueue send_ring;   /* Owner with sends, by send_ring_link; head is next */
@@ -371,6 +377,31 @@ next_stream (WbOutbox *self, gint64 now, gint64 *out_wake_us)
   return NULL;
 }
 
+static void
+report_covered (WbOutbox *self, const char *stream_id)
+{
+  gint64 *since = g_hash_table_lookup (self->uncovered, stream_id);
+
+  if (since == NULL)
+    return;
+  if (self->callbacks.stream_covered != NULL)
+    self->callbacks.stream_covered (stream_id, *since, self->user_data);
+  g_hash_table_remove (self->uncovered, stream_id);
+}
+
+/* A stream of the union was told to the current connection (or needed no
+ * telling): covered, once that connection has proved it is alive. */
+static void
+stream_told (WbOutbox *self, const char *stream_id)
+{
+  if (!g_hash_table_contains (self->uncovered, stream_id))
+    return;
+  if (self->healthy)
+    report_covered (self, stream_id);
+  else
+    g_ptr_array_add (self->covered_unconfirmed, g_strdup (stream_id));
+}
+
 /* Writes what @item's stream needs (perhaps nothing, which costs no token).
  * FALSE if the pace allows no message now. */
 static gboolean
@@ -398,12 +429,17 @@ write_stream (WbOutbox *self, Unsynced *item)
     }
   if (owner != NULL)
     ring_next_turn (&self->churn_ring, &owner->churn_ring_link, owner->in_churn_ring);
-  unsynced_remove (self, item);
   if (node != NULL)
     {
       self->sent_last = FALSE;
       self->callbacks.write (node, self->user_data);
     }
+  /* A write that broke the connection forgot the lanes, @item with them. */
+  if (!self->open)
+    return TRUE;
+  if (wanted != NULL)
+    stream_told (self, item->stream_id);
+  unsynced_remove (self, item);
   return TRUE;
 }
 
@@ -481,6 +517,8 @@ wb_outbox_new (const WbOutboxLimits *limits, const WbOutboxCallbacks *callbacks,
   self->unsynced
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)unsynced_free);
   self->owners = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, g_free);
+  self->uncovered = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->covered_unconfirmed = g_ptr_array_new_with_free_func (g_free);
   self->limits = *limits;
   self->limits.messages_per_second = MAX (limits->messages_per_second, 1);
   wb_rate_limit_init_per_second (&self->pace, self->limits.messages_per_second,
@@ -500,6 +538,8 @@ wb_outbox_free (WbOutbox *self)
   clear_unsynced (self);
   g_hash_table_unref (self->unsynced);
   g_hash_table_unref (self->owners);
+  g_hash_table_unref (self->uncovered);
+  g_ptr_array_unref (self->covered_unconfirmed);
   g_hash_table_unref (self->wanted);
   g_hash_table_unref (self->told);
   g_free (self);
@@ -529,6 +569,8 @@ wb_outbox_set_stream_events (WbOutbox *self, const char *stream_id, const char *
       if (old == NULL)
         return FALSE;
       g_hash_table_remove (self->wanted, stream_id);
+      /* Nobody is left to tell of its gap. */
+      g_hash_table_remove (self->uncovered, stream_id);
     }
   else
     {
@@ -580,19 +622,39 @@ wb_outbox_connection_opened (WbOutbox *self)
 void
 wb_outbox_connection_healthy (WbOutbox *self)
 {
+  g_autoptr (GPtrArray) confirmed = NULL;
+
   g_return_if_fail (self != NULL);
 
   if (!self->open || self->healthy)
     return;
   self->healthy = TRUE;
+  confirmed = g_steal_pointer (&self->covered_unconfirmed);
+  self->covered_unconfirmed = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < confirmed->len; i++)
+    report_covered (self, g_ptr_array_index (confirmed, i));
   pump (self);
 }
 
 void
 wb_outbox_connection_closed (WbOutbox *self)
 {
+  GHashTableIter iter;
+  gpointer stream_id;
+
   g_return_if_fail (self != NULL);
 
+  if (self->open)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      g_hash_table_iter_init (&iter, self->wanted);
+      while (g_hash_table_iter_next (&iter, &stream_id, NULL))
+        if (!g_hash_table_contains (self->uncovered, stream_id))
+          g_hash_table_insert (self->uncovered, g_strdup (stream_id), g_memdup2 (&now, sizeof now));
+    }
+  /* Written on a connection that never answered: still uncovered. */
+  g_ptr_array_set_size (self->covered_unconfirmed, 0);
   self->open = FALSE;
   self->healthy = FALSE;
   g_hash_table_remove_all (self->told);

@@ -34,6 +34,10 @@ typedef struct
                      gpointer user_data);
   /* The number of held sends changed. May be NULL. */
   void (*held_changed) (gpointer user_data);
+  /* @stream_id, uncovered since @since_us (monotonic: when a connection it
+   * was subscribed on was lost), is covered again: its subscribe was written
+   * on a connection that has answered a ping. May be NULL. */
+  void (*stream_covered) (const char *stream_id, gint64 since_us, gpointer user_data);
 } WbOutboxCallbacks;
 
 typedef struct
@@ -63,7 +67,9 @@ guint wb_outbox_get_n_streams (WbOutbox *outbox);
 void wb_outbox_connection_opened (WbOutbox *outbox);
 /* It answered its first ping: held sends may follow the union. */
 void wb_outbox_connection_healthy (WbOutbox *outbox);
-/* It is gone: nothing is written until the next one opens. */
+/* It is gone: nothing is written until the next one opens. If it was open,
+ * every stream of the union is uncovered from now (unless it already was),
+ * until stream_covered says otherwise. */
 void wb_outbox_connection_closed (WbOutbox *outbox);
 
 /* Holds @message (a flat chat.message or reaction.sent) until a healthy

@@ -28,9 +28,9 @@
  * the backoff was reset) and `io_error` (libsoup reported one: a close
  * without a code is a write error) describe the current connection and are
  * cleared with it; `retry_is_backoff` says whether the planned retry may be
- * cut short by a network change (a server's fixed wait may not);
- * `lost_monotonic_us` is non-zero from losing a connection that had
- * subscribers until the next connect, which reports the gap.
+ * cut short by a network change (a server's fixed wait may not). Which
+ * streams lost their coverage, and since when, is the outbox's to track: it
+ * reports each one back (a resync) once it is re-sent on a live connection.
  *
  * Transitions (the close table's actions are close-policy.c's):
  *   idle, closed   → connecting   local demand (stream, send), reload
@@ -73,7 +73,8 @@ typedef struct
   NoteKind kind;
   WbMessage *message;           /* NOTE_MESSAGE, owned */
   WbUpstreamStateChange change; /* NOTE_STATE */
-  gint64 gap_ms;                /* NOTE_RESYNCED */
+  char *stream_id;              /* NOTE_RESYNCED */
+  gint64 gap_ms;
   WbSendCallback send_callback; /* NOTE_SEND_DONE */
   gpointer send_data;
   GError *send_error; /* owned; NULL: written */
@@ -124,7 +125,6 @@ struct _WbUpstream
   gint64 ping_sent_us;
 
   gboolean was_connected;
-  gint64 lost_monotonic_us;
 
   guint retry_id;
   guint ping_id;
@@ -151,6 +151,7 @@ static void
 note_free (Note *note)
 {
   g_clear_pointer (&note->message, wb_message_free);
+  g_free (note->stream_id);
   g_clear_error (&note->send_error);
   g_free (note);
 }
@@ -170,7 +171,7 @@ note_deliver (WbUpstream *self, Note *note)
       break;
     case NOTE_RESYNCED:
       if (self->callbacks.resynced != NULL)
-        self->callbacks.resynced (note->gap_ms, self->user_data);
+        self->callbacks.resynced (note->stream_id, note->gap_ms, self->user_data);
       break;
     case NOTE_SEND_DONE:
       note->send_callback (note->send_error, note->send_data);
@@ -281,9 +282,6 @@ set_state (WbUpstream *self, WbLinkState state)
     }
   if (state != WB_LINK_CONNECTED)
     self->status.connected_since_us = 0;
-  /* Nobody was subscribed across an idle period: no gap to tell anyone of. */
-  if (state == WB_LINK_IDLE)
-    self->lost_monotonic_us = 0;
   if (old == state)
     return;
 
@@ -330,10 +328,22 @@ outbox_held_changed (gpointer user_data)
   notify_status (self);
 }
 
+/* A stream's subscription is back on a live connection: its subscribers
+ * learn how long it was not covered (bridge.resync). */
+static void
+outbox_stream_covered (const char *stream_id, gint64 since_us, gpointer user_data)
+{
+  Note *note = note_push (user_data, NOTE_RESYNCED);
+
+  note->stream_id = g_strdup (stream_id);
+  note->gap_ms = MAX (g_get_monotonic_time () - since_us, 0) / 1000;
+}
+
 static const WbOutboxCallbacks outbox_callbacks = {
   .write = outbox_write,
   .send_done = outbox_send_done,
   .held_changed = outbox_held_changed,
+  .stream_covered = outbox_stream_covered,
 };
 
 static WbOutboxLimits
@@ -639,8 +649,6 @@ record_close (WbUpstream *self, guint16 code, const char *reason)
 static void
 connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, const char *reason)
 {
-  if (self->ws != NULL)
-    self->lost_monotonic_us = g_get_monotonic_time ();
   abandon_attempt (self);
   /* A close by the bridge itself: tell the server politely, count it as 1006. */
   detach_ws (self, WB_UPSTREAM_CLOSE_GOING_AWAY, reason);
@@ -792,10 +800,6 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   g_message ("connected to %s", self->redacted_url);
   update_idle_timer (self);
   set_state (self, WB_LINK_CONNECTED);
-  if (reconnect && self->lost_monotonic_us != 0)
-    note_push (self, NOTE_RESYNCED)->gap_ms
-        = (g_get_monotonic_time () - self->lost_monotonic_us) / 1000;
-  self->lost_monotonic_us = 0;
   notify_status (self);
 }
 
@@ -1097,8 +1101,6 @@ static void
 reconnect_now (WbUpstream *self)
 {
   g_message ("reconnect requested");
-  if (self->ws != NULL)
-    self->lost_monotonic_us = g_get_monotonic_time ();
   start_connect (self);
 }
 

@@ -36,9 +36,11 @@ typedef struct
   /* A valid server message other than ping and pong. Borrowed for the call. */
   void (*message) (const WbMessage *message, gpointer user_data);
   void (*state_changed) (const WbUpstreamStateChange *change, gpointer user_data);
-  /* After a reconnect (not the first connect), the union being re-sent:
-   * events between @gap_ms ago and now may have been missed. May be NULL. */
-  void (*resynced) (gint64 gap_ms, gpointer user_data);
+  /* After a connection carrying @stream_id's subscription was lost, the
+   * subscription is back on a live connection (re-sent, and the connection
+   * answered a ping): its events of the last @gap_ms may have been missed.
+   * Once per stream and gap. May be NULL. */
+  void (*resynced) (const char *stream_id, gint64 gap_ms, gpointer user_data);
   /* Counters, RTT or held sends changed (rate-limit your own publishing).
    * Coalesced: at most once per main-loop iteration. May be NULL. */
   void (*status_changed) (gpointer user_data);

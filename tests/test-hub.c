@@ -976,7 +976,13 @@ test_resync (Fixture *fixture, gconstpointer data)
   subscribe (a, "s1", "chat.message");
   subscribe (a, "s2", "stream.health");
   subscribe (b, "s2", NULL);
-  wb_hub_handle_upstream_resynced (fixture->hub, 4200);
+  /* Each stream when its subscription is back upstream, with its own gap. */
+  wb_hub_handle_upstream_resynced (fixture->hub, "s1", 4200);
+  g_assert_cmpuint (a->events->len, ==, 1);
+  g_assert_cmpuint (b->events->len, ==, 0);
+  wb_hub_handle_upstream_resynced (fixture->hub, "s2", 4200);
+  /* A stream everyone left meanwhile: nothing to tell. */
+  wb_hub_handle_upstream_resynced (fixture->hub, "gone", 4200);
 
   g_assert_cmpuint (unsubscribed->events->len, ==, 0);
   g_assert_cmpuint (b->events->len, ==, 1);

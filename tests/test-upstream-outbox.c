@@ -23,6 +23,7 @@ typedef struct
   GArray *written_at; /* gint64 monotonic µs of each write */
   guint held_changes;
   GPtrArray *outcomes; /* SendOutcome *, owned */
+  GPtrArray *covered;  /* "stream:since_us" of each stream_covered */
 } Fixture;
 
 static void
@@ -49,10 +50,19 @@ record_held_changed (gpointer user_data)
   ((Fixture *)user_data)->held_changes++;
 }
 
+static void
+record_covered (const char *stream_id, gint64 since_us, gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  g_ptr_array_add (f->covered, g_strdup_printf ("%s:%" G_GINT64_FORMAT, stream_id, since_us));
+}
+
 static const WbOutboxCallbacks recording_callbacks = {
   .write = record_write,
   .send_done = record_send_done,
   .held_changed = record_held_changed,
+  .stream_covered = record_covered,
 };
 
 static void
@@ -80,6 +90,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   f->written = g_ptr_array_new_with_free_func (g_free);
   f->written_at = g_array_new (FALSE, FALSE, sizeof (gint64));
   f->outcomes = g_ptr_array_new_with_free_func ((GDestroyNotify)outcome_free);
+  f->covered = g_ptr_array_new_with_free_func (g_free);
   f->outbox = wb_outbox_new (limits, &recording_callbacks, f);
 }
 
@@ -90,6 +101,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   for (guint i = 0; i < f->outcomes->len; i++)
     g_assert_cmpuint (((SendOutcome *)g_ptr_array_index (f->outcomes, i))->calls, ==, 1);
   g_ptr_array_unref (f->outcomes);
+  g_ptr_array_unref (f->covered);
   g_ptr_array_unref (f->written);
   g_array_unref (f->written_at);
 }
@@ -247,6 +259,52 @@ test_resync_at_once (Fixture *f, gconstpointer data)
   wb_outbox_connection_opened (f->outbox);
   g_assert_cmpuint (f->written->len, ==, 10);
   WAIT_UNTIL (f->written->len == 12, 2000);
+}
+
+/* After a lost connection each stream of the union is reported covered
+ * again once its subscribe went out on a connection that answered a ping,
+ * with the time it was lost; a stream nobody wants any more is not. */
+static void
+test_coverage_after_loss (Fixture *f, gconstpointer data)
+{
+  gint64 closed_us;
+  g_autofree char *expected = NULL;
+
+  wb_outbox_set_stream_events (f->outbox, "a", health, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "b", health, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "c", health, OWNER_A);
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  /* The first connection: nothing was lost, nothing to report. */
+  g_assert_cmpuint (f->covered->len, ==, 0);
+
+  closed_us = g_get_monotonic_time ();
+  wb_outbox_connection_closed (f->outbox);
+  wb_outbox_set_stream_events (f->outbox, "c", NULL, OWNER_A);
+  /* An attempt that opens and fails before answering reports nothing. */
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 5);
+  wb_outbox_connection_closed (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 0);
+
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 0);
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 2);
+  /* Since the first loss, not the failed attempt's. */
+  g_assert_true (g_str_has_prefix (g_ptr_array_index (f->covered, 0), "a:"));
+  g_assert_true (g_str_has_prefix (g_ptr_array_index (f->covered, 1), "b:"));
+  g_assert_cmpint (g_ascii_strtoll (strchr (g_ptr_array_index (f->covered, 0), ':') + 1, NULL, 10),
+                   <=, closed_us + 1000);
+  g_assert_cmpint (g_ascii_strtoll (strchr (g_ptr_array_index (f->covered, 0), ':') + 1, NULL, 10),
+                   >=, closed_us);
+  expected = g_strdup (g_ptr_array_index (f->covered, 0));
+  /* Reported once. */
+  wb_outbox_connection_closed (f->outbox);
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 4);
+  g_assert_cmpstr (g_ptr_array_index (f->covered, 2), !=, expected);
 }
 
 /* A subscribe and unsubscribe inside one pace interval send nothing. */
@@ -437,6 +495,7 @@ main (int argc, char **argv)
   ADD ("fail-and-free", &fast, test_fail_and_free);
   ADD ("close-while-paced", &slow, test_close_while_paced);
   ADD ("resync-at-once", &slow, test_resync_at_once);
+  ADD ("coverage-after-loss", &fast, test_coverage_after_loss);
   ADD ("undone-within-interval-costs-nothing", &slow, test_undone_within_interval_costs_nothing);
   ADD ("churn-owners-take-turns", &slow, test_churn_owners_take_turns);
   ADD ("sends-not-starved", &slow, test_sends_not_starved);

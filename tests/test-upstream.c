@@ -106,7 +106,7 @@ state_changed_cb (const WbUpstreamStateChange *change, gpointer user_data)
 }
 
 static void
-resynced_cb (gint64 gap_ms, gpointer user_data)
+resynced_cb (const char *stream_id, gint64 gap_ms, gpointer user_data)
 {
   Fixture *f = user_data;
 
@@ -515,7 +515,7 @@ test_close_1000 (Fixture *f, gconstpointer data)
   call_set_stream_events (f, stream1 (f), health_events);
   WAIT_UNTIL (is_healthy (f), TEST_DEADLINE_MS);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  WAIT_UNTIL (f->resync_gaps->len == 1, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), >=,
                    TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
 }
@@ -578,7 +578,7 @@ test_close_row (Fixture *f, gconstpointer data)
   assert_wait_between (wait_ms, row->min_wait_ms, row->min_wait_ms * TEST_JITTER + TEST_SLACK_MS,
                        row->name);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  WAIT_UNTIL (f->resync_gaps->len == 1, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), >=, row->min_wait_ms);
 }
 
@@ -973,6 +973,43 @@ latest_connection (JsonObject *stats_object)
   return latest;
 }
 
+/* 200 streams after a reconnect: each one's resync comes when its own
+ * subscribe is back upstream, paced, and its gap covers the whole time it
+ * was not covered (not just until the connection was up again). */
+static void
+test_resync_honest (Fixture *f, gconstpointer data)
+{
+  gint64 dropped_us;
+  gint64 largest = 0;
+  gint64 last_arrival_ms;
+
+  for (guint i = 0; i < 200; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("stream_rs%03u", i);
+
+      call_set_stream_events (f, id, health_events);
+    }
+  WAIT_UNTIL (is_healthy (f), TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "subscribe") == 200, 30000);
+
+  dropped_us = g_get_monotonic_time ();
+  sim_post (f, "/sim/drop", "{}");
+  WAIT_UNTIL (f->resync_gaps->len == 200, 30000);
+  last_arrival_ms = (g_get_monotonic_time () - dropped_us) / 1000;
+  for (guint i = 0; i < f->resync_gaps->len; i++)
+    largest = MAX (largest, g_array_index (f->resync_gaps, gint64, i));
+  g_test_message ("200 resyncs, the last %" G_GINT64_FORMAT
+                  " ms after the drop, largest gap %" G_GINT64_FORMAT " ms",
+                  last_arrival_ms, largest);
+  /* 200 subscribes at 20/s (burst 20) take about 9 s: the last streams
+   * were uncovered that long, and say so. */
+  g_assert_cmpint (largest, >=, 8000);
+  g_assert_cmpint (largest, <=, last_arrival_ms);
+  /* Once each, and no more afterwards. */
+  wb_test_run_for_ms (500);
+  g_assert_cmpuint (f->resync_gaps->len, ==, 200);
+}
+
 static void
 test_resubscribe (Fixture *f, gconstpointer data)
 {
@@ -998,8 +1035,10 @@ test_resubscribe (Fixture *f, gconstpointer data)
   g_assert_cmpint (latest_connection (after), !=, first_connection);
   g_assert_true (has_subscription (after, latest_connection (after), stream0 (f), health_events));
   g_assert_true (has_subscription (after, latest_connection (after), stream1 (f), chat_events));
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  /* One resync per stream, once it is back upstream. */
+  WAIT_UNTIL (f->resync_gaps->len == 2, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), >=, TEST_BACKOFF_INITIAL_MS);
+  g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 1), >=, TEST_BACKOFF_INITIAL_MS);
 
   /* Changing the union sends exactly one message per change. */
   call_set_stream_events (f, stream1 (f), health_events);
@@ -1236,7 +1275,7 @@ test_reconnect_now (Fixture *f, gconstpointer data)
   WAIT_UNTIL (is_healthy (f) && count_states (f, WB_LINK_CONNECTED) == 2, TEST_DEADLINE_MS);
   g_assert_cmpuint (count_waits (f), ==, 0);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  WAIT_UNTIL (f->resync_gaps->len == 1, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), <=,
                    (g_get_monotonic_time () - requested_us) / 1000 + 1);
   POLL_UNTIL (stats_int (f, "connections") == 1, TEST_DEADLINE_MS);
@@ -1417,6 +1456,7 @@ main (int argc, char **argv)
   ADD ("pong-timeout", test_pong_timeout);
   ADD ("accept-and-close", test_accept_and_close);
   ADD ("resubscribe", test_resubscribe);
+  ADD ("resync-honest", test_resync_honest);
   ADD ("queue/flushed-after-reconnect", test_queue_flushed_after_reconnect);
   ADD ("queue/expires", test_queue_expires);
   ADD ("queue/full", test_queue_full);
