@@ -18,6 +18,8 @@
  */
 
 #define TYPE_BIT(type) (1u << (type))
+/* Upstream frames dropped under a flood are logged at most this often. */
+#define HUB_DROP_LOG_INTERVAL_US (60 * G_USEC_PER_SEC)
 
 G_STATIC_ASSERT (WB_MESSAGE_N_TYPES <= 32);
 
@@ -78,6 +80,8 @@ struct _WbHub
   WbBridgeStatus status;
   /* Inside a fan-out: deliver() and observers must not change the hub. */
   guint dispatching;
+  guint64 upstream_dropped_unlogged;
+  gint64 upstream_drop_logged_us;
   /* uid → HubUser: one entry per user ever seen, so bounded by the users of
    * the machine; kept so that reconnecting refills no allowance. */
   GHashTable *users;
@@ -434,6 +438,35 @@ wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_m
   json_object_set_int_member (payload, "gap_ms", MAX (gap_ms, 0));
   event = wb_event_new ("bridge.resync", stream->stream_id, payload);
   stream_deliver (hub, stream, event, 0);
+}
+
+void
+wb_hub_handle_upstream_dropped (WbHub *hub, guint count)
+{
+  g_autoptr (WbEvent) event = NULL;
+  JsonObject *payload;
+
+  g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub->dispatching == 0);
+
+  hub->upstream_dropped_unlogged += count;
+  /* A hostile server must not be able to flood the journal. */
+  if (g_get_monotonic_time () - hub->upstream_drop_logged_us >= HUB_DROP_LOG_INTERVAL_US)
+    {
+      g_warning ("upstream sent faster than the bridge could take in: %" G_GUINT64_FORMAT
+                 " message(s) dropped",
+                 hub->upstream_dropped_unlogged);
+      hub->upstream_dropped_unlogged = 0;
+      hub->upstream_drop_logged_us = g_get_monotonic_time ();
+    }
+  hub->status.events_dropped += count;
+  payload = json_object_new ();
+  json_object_set_int_member (payload, "count", count);
+  json_object_set_boolean_member (payload, "upstream", TRUE);
+  event = wb_event_new ("bridge.dropped", NULL, payload);
+  for (GList *l = hub->clients.head; l != NULL; l = l->next)
+    client_deliver (hub, l->data, event);
+  notify_status_changed (hub);
 }
 
 void
