@@ -205,8 +205,9 @@ ring_next_turn (GQueue *ring, GList *link, gboolean member)
 
 /* ---- held sends ---------------------------------------------------------- */
 
+/* Takes @entry out of the held queues (it is the caller's then). */
 static void
-held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
+held_send_unlink (WbOutbox *self, HeldSend *entry)
 {
   Owner *owner = entry->owner;
 
@@ -215,13 +216,26 @@ held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
   if (owner->sends.length == 0)
     ring_leave (&self->send_ring, &owner->send_ring_link, &owner->in_send_ring);
   owner_release_if_idle (self, owner);
+  entry->owner = NULL;
+}
 
+/* Reports @entry's outcome (takes @error; NULL: written) and frees it. */
+static void
+held_send_report (WbOutbox *self, HeldSend *entry, GError *error)
+{
   if (entry->callback != NULL)
     self->callbacks.send_done (entry->callback, entry->callback_data, error, self->user_data);
   else
     g_clear_error (&error);
   json_node_unref (entry->message);
   g_free (entry);
+}
+
+static void
+held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
+{
+  held_send_unlink (self, entry);
+  held_send_report (self, entry, error);
 }
 
 static gboolean expiry_cb (gpointer user_data);
@@ -449,16 +463,21 @@ write_send (WbOutbox *self)
 {
   Owner *owner = self->send_ring.head->data;
   HeldSend *entry = owner->sends.head->data;
-  JsonNode *message;
+  gboolean written;
 
   if (!pace_take (self))
     return FALSE;
   ring_next_turn (&self->send_ring, &owner->send_ring_link, owner->in_send_ring);
-  message = json_node_ref (entry->message);
+  /* Out of the queues before writing: a write that breaks the connection
+   * may fail what is still held, and this one must end exactly once. */
+  held_send_unlink (self, entry);
   self->sent_last = TRUE;
-  held_send_end (self, entry, NULL);
-  self->callbacks.write (message, self->user_data);
-  json_node_unref (message);
+  written = self->callbacks.write (entry->message, self->user_data);
+  held_send_report (self, entry,
+                    written ? NULL
+                            : g_error_new_literal (WB_SEND_ERROR, WB_SEND_ERROR_FAILED,
+                                                   "the upstream connection failed while "
+                                                   "writing it"));
   notify_held_changed (self);
   return TRUE;
 }

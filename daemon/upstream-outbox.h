@@ -25,8 +25,9 @@ typedef struct _WbOutbox WbOutbox;
 
 typedef struct
 {
-  /* Write @message on the open connection, now. */
-  void (*write) (JsonNode *message, gpointer user_data);
+  /* Write @message on the open connection, now. FALSE if the write failed
+   * (the connection broke): a held send then ends with WB_SEND_ERROR_FAILED. */
+  gboolean (*write) (JsonNode *message, gpointer user_data);
   /* A send ended: @error NULL = written. Takes @error. Called from inside
    * the outbox's own calls and timers: the owner defers it to the main
    * loop before it reaches whoever sent. */

@@ -333,10 +333,15 @@ write_json (WbUpstream *self, JsonNode *node)
   soup_websocket_connection_send_text (self->ws, text);
 }
 
-static void
+/* Written when libsoup took it without the connection failing: a write
+ * error shows at once as its "error" signal (io_error) or a closed state. */
+static gboolean
 outbox_write (JsonNode *message, gpointer user_data)
 {
-  write_json (user_data, message);
+  WbUpstream *self = user_data;
+
+  write_json (self, message);
+  return is_connected (self) && !self->io_error;
 }
 
 static void

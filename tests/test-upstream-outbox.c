@@ -24,9 +24,10 @@ typedef struct
   guint held_changes;
   GPtrArray *outcomes; /* SendOutcome *, owned */
   GPtrArray *covered;  /* "stream:since_us" of each stream_covered */
+  gboolean fail_writes;
 } Fixture;
 
-static void
+static gboolean
 record_write (JsonNode *message, gpointer user_data)
 {
   Fixture *f = user_data;
@@ -34,6 +35,13 @@ record_write (JsonNode *message, gpointer user_data)
 
   g_ptr_array_add (f->written, wb_json_to_string (message, NULL));
   g_array_append_val (f->written_at, now);
+  if (f->fail_writes)
+    {
+      /* The connection broke while writing, as upstream.c would report it. */
+      wb_outbox_connection_closed (f->outbox);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void
@@ -444,6 +452,29 @@ test_held_expiry (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->written->len, ==, 0);
 }
 
+/* A send whose write breaks the connection is reported failed, not sent;
+ * the next one waits for the next connection. */
+static void
+test_failed_write (Fixture *f, gconstpointer data)
+{
+  SendOutcome *lost;
+  SendOutcome *next;
+
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  f->fail_writes = TRUE;
+  lost = send_chat (f, "a", "lost");
+  next = send_chat (f, "a", "next");
+  g_assert_cmpuint (lost->calls, ==, 1);
+  g_assert_error (lost->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
+  g_assert_cmpuint (next->calls, ==, 0);
+  f->fail_writes = FALSE;
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (next->calls, ==, 1);
+  g_assert_no_error (next->error);
+}
+
 /* fail_held and free end every held send, once. */
 static void
 test_fail_and_free (Fixture *f, gconstpointer data)
@@ -493,6 +524,7 @@ main (int argc, char **argv)
   ADD ("held-bound", &fast, test_held_bound);
   ADD ("held-expiry", &short_hold, test_held_expiry);
   ADD ("fail-and-free", &fast, test_fail_and_free);
+  ADD ("failed-write", &fast, test_failed_write);
   ADD ("close-while-paced", &slow, test_close_while_paced);
   ADD ("resync-at-once", &slow, test_resync_at_once);
   ADD ("coverage-after-loss", &fast, test_coverage_after_loss);
