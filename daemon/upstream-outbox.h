@@ -75,7 +75,8 @@ void wb_outbox_connection_closed (WbOutbox *outbox);
 
 /* Holds @message (a flat chat.message or reaction.sent) until a healthy
  * connection and the pace allow it, @owner's sends taking turns with other
- * owners' and with subscription work; refused at once past max_held. */
+ * owners' and with subscription work; refused at once past max_held, or
+ * past @owner's share of it (max_held / 16, at least 1). */
 void wb_outbox_send (WbOutbox *outbox, JsonNode *message, gint64 owner, WbSendCallback callback,
                      gpointer callback_data);
 /* Ends every held send with @code and @reason. */

@@ -1165,8 +1165,9 @@ wb_upstream_reconnect (WbUpstream *self, GError **error)
     {
     case WB_LINK_AUTH_FAILED:
       g_set_error_literal (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED,
-                           "upstream rejected the API key; the bridge connects again by "
-                           "itself when the key changes (or on Reload())");
+                           "upstream rejected the API key; a new key connects again "
+                           "(a rewritten key file at once, the systemd credential on restart, "
+                           "or Reload())");
       return FALSE;
     case WB_LINK_RATE_LIMITED:
     case WB_LINK_WAITING:
