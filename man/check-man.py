@@ -13,6 +13,9 @@ runs each check as a test):
                                     the same keys, in the same groups, with
                                     the same defaults as data/wave-bridge.conf
                                     and docs/configuration.md
+  config-daemon PAGE WAVE_BRIDGED   the daemon starts with every key of the
+                                    page set to its documented default and
+                                    calls none of them unknown
   dbus PAGE XML                     every method, signal and property of the
                                     introspection XML with its signature, and
                                     every error it names
@@ -170,11 +173,10 @@ def markdown_config(path):
     return {(g, k) for g in parser.sections() for k in parser[g]}
 
 
-def check_config(page, example, markdown, sysconfdir):
-    name = os.path.basename(page)
-    text = sections(render(page))
+def page_config(page):
+    """{(group, key): 'Default: ...' text or None} from wave-bridge.conf(5)."""
     in_page = {}
-    for title, body in text.items():
+    for title, body in sections(render(page)).items():
         m = re.match(r'^\[(\w+)\] SECTION$', title)
         if not m:
             continue
@@ -188,6 +190,12 @@ def check_config(page, example, markdown, sysconfdir):
             d = re.match(r'^\s+Default: (.*)$', line)
             if d and key is not None and in_page[key] is None:
                 in_page[key] = d.group(1).strip()
+    return in_page
+
+
+def check_config(page, example, markdown, sysconfdir):
+    name = os.path.basename(page)
+    in_page = page_config(page)
     keys = example_config(example, sysconfdir)
     if len(keys) < 10:
         fail(f'{example}: found only {len(keys)} keys; is the format still "#Key=default"?')
@@ -210,6 +218,62 @@ def check_config(page, example, markdown, sysconfdir):
     ok(f'{name}: {len(in_page)} keys with their defaults agree with '
           f'{os.path.basename(example)} ({len(keys)}) and {os.path.basename(markdown)} '
           f'({len(md_keys)})')
+
+
+def check_config_daemon(page, daemon):
+    """The daemon itself accepts every key of the page with its documented
+    default, and warns about none of them (it warns about keys outside its
+    own table, as the probe group at the end shows)."""
+    import signal
+    import tempfile
+    import time
+    name = os.path.basename(page)
+    in_page = page_config(page)
+    if len(in_page) < 10:
+        fail(f'{name}: found only {len(in_page)} keys')
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = []
+        for group in dict.fromkeys(g for g, _ in in_page):
+            lines.append(f'[{group}]')
+            for (g, key), default in in_page.items():
+                if g == group:
+                    value = '' if default is None or default.startswith('empty') else default.split()[0]
+                    lines.append(f'{key}={value}')
+        lines += ['[NoSuchGroup]', 'NoSuchKey=1']
+        conf = os.path.join(tmp, 'wave-bridge.conf')
+        with open(conf, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        env = dict(os.environ, HOME=tmp, XDG_CONFIG_HOME=tmp, XDG_RUNTIME_DIR=tmp,
+                   WAVE_API_KEY='man_page_check', G_MESSAGES_DEBUG='')
+        for var in ('NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'CREDENTIALS_DIRECTORY'):
+            env.pop(var, None)
+        log = open(os.path.join(tmp, 'stderr'), 'w+')
+        proc = subprocess.Popen([daemon, '--config=' + conf, '--bus=none',
+                                 '--socket=' + os.path.join(tmp, 'wave.sock')],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            log.seek(0)
+            if ' ready: ' in log.read():
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=20)
+        log.seek(0)
+        output = log.read()
+    unknown = re.findall(r'unknown key \[(\w+)\] (\w+)', output)
+    if ('NoSuchGroup', 'NoSuchKey') not in unknown:
+        fail(f'{name}: the daemon did not warn about the probe key [NoSuchGroup] NoSuchKey, '
+             f'so this check proves nothing:\n{output}')
+    for group, key in unknown:
+        if group != 'NoSuchGroup':
+            fail(f'{name}: the daemon does not know [{group}] {key}=')
+    if ' ready: ' not in output or status != 0:
+        fail(f'{name}: the daemon refused the documented defaults (exit status {status}):\n'
+             f'{output}')
+    ok(f'{name}: {os.path.basename(daemon)} accepts all {len(in_page)} keys with their '
+       'documented defaults and knows each of them')
 
 
 def flat(text):
@@ -309,6 +373,8 @@ def main(argv):
         check_options(args[0], args[1], args[2:])
     elif what == 'config':
         check_config(*args)
+    elif what == 'config-daemon':
+        check_config_daemon(*args)
     elif what == 'dbus':
         check_dbus(*args)
     elif what == 'protocol':
