@@ -31,6 +31,10 @@
 #define ACCEPT_RETRY_MS 250
 /* Replies may use this multiple of ClientQueueBytes before the client is cut. */
 #define HARD_QUEUE_FACTOR 2
+/* Request lines taken from one user's connections per loop iteration: the
+ * time of an iteration, and so everyone's latency, does not grow with the
+ * number of connections one user keeps busy. */
+#define USER_LINES_PER_DISPATCH 64
 /* Reads of a refused connection's first input before closing it. */
 #define REFUSAL_DRAIN_READS 4
 /* At most one "refusing connections" message per interval. */
@@ -420,6 +424,7 @@ frontend_account_ref (WbSocketFrontend *frontend, uid_t uid)
       account->uid = key;
       account->total.limit = frontend->max_queued_bytes_per_user;
       account->total.hard_limit = frontend->max_queued_bytes_per_user * HARD_QUEUE_FACTOR;
+      account->total.lines_per_dispatch = USER_LINES_PER_DISPATCH;
       g_hash_table_insert (frontend->accounts, GUINT_TO_POINTER (key), account);
     }
   account->clients++;
