@@ -162,6 +162,10 @@ send_parse_error (SimConnection *conn, const GError *error, const char *data, gs
       case WB_MESSAGE_ERROR_WRONG_DIRECTION:
         code = "unknown_type";
         break;
+      case WB_MESSAGE_ERROR_NUL_CHARACTER:
+        /* json-glib would cut the strings it could name. */
+        send_error (conn, code, error->message, NULL, NULL);
+        return;
       case WB_MESSAGE_ERROR_NOT_OBJECT:
       case WB_MESSAGE_ERROR_MISSING_FIELD:
       case WB_MESSAGE_ERROR_INVALID_FIELD:
