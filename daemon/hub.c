@@ -359,9 +359,15 @@ handle_error (WbHub *hub, const WbMessage *message)
   const char *stream_id = wb_event_get_stream_id (event);
   HubStream *stream;
 
-  g_debug ("Upstream error %s: %s%s%s", wb_message_get_string (message, "code"),
-           wb_message_get_string (message, "message"), stream_id != NULL ? ", stream " : "",
-           stream_id != NULL ? stream_id : "");
+  g_autofree char *code
+      = wb_text_sanitize (wb_message_get_string (message, "code"), -1, WB_TEXT_MAX_BYTES);
+  g_autofree char *text
+      = wb_text_sanitize (wb_message_get_string (message, "message"), -1, WB_TEXT_MAX_BYTES);
+  g_autofree char *named
+      = stream_id != NULL ? wb_text_sanitize (stream_id, -1, WB_TEXT_MAX_BYTES) : NULL;
+
+  g_debug ("Upstream error %s: %s%s%s", code, text, named != NULL ? ", stream " : "",
+           named != NULL ? named : "");
   if (stream_id == NULL)
     return;
   stream = g_hash_table_lookup (hub->streams, stream_id);

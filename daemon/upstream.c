@@ -8,6 +8,7 @@
 
 #include "backoff.h"
 #include "close-policy.h"
+#include "text.h"
 #include "upstream-outbox.h"
 #include "wb-build-config.h"
 
@@ -259,11 +260,14 @@ is_connected (WbUpstream *self)
          && soup_websocket_connection_get_state (self->ws) == SOUP_WEBSOCKET_STATE_OPEN;
 }
 
+/* Server text (reason phrases, close reasons, error messages) and what the
+ * network stack says go to status, D-Bus, sd_notify and logs: valid UTF-8,
+ * no control characters, bounded (text.h), here and in record_close(). */
 static void
 set_last_error (WbUpstream *self, const char *text)
 {
   g_free (self->last_error);
-  self->last_error = g_strdup (text != NULL ? text : "");
+  self->last_error = wb_text_sanitize (text, -1, WB_TEXT_MAX_BYTES);
   self->status.last_error = self->last_error;
 }
 
@@ -413,6 +417,8 @@ static void
 note_invalid (WbUpstream *self, const char *what)
 {
   gint64 now = g_get_monotonic_time ();
+  /* Parse errors quote what the server sent (an unknown type's name). */
+  g_autofree char *safe_what = wb_text_sanitize (what, -1, WB_TEXT_MAX_BYTES);
 
   self->status.invalid_messages++;
   if (now - self->invalid_window_start_us >= WB_UPSTREAM_INVALID_LOG_WINDOW_US)
@@ -428,7 +434,7 @@ note_invalid (WbUpstream *self, const char *what)
   if (self->invalid_logged_in_window < WB_UPSTREAM_INVALID_LOG_BURST)
     {
       self->invalid_logged_in_window++;
-      g_warning ("ignoring invalid upstream message: %s", what);
+      g_warning ("ignoring invalid upstream message: %s", safe_what);
     }
   else
     self->invalid_suppressed++;
@@ -441,8 +447,8 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
   g_autofree char *text = g_strdup_printf ("%s: %s", wb_message_get_string (message, "code"),
                                            wb_message_get_string (message, "message"));
 
-  g_message ("upstream error: %s", text);
   set_last_error (self, text);
+  g_message ("upstream error: %s", self->last_error);
   notify_status (self);
 }
 
@@ -631,7 +637,7 @@ record_close (WbUpstream *self, guint16 code, const char *reason)
 {
   self->status.last_close_code = code;
   g_free (self->last_close_reason);
-  self->last_close_reason = g_strdup (reason != NULL ? reason : "");
+  self->last_close_reason = wb_text_sanitize (reason, -1, WB_TEXT_MAX_BYTES);
   self->status.last_close_reason = self->last_close_reason;
 }
 
@@ -639,6 +645,10 @@ record_close (WbUpstream *self, guint16 code, const char *reason)
 static void
 connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, const char *reason)
 {
+  /* For the log lines: @reason may be the server's. */
+  g_autofree char *safe_reason
+      = reason != NULL ? wb_text_sanitize (reason, -1, WB_TEXT_MAX_BYTES) : NULL;
+
   if (self->ws != NULL)
     self->lost_monotonic_us = g_get_monotonic_time ();
   abandon_attempt (self);
@@ -646,15 +656,15 @@ connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, 
   detach_ws (self, WB_UPSTREAM_CLOSE_GOING_AWAY, reason);
   if (code != 0)
     record_close (self, code, reason);
-  if (code != 0 && reason != NULL && reason[0] != '\0')
+  if (code != 0 && safe_reason != NULL && safe_reason[0] != '\0')
     g_message ("upstream %s lost: %s (close code %u: %s)", self->redacted_url, policy->description,
-               code, reason);
+               code, safe_reason);
   else if (code != 0)
     g_message ("upstream %s lost: %s (close code %u)", self->redacted_url, policy->description,
                code);
   else
     g_message ("upstream %s lost: %s (%s)", self->redacted_url, policy->description,
-               reason != NULL ? reason : "no reason given");
+               safe_reason != NULL ? safe_reason : "no reason given");
   apply_policy (self, policy);
   notify_status (self);
 }
@@ -695,9 +705,9 @@ ws_error_cb (SoupWebsocketConnection *ws, GError *error, gpointer user_data)
 {
   WbUpstream *self = user_data;
 
-  g_message ("upstream connection error: %s", error->message);
   self->io_error = TRUE;
   set_last_error (self, error->message);
+  g_message ("upstream connection error: %s", self->last_error);
   notify_status (self);
 }
 
@@ -745,7 +755,12 @@ accept_certificate_cb (SoupMessage *msg, GTlsCertificate *certificate, GTlsCerti
                                        G_TLS_DATABASE_PURPOSE_AUTHENTICATE_SERVER, identity, NULL,
                                        G_TLS_DATABASE_VERIFY_NONE, NULL, &error);
   if (error != NULL)
-    g_message ("certificate check against CAFile failed: %s", error->message);
+    {
+      /* May name what the server's certificate says. */
+      g_autofree char *text = wb_text_sanitize (error->message, -1, WB_TEXT_MAX_BYTES);
+
+      g_message ("certificate check against CAFile failed: %s", text);
+    }
   else if (flags != 0)
     g_message ("upstream certificate not trusted by CAFile (flags 0x%x)", flags);
   return error == NULL && flags == 0;

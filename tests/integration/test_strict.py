@@ -7,13 +7,16 @@ Python's json module, as strict as it goes, is the independent reader of
 every line the bridge writes.
 """
 
+import base64
 import json
+import os
 import unittest
 
 from test_dbus import ERROR_PREFIX, MANAGER_PATH, OM_IFACE, STREAM_IFACE, BusClient, stream_path
 from wbtest import Bridge, PrivateBus, Sim, wait_until
 
 REPLACEMENT = '\ufffd'
+TEXT_MAX_BYTES = 512
 
 
 def no_constants(name):
@@ -262,6 +265,75 @@ class Identifiers(StrictFixture):
             self.assertFalse(any(p.startswith(MANAGER_PATH + '/stream/') and
                                  objects[p][STREAM_IFACE]['StreamId'] == stream_id
                                  for p in objects))
+
+
+class ServerText(unittest.TestCase):
+    """Text the server chooses reaches status, D-Bus and the log sanitized."""
+
+    def setUp(self):
+        self.sim = Sim(streams=1).__enter__()
+        self.addCleanup(self.sim.__exit__, None, None, None)
+        self.bus = PrivateBus().__enter__()
+        self.addCleanup(self.bus.__exit__, None, None, None)
+        self.bridge = Bridge(self.sim, bus=self.bus).__enter__()
+        self.addCleanup(self.bridge.__exit__, None, None, None)
+        self.bus_client = BusClient(self.bus.address)
+        self.addCleanup(self.bus_client.close)
+
+    def status_line(self):
+        with self.bridge.connect() as client:
+            client.send({'type': 'status'})
+            while True:
+                message = strict_json(client.recv_line())
+                if message['type'] == 'bridge.status':
+                    return message['payload']
+
+    def assert_log_clean(self):
+        with open(os.path.join(self.bridge.dir, 'daemon.log'), 'rb') as f:
+            log = f.read()
+        log.decode('utf-8')
+        self.assertNotIn(b'\x1b', log)
+
+    def test_reason_phrase_that_is_not_utf8(self):
+        # A captive portal's Latin-1, an escape sequence, and far too long.
+        reason = b'Acc\xe8s refus\xe9 \x1b[2J\x7f' + b'y' * 900
+        self.sim.post('/sim/reject', {'count': 1, 'http_status': 503,
+                                      'reason_base64': base64.b64encode(reason).decode()})
+        start = len(self.bus_client.signals)
+        with self.bridge.connect() as client:
+            client.send({'type': 'subscribe', 'stream_id': 'stream_rsn001'})
+            client.recv_type('bridge.state', where=lambda m: m['payload']['state'] == 'waiting')
+            status = self.status_line()
+        expected_start = ('handshake failed: HTTP 503 Acc' + REPLACEMENT + 's refus' + REPLACEMENT
+                          + ' ' + REPLACEMENT + '[2J' + REPLACEMENT + 'yyy')
+        last_error = status['last_error']
+        self.assertTrue(last_error.startswith(expected_start), last_error)
+        self.assertTrue(last_error.endswith('…'), last_error)
+        self.assertLessEqual(len(last_error.encode()), TEXT_MAX_BYTES)
+        # D-Bus: Get, GetAll and the PropertiesChanged that carried it.
+        self.assertEqual(self.bus_client.get('LastError'), last_error)
+        self.assertEqual(self.bus_client.get_all()['LastError'], ('s', last_error))
+        self.bus_client.wait_signal(
+            'PropertiesChanged', path=MANAGER_PATH, start=start,
+            where=lambda s: s.args[1].get('LastError') == last_error)
+        self.assert_log_clean()
+
+    def test_error_message_and_close_reason(self):
+        with self.bridge.connect() as client:
+            client.send({'type': 'subscribe', 'stream_id': 'stream_rsn002'})
+            client.recv_type('bridge.state', where=lambda m: m['payload']['state'] == 'connected')
+            self.sim.post('/sim/emit', {'type': 'error', 'payload': {
+                'code': 'e\x1b[31m', 'message': 'boom\nWATCHDOG=1\ufffe', 'details': {}}})
+            expected = 'e' + REPLACEMENT + '[31m: boom' + REPLACEMENT + 'WATCHDOG=1' + REPLACEMENT
+            wait_until(lambda: self.status_line()['last_error'] == expected, what=expected)
+            self.assertEqual(self.bus_client.wait_property('LastError', expected), expected)
+            self.sim.post('/sim/close', {'code': 4500, 'reason': 'bye\ufffe\n\x01'})
+            client.recv_type('bridge.state', where=lambda m: m['payload']['state'] == 'waiting')
+        reason = 'bye' + REPLACEMENT * 3
+        self.assertEqual(self.status_line()['last_close_reason'], reason)
+        self.assertEqual(self.bus_client.wait_property('LastCloseReason', reason), reason)
+        self.assertEqual(self.bus_client.get_all()['LastCloseReason'], ('s', reason))
+        self.assert_log_clean()
 
 
 if __name__ == '__main__':
