@@ -15,6 +15,7 @@ import unittest
 from test_dbus import ERROR_PREFIX, MANAGER_PATH, OM_IFACE, STREAM_IFACE, BusClient, stream_path
 from wbtest import Bridge, PrivateBus, Sim, wait_until
 
+EX_CONFIG = 78
 REPLACEMENT = '\ufffd'
 TEXT_MAX_BYTES = 512
 
@@ -334,6 +335,35 @@ class ServerText(unittest.TestCase):
         self.assertEqual(self.bus_client.wait_property('LastCloseReason', reason), reason)
         self.assertEqual(self.bus_client.get_all()['LastCloseReason'], ('s', reason))
         self.assert_log_clean()
+
+
+class InsecureUrls(unittest.TestCase):
+    def start(self, url, extra=None):
+        upstream = {'URL': url}
+        upstream.update(extra or {})
+        bridge = Bridge(None, config={'Upstream': upstream}, wait_ready=False)
+        bridge.__enter__()
+        self.addCleanup(bridge.__exit__, None, None, None)
+        return bridge
+
+    def test_clear_text_key_refused(self):
+        bridge = self.start('ws://192.0.2.1:9/v1/streams')
+        self.assertEqual(bridge.proc.wait(30), EX_CONFIG)
+        self.assertIn('[Upstream] URL: ws:// would send the API key in clear text', bridge.log())
+
+    def test_clear_text_allowed_when_asked_for(self):
+        bridge = self.start('ws://192.0.2.1:9/v1/streams', {'AllowInsecure': 'true'})
+        wait_until(lambda: os.path.exists(bridge.socket_path) or bridge.proc.poll() is not None,
+                   what='the socket')
+        self.assertIsNone(bridge.proc.poll(), bridge.log())
+        self.assertIn('AllowInsecure=true: the API key goes to 192.0.2.1 in clear text',
+                      bridge.log())
+
+    def test_credentials_in_url_refused(self):
+        bridge = self.start('wss://someone:hunter2@ws.wave.inc/v1/streams')
+        self.assertEqual(bridge.proc.wait(30), EX_CONFIG)
+        self.assertIn('[Upstream] URL: credentials in the URL', bridge.log())
+        self.assertNotIn('hunter2', bridge.log())
 
 
 if __name__ == '__main__':
