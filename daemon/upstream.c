@@ -26,10 +26,11 @@
  *   closed         -      -        -         -                         -
  *
  * Flags: `healthy` (a pong arrived on this connection: held sends may go,
- * the backoff was reset) and `io_error` (libsoup reported one: a close
- * without a code is a write error) describe the current connection and are
- * cleared with it; `retry_is_backoff` says whether the planned retry may be
- * cut short by a network change (a server's fixed wait may not);
+ * the backoff was reset), `io_error` (libsoup reported one: a close
+ * without a code is a write error) and `too_big` (the server sent a frame
+ * over the limit; the bridge answered 1009) describe the current connection
+ * and are cleared with it; `retry_is_backoff` says whether the planned
+ * retry may be cut short by a network change (a server's fixed wait may not);
  * `lost_monotonic_us` is non-zero from losing a connection that had
  * subscribers until the next connect, which reports the gap.
  *
@@ -53,6 +54,8 @@
 /* WAVE events are small JSON objects; anything this big is a broken or
  * hostile server, and libsoup's 128 KiB default is too tight for chat bursts. */
 #define WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES (1024 * 1024)
+#define WB_UPSTREAM_TOO_BIG_TEXT "server sent a frame over 1 MiB"
+#define WB_UPSTREAM_TOO_BIG_REASON "frame too big"
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
@@ -114,6 +117,7 @@ struct _WbUpstream
   SoupWebsocketConnection *ws;
   gboolean healthy;
   gboolean io_error;
+  gboolean too_big;
   WbOutbox *outbox;
 
   WbBackoff backoff;
@@ -528,6 +532,7 @@ detach_ws (WbUpstream *self, gushort code, const char *reason)
   wb_outbox_connection_closed (self->outbox);
   self->healthy = FALSE;
   self->io_error = FALSE;
+  self->too_big = FALSE;
   self->status.rtt_us = 0;
   if (ws == NULL)
     return;
@@ -678,7 +683,15 @@ ws_closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
   g_autofree char *reason_copy = g_strdup (reason);
   const WbClosePolicy *policy;
 
-  if (code == 0 && self->io_error)
+  if (code == 0 && self->too_big)
+    {
+      /* Closed by the bridge with 1009 (ws_error_cb); last_error says why. */
+      code = SOUP_WEBSOCKET_CLOSE_TOO_BIG;
+      policy = wb_close_policy_for_close_code (code);
+      g_free (reason_copy);
+      reason_copy = g_strdup (WB_UPSTREAM_TOO_BIG_REASON);
+    }
+  else if (code == 0 && self->io_error)
     {
       policy = wb_close_policy_for_local_failure (WB_LOCAL_FAILURE_WRITE_ERROR);
       code = WB_CLOSE_CODE_ABNORMAL;
@@ -706,7 +719,21 @@ ws_error_cb (SoupWebsocketConnection *ws, GError *error, gpointer user_data)
   WbUpstream *self = user_data;
 
   self->io_error = TRUE;
-  set_last_error (self, error->message);
+  if (g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG)
+      && soup_websocket_connection_get_state (ws) == SOUP_WEBSOCKET_STATE_OPEN)
+    {
+      /* libsoup 3.2 emits this from reading the frame's header and closes
+       * the TCP connection as soon as we return, without a close frame
+       * (emit_error_and_close with prejudice). Queued now, the 1009 the
+       * protocol asks for is written before that (libsoup writes at once
+       * when the socket takes it; a full send buffer would lose it). */
+      self->too_big = TRUE;
+      soup_websocket_connection_close (ws, SOUP_WEBSOCKET_CLOSE_TOO_BIG,
+                                       WB_UPSTREAM_TOO_BIG_REASON);
+      set_last_error (self, WB_UPSTREAM_TOO_BIG_TEXT "; closed with 1009");
+    }
+  else
+    set_last_error (self, error->message);
   g_message ("upstream connection error: %s", self->last_error);
   notify_status (self);
 }

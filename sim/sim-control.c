@@ -18,6 +18,8 @@
 #define SIM_CLOSE_MAX_REASON_BYTES 123
 /* An HTTP reason phrase from /sim/reject. */
 #define SIM_REJECT_MAX_REASON_BYTES 1024
+/* /sim/raw "pad_to": frames up to this size. */
+#define SIM_RAW_MAX_PAD_BYTES (16 * 1024 * 1024)
 #define SIM_HTTP_MIN_ERROR 400
 #define SIM_HTTP_MAX_ERROR 599
 
@@ -239,14 +241,28 @@ route_raw (SimControl *self, JsonObject *body, JsonObject *answer, GError **erro
 {
   const char *text = NULL;
   const char *base64 = NULL;
+  gint64 pad_to = 0;
   guint sent;
 
   if (!get_string (body, "text", FALSE, &text, error)
-      || !get_string (body, "binary_base64", FALSE, &base64, error))
+      || !get_string (body, "binary_base64", FALSE, &base64, error)
+      || !get_int (body, "pad_to", FALSE, 0, 0, SIM_RAW_MAX_PAD_BYTES, &pad_to, error))
     return FALSE;
   if ((text == NULL) == (base64 == NULL))
     return fail (error, "give exactly one of 'text' and 'binary_base64'");
-  if (text != NULL)
+  if (pad_to > 0 && text == NULL)
+    return fail (error, "'pad_to' goes with 'text'");
+  if (text != NULL && (gsize)pad_to > strlen (text))
+    {
+      /* Trailing spaces: still the same JSON, only bigger than a control
+       * body may be (frames over the bridge's 1 MiB limit). */
+      g_autoptr (GString) padded = g_string_new (text);
+
+      while (padded->len < (gsize)pad_to)
+        g_string_append_c (padded, ' ');
+      sent = sim_server_send_raw_text (self->server, padded->str);
+    }
+  else if (text != NULL)
     sent = sim_server_send_raw_text (self->server, text);
   else
     {

@@ -937,6 +937,7 @@ test_control_raw (void)
   g_autoptr (WsClient) client = ws_client_connect (sim);
   g_autoptr (JsonObject) text = NULL;
   g_autoptr (JsonObject) binary = NULL;
+  g_autoptr (JsonObject) padded = NULL;
   GBytes *received;
 
   ws_client_sync (client);
@@ -951,8 +952,15 @@ test_control_raw (void)
   g_assert_cmpmem (g_bytes_get_data (received, NULL), g_bytes_get_size (received),
                    "\x00\x01\x02\xff", 4);
 
+  /* Padded with spaces (still the same JSON), for frames over the body limit. */
+  padded = post_ok (sim, "/sim/raw", "{\"text\":\"{}\",\"pad_to\":10}");
+  WAIT_UNTIL (client->texts->len == 3, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (client->texts, 2), ==, "{}        ");
+
   post_fails (sim, "/sim/raw", "{}", 400);
   post_fails (sim, "/sim/raw", "{\"text\":\"a\",\"binary_base64\":\"AA==\"}", 400);
+  post_fails (sim, "/sim/raw", "{\"binary_base64\":\"AA==\",\"pad_to\":10}", 400);
+  post_fails (sim, "/sim/raw", "{\"text\":\"a\",\"pad_to\":16777217}", 400);
 }
 
 static void

@@ -337,6 +337,39 @@ class ServerText(unittest.TestCase):
         self.assert_log_clean()
 
 
+class OversizedFrames(unittest.TestCase):
+    def test_frame_over_the_limit_gets_1009(self):
+        limit = 1024 * 1024
+        with Sim(streams=1) as sim, \
+                Bridge(sim, config={'Limits': {'ClientQueueBytes': str(4 * limit)}}) as bridge, \
+                bridge.connect() as client:
+            stream = 'stream_big001'
+            client.send({'type': 'subscribe', 'stream_id': stream})
+            client.recv_type('bridge.state', where=lambda m: m['payload']['state'] == 'connected')
+            wait_until(lambda: sim.upstream_subscriptions(stream), what='subscription')
+            # At the limit (libsoup 3.2 takes 1 MiB): a valid event, delivered whole.
+            event = json.dumps(chat(stream, 'at the limit'))
+            sim.post('/sim/raw', {'text': event, 'pad_to': limit})
+            line = client.recv_line()
+            while strict_json(line)['type'] != 'chat.message':
+                line = client.recv_line()
+            self.assertEqual(len(line), limit)
+            # One byte more: the bridge says 1009 before libsoup drops the TCP connection.
+            sim.post('/sim/raw', {'text': event, 'pad_to': limit + 1})
+            client.recv_type('bridge.state', where=lambda m: m['payload']['state'] == 'waiting')
+            closes = wait_until(lambda: sim.stats()['closes'], what='the close record')
+            self.assertEqual(closes[-1]['code'], 1009, closes)
+            self.assertEqual(closes[-1]['initiator'], 'client', closes)
+            status = bridge.status()
+            self.assertEqual(status['last_close_code'], 1009)
+            self.assertEqual(status['last_close_reason'], 'frame too big')
+            self.assertEqual(status['last_error'],
+                             'server sent a frame over 1 MiB; closed with 1009')
+            # Backoff, then back.
+            client.recv_type('bridge.state', where=lambda m: m['payload']['state'] == 'connected')
+            self.assertNotIn('write error', bridge.log())
+
+
 class InsecureUrls(unittest.TestCase):
     def start(self, url, extra=None):
         upstream = {'URL': url}
