@@ -30,9 +30,10 @@
  * without a code is a write error) and `too_big` (the server sent a frame
  * over the limit; the bridge answered 1009) describe the current connection
  * and are cleared with it; `retry_is_backoff` says whether the planned
- * retry may be cut short by a network change (a server's fixed wait may not);
- * `lost_monotonic_us` is non-zero from losing a connection that had
- * subscribers until the next connect, which reports the gap.
+ * retry may be cut short by a network change (a server's fixed wait may
+ * not). Which streams lost their coverage, and since when, is the outbox's
+ * to track: it reports each one back (a resync) once it is re-sent on a
+ * live connection.
  *
  * Transitions (the close table's actions are close-policy.c's):
  *   idle, closed   → connecting   local demand (stream, send), reload
@@ -47,8 +48,9 @@
  *
  * Callbacks are never made from inside a call into this module: state
  * changes, resyncs, status changes and send outcomes are queued as notes
- * and delivered from an idle source, in order. Server messages go through
- * the same queue while it holds anything, so none overtakes a state change.
+ * and delivered from an idle source, in order. Server frames go through
+ * the same queue (parsed there, a bounded share per dispatch), so none
+ * overtakes a state change and an upstream flood cannot freeze the loop.
  */
 
 /* WAVE events are small JSON objects; anything this big is a broken or
@@ -56,6 +58,10 @@
 #define WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES (1024 * 1024)
 #define WB_UPSTREAM_TOO_BIG_TEXT "server sent a frame over 1 MiB"
 #define WB_UPSTREAM_TOO_BIG_REASON "frame too big"
+/* Queued upstream frames taken in per main-loop dispatch, and the most
+ * bytes of them waiting: a flood cannot freeze the loop or grow memory. */
+#define WB_UPSTREAM_NOTES_PER_DISPATCH 128
+#define WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES (16 * 1024 * 1024)
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
@@ -65,7 +71,8 @@
 
 typedef enum
 {
-  NOTE_MESSAGE,
+  NOTE_FRAME,
+  NOTE_DROPPED,
   NOTE_STATE,
   NOTE_RESYNCED,
   NOTE_SEND_DONE,
@@ -75,9 +82,12 @@ typedef enum
 typedef struct
 {
   NoteKind kind;
-  WbMessage *message;           /* NOTE_MESSAGE, owned */
+  GBytes *frame;                /* NOTE_FRAME: a text frame as received, owned */
+  guint connection;             /* NOTE_FRAME: which connection it came on */
+  guint dropped;                /* NOTE_DROPPED: frames not taken in */
   WbUpstreamStateChange change; /* NOTE_STATE */
-  gint64 gap_ms;                /* NOTE_RESYNCED */
+  char *stream_id;              /* NOTE_RESYNCED */
+  gint64 gap_ms;
   WbSendCallback send_callback; /* NOTE_SEND_DONE */
   gpointer send_data;
   GError *send_error; /* owned; NULL: written */
@@ -110,6 +120,8 @@ struct _WbUpstream
   gpointer user_data;
   GQueue notes; /* Note */
   guint notes_id;
+  gsize frame_bytes;     /* of the queued frames: bounded */
+  guint connection;      /* counts connections: frames know their own */
   gboolean status_dirty; /* a status_changed is owed */
 
   SoupSession *session;
@@ -129,7 +141,6 @@ struct _WbUpstream
   gint64 ping_sent_us;
 
   gboolean was_connected;
-  gint64 lost_monotonic_us;
 
   guint retry_id;
   guint ping_id;
@@ -146,6 +157,7 @@ struct _WbUpstream
 };
 
 static void start_connect (WbUpstream *self);
+static void handle_frame (WbUpstream *self, GBytes *frame, gboolean current);
 static void connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code,
                                const char *reason);
 static void update_idle_timer (WbUpstream *self);
@@ -155,7 +167,8 @@ static void update_idle_timer (WbUpstream *self);
 static void
 note_free (Note *note)
 {
-  g_clear_pointer (&note->message, wb_message_free);
+  g_clear_pointer (&note->frame, g_bytes_unref);
+  g_free (note->stream_id);
   g_clear_error (&note->send_error);
   g_free (note);
 }
@@ -165,9 +178,13 @@ note_deliver (WbUpstream *self, Note *note)
 {
   switch (note->kind)
     {
-    case NOTE_MESSAGE:
-      if (self->callbacks.message != NULL)
-        self->callbacks.message (note->message, self->user_data);
+    case NOTE_FRAME:
+      self->frame_bytes -= g_bytes_get_size (note->frame);
+      handle_frame (self, note->frame, note->connection == self->connection);
+      break;
+    case NOTE_DROPPED:
+      if (self->callbacks.frames_dropped != NULL)
+        self->callbacks.frames_dropped (note->dropped, self->user_data);
       break;
     case NOTE_STATE:
       if (self->callbacks.state_changed != NULL)
@@ -175,7 +192,7 @@ note_deliver (WbUpstream *self, Note *note)
       break;
     case NOTE_RESYNCED:
       if (self->callbacks.resynced != NULL)
-        self->callbacks.resynced (note->gap_ms, self->user_data);
+        self->callbacks.resynced (note->stream_id, note->gap_ms, self->user_data);
       break;
     case NOTE_SEND_DONE:
       note->send_callback (note->send_error, note->send_data);
@@ -189,13 +206,18 @@ notes_dispatch_cb (gpointer user_data)
   WbUpstream *self = user_data;
   Note *note;
 
-  self->notes_id = 0;
-  /* Notes queued by the callbacks themselves are delivered in this run too. */
-  while ((note = g_queue_pop_head (&self->notes)) != NULL)
+  /* A bounded share per dispatch: under an upstream flood the other sources
+   * (local clients' requests, the bus) get their turn between shares. */
+  for (guint i = 0; i < WB_UPSTREAM_NOTES_PER_DISPATCH; i++)
     {
+      if ((note = g_queue_pop_head (&self->notes)) == NULL)
+        break;
       note_deliver (self, note);
       note_free (note);
     }
+  if (self->notes.length > 0)
+    return G_SOURCE_CONTINUE;
+  self->notes_id = 0;
   if (self->status_dirty)
     {
       self->status_dirty = FALSE;
@@ -289,9 +311,6 @@ set_state (WbUpstream *self, WbLinkState state)
     }
   if (state != WB_LINK_CONNECTED)
     self->status.connected_since_us = 0;
-  /* Nobody was subscribed across an idle period: no gap to tell anyone of. */
-  if (state == WB_LINK_IDLE)
-    self->lost_monotonic_us = 0;
   if (old == state)
     return;
 
@@ -323,10 +342,15 @@ write_json (WbUpstream *self, JsonNode *node)
   soup_websocket_connection_send_text (self->ws, text);
 }
 
-static void
+/* Written when libsoup took it without the connection failing: a write
+ * error shows at once as its "error" signal (io_error) or a closed state. */
+static gboolean
 outbox_write (JsonNode *message, gpointer user_data)
 {
-  write_json (user_data, message);
+  WbUpstream *self = user_data;
+
+  write_json (self, message);
+  return is_connected (self) && !self->io_error;
 }
 
 static void
@@ -338,10 +362,22 @@ outbox_held_changed (gpointer user_data)
   notify_status (self);
 }
 
+/* A stream's subscription is back on a live connection: its subscribers
+ * learn how long it was not covered (bridge.resync). */
+static void
+outbox_stream_covered (const char *stream_id, gint64 since_us, gpointer user_data)
+{
+  Note *note = note_push (user_data, NOTE_RESYNCED);
+
+  note->stream_id = g_strdup (stream_id);
+  note->gap_ms = MAX (g_get_monotonic_time () - since_us, 0) / 1000;
+}
+
 static const WbOutboxCallbacks outbox_callbacks = {
   .write = outbox_write,
   .send_done = outbox_send_done,
   .held_changed = outbox_held_changed,
+  .stream_covered = outbox_stream_covered,
 };
 
 static WbOutboxLimits
@@ -456,21 +492,16 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
   notify_status (self);
 }
 
+/* @current: the frame came on the connection still open. Events of an
+ * earlier one are still events; its heartbeat is not this one's. */
 static void
-ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer user_data)
+handle_frame (WbUpstream *self, GBytes *frame, gboolean current)
 {
-  WbUpstream *self = user_data;
   g_autoptr (WbMessage) message = NULL;
   g_autoptr (GError) error = NULL;
   gsize length = 0;
-  const char *data;
+  const char *data = g_bytes_get_data (frame, &length);
 
-  if (type != SOUP_WEBSOCKET_DATA_TEXT)
-    {
-      note_invalid (self, "binary frame");
-      return;
-    }
-  data = g_bytes_get_data (bytes, &length);
   message = wb_message_parse (data, length, WB_DIRECTION_TO_CLIENT, &error);
   if (message == NULL)
     {
@@ -480,14 +511,16 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
   switch (message->type)
     {
     case WB_MESSAGE_PONG:
-      handle_pong (self);
+      if (current)
+        handle_pong (self);
       return;
     case WB_MESSAGE_PING:
       {
         /* The server checks on us: answer at once, outside the pace. */
         g_autoptr (JsonNode) pong = wb_message_new_pong (wb_message_get_int (message, "timestamp"));
 
-        write_json (self, pong);
+        if (current && is_connected (self))
+          write_json (self, pong);
         return;
       }
     case WB_MESSAGE_ERROR:
@@ -496,12 +529,38 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
     default:
       break;
     }
-  /* The common case goes straight through; behind queued notes it waits
-   * its turn, so no event overtakes the state change before it. */
-  if (self->notes.length > 0)
-    note_push (self, NOTE_MESSAGE)->message = g_steal_pointer (&message);
-  else if (self->callbacks.message != NULL)
+  if (self->callbacks.message != NULL)
     self->callbacks.message (message, self->user_data);
+}
+
+/* libsoup hands over every frame it can read before it returns to the main
+ * loop: under a flood that could be seconds of work. Here a frame is only
+ * queued; it is parsed and fanned out a bounded share per dispatch, in
+ * order with the notes. Past WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES frames are
+ * dropped, counted and announced (frames_dropped), never silently. */
+static void
+ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer user_data)
+{
+  WbUpstream *self = user_data;
+  Note *tail;
+
+  if (type != SOUP_WEBSOCKET_DATA_TEXT)
+    {
+      note_invalid (self, "binary frame");
+      return;
+    }
+  if (self->frame_bytes + g_bytes_get_size (bytes) > WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES)
+    {
+      tail = g_queue_peek_tail (&self->notes);
+      if (tail == NULL || tail->kind != NOTE_DROPPED)
+        tail = note_push (self, NOTE_DROPPED);
+      tail->dropped++;
+      return;
+    }
+  self->frame_bytes += g_bytes_get_size (bytes);
+  tail = note_push (self, NOTE_FRAME);
+  tail->frame = g_bytes_ref (bytes);
+  tail->connection = self->connection;
 }
 
 /* ---- connection teardown ------------------------------------------------- */
@@ -654,8 +713,6 @@ connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, 
   g_autofree char *safe_reason
       = reason != NULL ? wb_text_sanitize (reason, -1, WB_TEXT_MAX_BYTES) : NULL;
 
-  if (self->ws != NULL)
-    self->lost_monotonic_us = g_get_monotonic_time ();
   abandon_attempt (self);
   /* A close by the bridge itself: tell the server politely, count it as 1006. */
   detach_ws (self, WB_UPSTREAM_CLOSE_GOING_AWAY, reason);
@@ -811,6 +868,7 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   gboolean reconnect = self->was_connected;
 
   self->ws = ws;
+  self->connection++;
   self->healthy = FALSE;
   /* The round trip of this connection; 0 until its first pong. */
   self->status.rtt_us = 0;
@@ -834,10 +892,6 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   g_message ("connected to %s", self->redacted_url);
   update_idle_timer (self);
   set_state (self, WB_LINK_CONNECTED);
-  if (reconnect && self->lost_monotonic_us != 0)
-    note_push (self, NOTE_RESYNCED)->gap_ms
-        = (g_get_monotonic_time () - self->lost_monotonic_us) / 1000;
-  self->lost_monotonic_us = 0;
   notify_status (self);
 }
 
@@ -1093,11 +1147,12 @@ wb_upstream_free (WbUpstream *self)
 }
 
 void
-wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events)
+wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events,
+                               gint64 owner)
 {
   g_return_if_fail (self != NULL && stream_id != NULL);
 
-  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events))
+  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events, owner))
     return;
   if (events != NULL && events[0] != NULL)
     demand_added (self);
@@ -1106,7 +1161,8 @@ wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const ch
 }
 
 void
-wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, gpointer user_data)
+wb_upstream_send (WbUpstream *self, JsonNode *message, gint64 owner, WbSendCallback callback,
+                  gpointer user_data)
 {
   g_return_if_fail (self != NULL && message != NULL);
 
@@ -1119,7 +1175,7 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, 
                           self);
       return;
     }
-  wb_outbox_send (self->outbox, message, callback, user_data);
+  wb_outbox_send (self->outbox, message, owner, callback, user_data);
   demand_added (self);
 }
 
@@ -1132,15 +1188,50 @@ wb_upstream_demand (WbUpstream *self)
     demand_added (self);
 }
 
-void
-wb_upstream_reconnect (WbUpstream *self)
+/* Drops the current connection (a gap for its subscribers) and connects. */
+static void
+reconnect_now (WbUpstream *self)
 {
-  g_return_if_fail (self != NULL);
-
   g_message ("reconnect requested");
-  if (self->ws != NULL)
-    self->lost_monotonic_us = g_get_monotonic_time ();
   start_connect (self);
+}
+
+gboolean
+wb_upstream_reconnect (WbUpstream *self, GError **error)
+{
+  gint64 remaining_ms;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  switch (self->status.state)
+    {
+    case WB_LINK_AUTH_FAILED:
+      g_set_error_literal (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED,
+                           "upstream rejected the API key; a new key connects again "
+                           "(a rewritten key file at once, the systemd credential on restart, "
+                           "or Reload())");
+      return FALSE;
+    case WB_LINK_RATE_LIMITED:
+    case WB_LINK_WAITING:
+      if (self->status.state == WB_LINK_WAITING && self->retry_is_backoff)
+        break;
+      remaining_ms = MAX (self->next_attempt_monotonic_us - g_get_monotonic_time (), 0) / 1000;
+      g_set_error (
+          error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT,
+          "the server asked the bridge to wait (%s); the next attempt is in %" G_GINT64_FORMAT
+          " ms",
+          wb_link_state_to_string (self->status.state), remaining_ms);
+      return FALSE;
+    case WB_LINK_IDLE:
+    case WB_LINK_CONNECTING:
+    case WB_LINK_CONNECTED:
+    case WB_LINK_CLOSED:
+    default:
+      break;
+    }
+  reconnect_now (self);
+  return TRUE;
 }
 
 void
@@ -1160,7 +1251,7 @@ wb_upstream_reload (WbUpstream *self, const WbConfig *config, const char *api_ke
   if (self->ws != NULL || self->attempt != NULL)
     {
       if (changed)
-        wb_upstream_reconnect (self);
+        reconnect_now (self);
       return;
     }
   switch (self->status.state)

@@ -22,12 +22,14 @@
 static WbLinkStatus quiet_status = { .state = WB_LINK_CONNECTED };
 
 static void
-quiet_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events)
+quiet_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events,
+                         gint64 owner)
 {
 }
 
 static void
-quiet_send (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointer user_data)
+quiet_send (gpointer upstream, JsonNode *message, gint64 owner, WbSendCallback callback,
+            gpointer user_data)
 {
 }
 
@@ -37,8 +39,14 @@ quiet_get_status (gpointer upstream)
   return &quiet_status;
 }
 
+static gboolean
+quiet_reconnect (gpointer upstream, GError **error)
+{
+  return TRUE;
+}
+
 static void
-quiet_nothing (gpointer upstream)
+quiet_demand (gpointer upstream)
 {
 }
 
@@ -46,8 +54,8 @@ static const WbHubUpstreamOps quiet_ops = {
   .set_stream_events = quiet_set_stream_events,
   .send = quiet_send,
   .get_status = quiet_get_status,
-  .reconnect = quiet_nothing,
-  .demand = quiet_nothing,
+  .reconnect = quiet_reconnect,
+  .demand = quiet_demand,
 };
 
 static void
@@ -211,11 +219,13 @@ static void
 test_uncarryable_text_is_published (Fixture *fixture, gconstpointer data)
 {
   static const WbHubClientSink sink = { .deliver = NULL };
-  g_autoptr (WbHubClient) client = wb_hub_client_new (fixture->hub, "test", &sink, NULL);
   g_autoptr (GError) error = NULL;
+  g_autoptr (WbHubClient) client
+      = wb_hub_client_new (fixture->hub, "test", NULL, &sink, NULL, &error);
   gint64 deadline = g_get_monotonic_time () + CHAT_WAIT_US;
   guint64 before;
 
+  g_assert_no_error (error);
   g_assert_true (wb_hub_client_subscribe (client, "stream_abc123", NULL, NULL, &error));
   g_assert_no_error (error);
   before = dropped (fixture);
