@@ -848,7 +848,7 @@ check_stream_id (const char *stream_id, GError **error)
     {
       g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
                    "The stream id %s: a stream id is 1 to %d bytes of UTF-8 without control "
-                   "characters, line separators or noncharacters",
+                   "characters, line separators, noncharacters or format characters",
                    problem, WB_MESSAGE_MAX_STREAM_ID_BYTES);
       return FALSE;
     }

@@ -40,7 +40,9 @@ fail (Scanner *s, WbJsonStrictError code, const char *format, ...)
   va_start (args, format);
   what = g_strdup_vprintf (format, args);
   va_end (args);
-  g_set_error (s->error, WB_JSON_STRICT_ERROR, code, "invalid JSON at byte %" G_GSIZE_FORMAT ": %s",
+  /* "\u0000" is JSON, only not JSON the bridge can carry. */
+  g_set_error (s->error, WB_JSON_STRICT_ERROR, code, "%s at byte %" G_GSIZE_FORMAT ": %s",
+               code == WB_JSON_STRICT_ERROR_NUL ? "unsupported JSON" : "invalid JSON",
                (gsize)(s->p - s->start), what);
   return FALSE;
 }

@@ -335,7 +335,7 @@ validate_stream_id (const char *type_name, const char *stream_id, GError **error
     {
       g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
                    "%s: field 'stream_id' %s (1 to %d bytes of UTF-8 without control "
-                   "characters, line separators or noncharacters)",
+                   "characters, line separators, noncharacters or format characters)",
                    type_name, problem, WB_MESSAGE_MAX_STREAM_ID_BYTES);
       return FALSE;
     }

@@ -89,6 +89,10 @@ wb_text_check_identifier (const char *text, gsize max_bytes, const char **out_pr
         return set_problem (out_problem, "contains a Unicode noncharacter");
       if (wb_unichar_is_unsafe (c))
         return set_problem (out_problem, "contains a control character or line separator");
+      /* Invisible: a bidi override or a zero-width space makes an id that
+       * reads as another one in logs and `busctl tree`. */
+      if (g_unichar_type (c) == G_UNICODE_FORMAT)
+        return set_problem (out_problem, "contains an invisible format character");
     }
   return TRUE;
 }

@@ -43,9 +43,11 @@ gboolean wb_unichar_is_noncharacter (gunichar c);
 char *wb_text_sanitize (const char *text, gssize length, gsize max_bytes);
 
 /* TRUE if @text may be an identifier: 1 to @max_bytes bytes of valid UTF-8
- * without unsafe characters. Otherwise FALSE with @out_problem (optional)
- * set to a static phrase for an error message ("is empty", "contains a
- * control character" …). */
+ * without unsafe characters and without format characters (general
+ * category Cf: bidi overrides, zero-width spaces, the BOM…), which would
+ * let one id pass for another where people read them. Otherwise FALSE with
+ * @out_problem (optional) set to a static phrase for an error message ("is
+ * empty", "contains a control character" …). */
 gboolean wb_text_check_identifier (const char *text, gsize max_bytes, const char **out_problem);
 
 G_END_DECLS

@@ -134,6 +134,13 @@ test_identifier (void)
     { "a\x7f", "contains a control character or line separator" },
     { "a\xc2\x85", "contains a control character or line separator" },
     { "a\xe2\x80\xa8", "contains a control character or line separator" },
+    { "rtl\xe2\x80\xae"
+      "evil",
+      "contains an invisible format character" },
+    { "zw\xe2\x80\x8bsp", "contains an invisible format character" },
+    { "\xef\xbb\xbf"
+      "bom",
+      "contains an invisible format character" },
     { "a\xff", "is not valid UTF-8" },
     { "a\xed\xa0\x80", "is not valid UTF-8" },
   };

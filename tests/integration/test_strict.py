@@ -217,7 +217,7 @@ class HostileFrames(StrictFixture):
 
 class Identifiers(StrictFixture):
     BAD = ['bad\ufffeid', '\U0001fffe', '\ufdef', 'a\nb', 'tab\tid', 'del\x7f', 'nel\x85',
-           'ls\u2028', 'x' * 257, '']
+           'ls\u2028', 'rtl\u202eevil', 'zw\u200bsp', '\ufeffbom', 'x' * 257, '']
 
     def test_socket_refuses_what_a_transport_cannot_carry(self):
         start = len(self.bus_client.signals)
