@@ -6,6 +6,7 @@
 #include <errno.h>
 
 #include "dbus-errors.h"
+#include "dbus-text.h"
 #include "errno-util.h"
 #include "dbus-private.h"
 
@@ -492,7 +493,14 @@ wb_dbus_frontend_reload_finished (WbDbusFrontend *frontend, const GError *error)
       int r;
 
       if (error != NULL)
-        r = sd_bus_reply_method_errorf (call, WB_DBUS_ERROR_FAILED, "%s", error->message);
+        {
+          /* The message may quote the file, in whatever encoding it has:
+           * a reply sd-bus refuses to build would leave the caller hanging. */
+          g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+
+          r = sd_bus_reply_method_errorf (call, WB_DBUS_ERROR_FAILED, "%s",
+                                          wb_dbus_text_carryable (error->message, keep));
+        }
       else
         r = sd_bus_reply_method_return (call, NULL);
       if (r < 0)

@@ -337,6 +337,20 @@ class ServerText(unittest.TestCase):
         self.assert_log_clean()
 
 
+class ReloadErrors(unittest.TestCase):
+    def test_reload_error_quoting_bytes_that_are_not_utf8(self):
+        # The error quotes the bad value: Reload() must still be answered.
+        with Sim(streams=1) as sim, PrivateBus() as bus, Bridge(sim, bus=bus) as bridge:
+            client = BusClient(bus.address)
+            with open(bridge.config_path, 'ab') as f:
+                f.write(b'[Limits]\nMaxClients=\xff\xfe\x01\n')
+            name, message = client.call_error('Reload', timeout=10)
+            client.close()
+            self.assertEqual(name, ERROR_PREFIX + 'Failed')
+            self.assertIn('[Limits] MaxClients', message)
+            self.assertIn(REPLACEMENT, message)
+
+
 class OversizedFrames(unittest.TestCase):
     def test_frame_over_the_limit_gets_1009(self):
         limit = 1024 * 1024
