@@ -12,6 +12,8 @@
 #define MAX_DEPTH_LIMIT 1024
 /* Number tokens up to this long are range-checked on the stack. */
 #define NUMBER_BUFFER_BYTES 64
+/* Member names of one object compared one by one; more go in a hash table. */
+#define NAMES_SEARCHED_LINEARLY 16
 
 /* clang-format off */
 G_DEFINE_QUARK (wb-json-strict-error-quark, wb_json_strict_error)
@@ -318,11 +320,97 @@ scan_literal (Scanner *s, const char *word)
 
 static gboolean scan_value (Scanner *s);
 
+/* The member names of one object, to find a repeated one. Names are
+ * compared decoded ("a" and "\u0061" are the same name); most have no
+ * escape and are compared where they are in the input. A few are checked
+ * by a linear search without allocating; a hostile object with thousands of
+ * members goes through a hash table. */
+typedef struct
+{
+  const char *bytes;
+  gsize length;
+} Name;
+
+typedef struct
+{
+  Name few[NAMES_SEARCHED_LINEARLY];
+  guint n_few;
+  GHashTable *many;   /* GBytes (static, on the names) → itself */
+  GPtrArray *decoded; /* owns the decoded copies of escaped names */
+} NameSet;
+
+static void
+name_set_clear (NameSet *set)
+{
+  g_clear_pointer (&set->many, g_hash_table_unref);
+  g_clear_pointer (&set->decoded, g_ptr_array_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (NameSet, name_set_clear)
+
+/* FALSE if @name is already in @set. */
+static gboolean
+name_set_add (NameSet *set, Name name)
+{
+  if (set->many == NULL && set->n_few < NAMES_SEARCHED_LINEARLY)
+    {
+      for (guint i = 0; i < set->n_few; i++)
+        if (set->few[i].length == name.length
+            && memcmp (set->few[i].bytes, name.bytes, name.length) == 0)
+          return FALSE;
+      set->few[set->n_few++] = name;
+      return TRUE;
+    }
+  if (set->many == NULL)
+    {
+      set->many = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
+                                         NULL);
+      for (guint i = 0; i < set->n_few; i++)
+        g_hash_table_add (set->many, g_bytes_new_static (set->few[i].bytes, set->few[i].length));
+    }
+  {
+    GBytes *key = g_bytes_new_static (name.bytes, name.length);
+
+    if (g_hash_table_contains (set->many, key))
+      {
+        g_bytes_unref (key);
+        return FALSE;
+      }
+    g_hash_table_add (set->many, key);
+    return TRUE;
+  }
+}
+
+/* The member name starting at s->p (its opening quote), decoded. */
+static gboolean
+scan_name (Scanner *s, NameSet *set, Name *out_name)
+{
+  const guchar *name_at = s->p;
+  g_autoptr (GString) decoded = NULL;
+
+  if (!scan_string (s, NULL))
+    return FALSE;
+  out_name->bytes = (const char *)name_at + 1;
+  out_name->length = (gsize)(s->p - name_at) - 2;
+  if (memchr (out_name->bytes, '\\', out_name->length) == NULL)
+    return TRUE;
+  /* Escaped: read it again, decoding (it is valid: it was just read). */
+  decoded = g_string_new (NULL);
+  s->p = name_at;
+  if (!scan_string (s, decoded))
+    return FALSE;
+  if (set->decoded == NULL)
+    set->decoded = g_ptr_array_new_with_free_func (g_free);
+  out_name->length = decoded->len;
+  out_name->bytes = g_string_free (g_steal_pointer (&decoded), FALSE);
+  g_ptr_array_add (set->decoded, (gpointer)out_name->bytes);
+  return TRUE;
+}
+
 static gboolean
 scan_object (Scanner *s)
 {
-  g_autoptr (GHashTable) names = NULL;
-  g_autoptr (GString) name = NULL;
+  g_auto (NameSet) names = { 0 };
 
   if (!enter (s))
     return FALSE;
@@ -334,22 +422,18 @@ scan_object (Scanner *s)
       s->depth--;
       return TRUE;
     }
-  names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  name = g_string_new (NULL);
   for (;;)
     {
       const guchar *name_at;
+      Name name;
 
       skip_whitespace (s);
       if (!at (s, '"'))
         return unexpected (s, "a member name");
       name_at = s->p;
-      g_string_truncate (name, 0);
-      if (!scan_string (s, name))
+      if (!scan_name (s, &names, &name))
         return FALSE;
-      /* A name with "\u0000" compares by its first part here; such a
-       * message is refused either way. */
-      if (!g_hash_table_add (names, g_strdup (name->str)))
+      if (!name_set_add (&names, name))
         {
           s->p = name_at;
           return fail (s, WB_JSON_STRICT_ERROR_DUPLICATE, "a member name repeated in one object");

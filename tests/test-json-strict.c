@@ -244,6 +244,46 @@ test_depth (void)
   }
 }
 
+/* Past a few names the set is a hash table: duplicates are found there too,
+ * escaped or not, and a large object costs no more than linear time. */
+static void
+test_many_members (void)
+{
+  for (guint n = 1; n <= 40; n++)
+    {
+      g_autoptr (GString) distinct = g_string_new ("{");
+      g_autoptr (GError) error = NULL;
+
+      for (guint i = 0; i < n; i++)
+        g_string_append_printf (distinct, "%s\"k%u\":%u", i > 0 ? "," : "", i, i);
+      g_string_append_c (distinct, '}');
+      g_assert_true (check (distinct->str, distinct->len, NULL));
+
+      for (guint dup = 0; dup < n; dup++)
+        {
+          g_autoptr (GString) repeated = g_string_new_len (distinct->str, distinct->len - 1);
+
+          /* "k<dup>" once more at the end: plainly, or with "k" escaped. */
+          if (dup % 2 != 0)
+            g_string_append_printf (repeated, ",\"k%u\":0}", dup);
+          else
+            g_string_append_printf (repeated, ",\"\\u006b%u\":0}", dup);
+          g_assert_false (check (repeated->str, repeated->len, &error));
+          g_assert_error (error, WB_JSON_STRICT_ERROR, WB_JSON_STRICT_ERROR_DUPLICATE);
+          g_clear_error (&error);
+        }
+    }
+  {
+    /* 100 000 members, all distinct. */
+    g_autoptr (GString) large = g_string_new ("{");
+
+    for (guint i = 0; i < 100000; i++)
+      g_string_append_printf (large, "%s\"m%u\":0", i > 0 ? "," : "", i);
+    g_string_append_c (large, '}');
+    g_assert_true (check (large->str, large->len, NULL));
+  }
+}
+
 static void
 test_offsets (void)
 {
@@ -411,6 +451,7 @@ main (int argc, char **argv)
   g_test_add_func ("/json-strict/raw-nul-and-length", test_raw_nul_and_length);
   g_test_add_func ("/json-strict/depth", test_depth);
   g_test_add_func ("/json-strict/offsets", test_offsets);
+  g_test_add_func ("/json-strict/many-members", test_many_members);
   g_test_add_func ("/json-strict/property/agrees-with-json-glib",
                    test_property_agrees_with_json_glib);
   return g_test_run ();
