@@ -174,6 +174,7 @@ parse_error_code (const GError *error)
     case WB_MESSAGE_ERROR_WRONG_DIRECTION:
     case WB_MESSAGE_ERROR_MISSING_FIELD:
     case WB_MESSAGE_ERROR_INVALID_FIELD:
+    case WB_MESSAGE_ERROR_NUL_CHARACTER:
       return "invalid_message";
     }
   return "invalid_message";
@@ -190,7 +191,9 @@ client_reply_parse_error (FrontendClient *client, const char *line, gsize length
   JsonNode *request_id = NULL;
   const char *stream_id = NULL;
 
-  if (g_str_equal (code, "invalid_json"))
+  /* json-glib would cut a "\u0000" id or stream id short: echo neither. */
+  if (g_str_equal (code, "invalid_json")
+      || g_error_matches (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_NUL_CHARACTER))
     {
       client_reply_error (client, code, error->message, NULL, NULL);
       return;
