@@ -235,6 +235,7 @@ check_depth (const char *data, gsize length, GError **error)
   gboolean in_string = FALSE;
   gboolean escaped = FALSE;
   gboolean value_closed = FALSE;
+  gboolean scalar_seen = FALSE;
   int depth = 0;
 
   for (gsize i = 0; i < length; i++)
@@ -259,6 +260,16 @@ check_depth (const char *data, gsize length, GError **error)
             in_string = FALSE;
           continue;
         }
+      /* json-glib also parses a container after a scalar root ("1{…}"),
+       * and leaks it (found by tests/fuzz). */
+      if (depth == 0 && scalar_seen && (c == '{' || c == '['))
+        {
+          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
+                               "invalid JSON: more data after the message (one object per line)");
+          return FALSE;
+        }
+      if (depth == 0 && !g_ascii_isspace (c) && c != '{' && c != '[')
+        scalar_seen = TRUE;
       if (c == '"')
         in_string = TRUE;
       else if (c == '\'' || c == '/')
