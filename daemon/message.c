@@ -296,15 +296,20 @@ check_depth (const char *data, gsize length, GError **error)
   return TRUE;
 }
 
+/* The four hex digits after "\u" at *@i (moved past what json-glib
+ * would read: up to four digits and the character that stops them), or -1
+ * if there are fewer. */
 static int
-hex4_value (const char *p)
+json_glib_escape_value (const char *data, gsize length, gsize *i)
 {
   int value = 0;
 
-  for (int i = 0; i < 4; i++)
+  for (int n = 0; n < 4; n++)
     {
-      int digit = g_ascii_xdigit_value (p[i]);
+      int digit = *i < length ? g_ascii_xdigit_value (data[*i]) : -1;
 
+      if (*i < length)
+        (*i)++;
       if (digit < 0)
         return -1;
       value = value * 16 + digit;
@@ -312,12 +317,16 @@ hex4_value (const char *p)
   return value;
 }
 
-/* json-glib 1.6 leaks its string buffer when a surrogate escape is followed
- * by a "\u" escape that does not complete a high-low pair ("\ud800\u0041",
- * "\udc00\udc00"): refuse those before it parses. It refuses them too, with
- * the same error code; only the leak is avoided (found by tests/fuzz). */
+/* Escapes, before json-glib reads them. It takes up to four hex digits
+ * after "\u" and eats the character that stops it, so "\u12" followed by
+ * a quote does not end the string, and check_depth() would count nesting in
+ * what json-glib reads as text (and the reverse): a short \u escape is
+ * refused. And json-glib 1.6 leaks its string buffer when a surrogate escape
+ * is followed by a "\u" escape that does not complete a high-low pair
+ * ("\ud800\u0041", "\udc00\udc00"): refused here, as json-glib refuses it
+ * too, with the same error code. Both found by tests/fuzz. */
 static gboolean
-check_surrogate_pairs (const char *data, gsize length, GError **error)
+check_escapes (const char *data, gsize length, GError **error)
 {
   gsize i = 0;
 
@@ -331,22 +340,27 @@ check_surrogate_pairs (const char *data, gsize length, GError **error)
           i++;
           continue;
         }
-      if (data[i + 1] != 'u' || length - i < 6 || (unit = hex4_value (data + i + 2)) < 0)
+      i += 2;
+      /* Another escape ("\\" included), or "\u" without a digit. */
+      if (data[i - 1] != 'u' || i >= length || g_ascii_xdigit_value (data[i]) < 0)
+        continue;
+      unit = json_glib_escape_value (data, length, &i);
+      if (unit < 0)
         {
-          i += 2; /* another escape, "\\" included */
-          continue;
+          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
+                               "invalid JSON: \\u escape without four hex digits");
+          return FALSE;
         }
-      i += 6;
       if (unit < 0xd800 || unit > 0xdfff || length - i < 2 || data[i] != '\\' || data[i + 1] != 'u')
         continue;
-      low = length - i >= 6 ? hex4_value (data + i + 2) : -1;
+      i += 2;
+      low = json_glib_escape_value (data, length, &i);
       if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff)
         {
           g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
                                "invalid JSON: malformed surrogate pair");
           return FALSE;
         }
-      i += 6;
     }
   return TRUE;
 }
@@ -697,7 +711,7 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
                            "message is not valid UTF-8");
       return NULL;
     }
-  if (!check_depth (data, length, error) || !check_surrogate_pairs (data, length, error))
+  if (!check_escapes (data, length, error) || !check_depth (data, length, error))
     return NULL;
 
   parser = json_parser_new_immutable ();
