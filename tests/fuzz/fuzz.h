@@ -97,6 +97,17 @@ typedef enum
    * json.loads: wb_json_to_string in message.c must escape it; reported
    * to the lead. */
   WB_FUZZ_GAP_RAW_UNIT_SEPARATOR,
+  /* A configuration error quotes the file's bytes as they are ("'12\xff'
+   * is not a whole number"): not UTF-8, so the D-Bus error reply of a
+   * failed Reload() cannot be sent and the caller waits for its timeout:
+   * config.c's messages, or the D-Bus text sanitizing of branch `strict`;
+   * reported to the lead. */
+  WB_FUZZ_GAP_CONFIG_ERROR_NOT_UTF8,
+  /* URL=wss://host/path#frag is accepted, and the key is appended after
+   * the fragment ("#frag?api_key=..."), which is never sent: every connect
+   * fails with 4401. config.c should refuse a fragment (or build the URL
+   * with GUri); reported to the lead. */
+  WB_FUZZ_GAP_URL_FRAGMENT,
   WB_FUZZ_N_GAPS
 } WbFuzzGap;
 
