@@ -107,6 +107,7 @@ typedef struct
   gint64 next_id;
   gboolean eof;
   GError *read_error; /* why the connection ended, once it did */
+  GError *refusal;    /* the bridge refused the connection (too_many_clients) */
 
   WctlMessageFunc func;
   gpointer func_data;
@@ -275,6 +276,22 @@ send_request (WctlSocketClient *self, JsonObject *request, GError **error)
   return id;
 }
 
+/* too_many_clients comes instead of bridge.hello, just before the bridge
+ * closes: it is why the connection ended, so say that rather than "closed". */
+static void
+note_refusal (WctlSocketClient *self, JsonObject *message)
+{
+  JsonObject *payload;
+
+  if (g_strcmp0 (wctl_message_type (message), "error") != 0 || self->refusal != NULL)
+    return;
+  payload = wctl_message_payload (message);
+  if (g_strcmp0 (wb_json_get_string (payload, "code", NULL), "too_many_clients") != 0)
+    return;
+  self->refusal = g_error_new (WCTL_ERROR, WCTL_ERROR_REMOTE, "too_many_clients: %s",
+                               wb_json_get_string (payload, "message", "refused"));
+}
+
 /* Moves every complete line of self->input to @queue. */
 static void
 split_lines (WctlSocketClient *self, GQueue *queue)
@@ -306,7 +323,10 @@ split_lines (WctlSocketClient *self, GQueue *queue)
           pending_line_free (pending);
         }
       else
-        g_queue_push_tail (queue, pending);
+        {
+          note_refusal (self, pending->message);
+          g_queue_push_tail (queue, pending);
+        }
       start = newline + 1;
     }
   g_string_erase (self->input, 0, (gssize)(start - self->input->str));
@@ -339,8 +359,11 @@ read_available (WctlSocketClient *self, GQueue *queue)
       if (n == 0)
         {
           self->eof = TRUE;
-          g_set_error (&self->read_error, WCTL_ERROR, WCTL_ERROR_PROTOCOL,
-                       "the bridge closed the connection");
+          if (self->refusal != NULL)
+            self->read_error = g_error_copy (self->refusal);
+          else
+            g_set_error (&self->read_error, WCTL_ERROR, WCTL_ERROR_PROTOCOL,
+                         "the bridge closed the connection");
           return FALSE;
         }
       if (errno == EINTR)
@@ -455,15 +478,17 @@ match_status_cb (JsonObject *message, gint64 id, const char *stream_id)
   return g_strcmp0 (type, "error") == 0 && message_has_id (message, id);
 }
 
+/* One page of bridge.status: the streams after @streams_after. */
 static JsonObject *
-socket_get_status (WctlClient *client, GError **error)
+socket_get_status_page (WctlSocketClient *self, const char *streams_after, GError **error)
 {
-  WctlSocketClient *self = (WctlSocketClient *)client;
   g_autoptr (JsonObject) request = json_object_new ();
   g_autoptr (JsonObject) reply = NULL;
   gint64 id;
 
   json_object_set_string_member (request, "type", "status");
+  if (streams_after != NULL)
+    json_object_set_string_member (request, "streams_after", streams_after);
   id = send_request (self, request, error);
   if (id == 0)
     return NULL;
@@ -471,6 +496,44 @@ socket_get_status (WctlClient *client, GError **error)
   if (reply == NULL || reply_error (reply, error))
     return NULL;
   return json_object_ref (wctl_message_payload (reply));
+}
+
+static JsonArray *
+status_streams (JsonObject *status)
+{
+  JsonNode *node = json_object_get_member (status, "streams");
+
+  return node != NULL && JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+}
+
+/* bridge.status with every stream: the bridge lists them a page at a time. */
+static JsonObject *
+socket_get_status (WctlClient *client, GError **error)
+{
+  WctlSocketClient *self = (WctlSocketClient *)client;
+  g_autoptr (JsonObject) status = socket_get_status_page (self, NULL, error);
+  JsonArray *streams;
+  g_autofree char *next = NULL;
+
+  if (status == NULL)
+    return NULL;
+  streams = status_streams (status);
+  next = g_strdup (wb_json_get_string (status, "streams_next", NULL));
+  while (next != NULL && streams != NULL)
+    {
+      g_autoptr (JsonObject) page = socket_get_status_page (self, next, error);
+      JsonArray *more;
+
+      if (page == NULL)
+        return NULL;
+      more = status_streams (page);
+      for (guint i = 0; more != NULL && i < json_array_get_length (more); i++)
+        json_array_add_element (streams, json_node_copy (json_array_get_element (more, i)));
+      g_free (next);
+      next = g_strdup (wb_json_get_string (page, "streams_next", NULL));
+    }
+  json_object_remove_member (status, "streams_next");
+  return g_steal_pointer (&status);
 }
 
 static gboolean
@@ -620,6 +683,7 @@ socket_free (WctlClient *client)
     close (self->fd);
   g_string_free (self->input, TRUE);
   g_clear_error (&self->read_error);
+  g_clear_error (&self->refusal);
   g_free (self->path);
   g_free (self);
 }

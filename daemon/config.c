@@ -68,6 +68,10 @@ wb_config_new_defaults (gboolean user_mode)
   config->send_queue_size = 256;
   config->send_queue_timeout_ms = 30 * 1000;
   config->max_subscriptions = 256;
+  config->max_clients_per_user = 64;
+  config->max_subscriptions_per_user = 256;
+  config->max_queued_bytes_per_user = 8 * 1024 * 1024;
+  config->max_streams = 4096;
   config->slow_client_timeout_ms = 30 * 1000;
 
   config->bus = user_mode ? WB_BUS_SESSION : WB_BUS_SYSTEM;
@@ -325,6 +329,12 @@ static const KeySpec config_keys[] = {
   UINT_KEY ("Limits", "SendQueueSize", 0, MAX_SEND_QUEUE_SIZE, send_queue_size),
   SECONDS_KEY ("Limits", "SendQueueTimeout", 0.01, send_queue_timeout_ms),
   UINT_KEY ("Limits", "MaxSubscriptions", 1, MAX_SUBSCRIPTIONS_LIMIT, max_subscriptions),
+  UINT_KEY ("Limits", "MaxClientsPerUser", 1, MAX_CLIENTS_LIMIT, max_clients_per_user),
+  UINT_KEY ("Limits", "MaxSubscriptionsPerUser", 1, MAX_SUBSCRIPTIONS_LIMIT,
+            max_subscriptions_per_user),
+  SIZE_KEY ("Limits", "MaxQueuedBytesPerUser", MIN_QUEUE_BYTES, MAX_QUEUE_BYTES_LIMIT,
+            max_queued_bytes_per_user),
+  UINT_KEY ("Limits", "MaxStreams", 1, MAX_SUBSCRIPTIONS_LIMIT, max_streams),
   SECONDS_KEY ("Limits", "SlowClientTimeout", 0.01, slow_client_timeout_ms),
   STRING_KEY ("Access", "SendGroup", send_group),
 };

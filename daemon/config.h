@@ -56,7 +56,13 @@ typedef struct
   guint reactions_per_minute;
   guint send_queue_size;
   guint send_queue_timeout_ms;
-  guint max_subscriptions;      /* per local client */
+  guint max_subscriptions; /* per local client */
+  /* Per user (uid), over all of its connections on both transports; root
+   * and the daemon's own user are exempt. */
+  guint max_clients_per_user;
+  guint max_subscriptions_per_user;
+  gsize max_queued_bytes_per_user;
+  guint max_streams;            /* distinct streams followed upstream, for everyone */
   guint slow_client_timeout_ms; /* a client stuck over its queue this long is cut */
 
   /* [Access] */

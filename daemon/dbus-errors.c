@@ -31,6 +31,10 @@ error_info_from_gerror (const GError *error)
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_SUBSCRIBED, ENOENT };
         case WB_HUB_ERROR_SHUTTING_DOWN:
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_FAILED, ESHUTDOWN };
+        case WB_HUB_ERROR_TOO_MANY_CLIENTS:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_LIMITS_EXCEEDED, EUSERS };
+        case WB_HUB_ERROR_FORBIDDEN:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_FORBIDDEN, EACCES };
         }
     }
   else if (error->domain == WB_SEND_ERROR)
@@ -41,6 +45,16 @@ error_info_from_gerror (const GError *error)
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_CONNECTED, ENOTCONN };
         case WB_SEND_ERROR_FAILED:
           return (WbDbusErrorInfo){ WB_DBUS_ERROR_SEND_FAILED, EIO };
+        }
+    }
+  else if (error->domain == WB_LINK_ERROR)
+    {
+      switch ((WbLinkError)error->code)
+        {
+        case WB_LINK_ERROR_SERVER_WAIT:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_RATE_LIMITED, EBUSY };
+        case WB_LINK_ERROR_AUTH_FAILED:
+          return (WbDbusErrorInfo){ WB_DBUS_ERROR_NOT_CONNECTED, ENOTCONN };
         }
     }
   return (WbDbusErrorInfo){ WB_DBUS_ERROR_FAILED, EIO };

@@ -15,6 +15,8 @@ G_BEGIN_DECLS
 #define WB_DBUS_ERROR_SEND_FAILED "inc.wave.Bridge1.Error.SendFailed"
 #define WB_DBUS_ERROR_NOT_SUBSCRIBED "inc.wave.Bridge1.Error.NotSubscribed"
 #define WB_DBUS_ERROR_TOO_MANY_SUBSCRIPTIONS "inc.wave.Bridge1.Error.TooManySubscriptions"
+#define WB_DBUS_ERROR_LIMITS_EXCEEDED "inc.wave.Bridge1.Error.LimitsExceeded"
+#define WB_DBUS_ERROR_FORBIDDEN "inc.wave.Bridge1.Error.Forbidden"
 #define WB_DBUS_ERROR_FAILED "inc.wave.Bridge1.Error.Failed"
 
 /* Fills @ret_error; returns the negative errno sd-bus method handlers return. */

@@ -67,23 +67,30 @@ dbus_client_track_cb (sd_bus_track *track, void *user_data)
   return 0;
 }
 
-/* A user's chat/reaction allowance is shared by all its bus connections and
- * its socket connections alike. Unknown credentials keep a private one. */
-static void
-dbus_client_set_sender (WbDbusClient *client, sd_bus_message *call)
+/* Who the caller is, as the bus vouches for it: its uid is the user it
+ * counts against (quotas and send allowances, shared with its socket
+ * connections), its groups decide SendGroup. NULL if the bus says nothing. */
+static WbPeerCredentials *
+dbus_caller_credentials (sd_bus_message *call)
 {
   g_autoptr (sd_bus_creds) creds = NULL;
-  g_autofree char *sender = NULL;
+  const gid_t *groups = NULL;
   uid_t uid;
+  gid_t gid;
+  pid_t pid = 0;
+  int n_groups;
 
-  if (sd_bus_query_sender_creds (call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds) < 0
-      || sd_bus_creds_get_euid (creds, &uid) < 0)
-    {
-      g_debug ("No credentials for %s: its send allowance is its own", client->name);
-      return;
-    }
-  sender = g_strdup_printf ("uid:%u", (unsigned)uid);
-  wb_hub_client_set_sender (client->hub_client, sender);
+  if (sd_bus_query_sender_creds (call,
+                                 SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID
+                                     | SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_PID
+                                     | SD_BUS_CREDS_AUGMENT,
+                                 &creds)
+          < 0
+      || sd_bus_creds_get_euid (creds, &uid) < 0 || sd_bus_creds_get_egid (creds, &gid) < 0)
+    return NULL;
+  n_groups = sd_bus_creds_get_supplementary_gids (creds, &groups);
+  (void)sd_bus_creds_get_pid (creds, &pid);
+  return wb_peer_credentials_new (pid, uid, gid, groups, (guint)MAX (n_groups, 0));
 }
 
 /* NULL with @ret_error set when @call has no sender (not through a bus) or,
@@ -95,6 +102,8 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
   static const WbHubClientSink sink = { .deliver = NULL }; /* signals are broadcast */
   const char *sender = sd_bus_message_get_sender (call);
   g_autofree char *hub_name = NULL;
+  g_autoptr (WbPeerCredentials) credentials = NULL;
+  g_autoptr (GError) error = NULL;
   WbDbusClient *client;
   int r;
 
@@ -127,8 +136,17 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
       return NULL;
     }
   hub_name = g_strdup_printf ("dbus %s", sender);
-  client->hub_client = wb_hub_client_new (frontend->hub, hub_name, &sink, client);
-  dbus_client_set_sender (client, call);
+  credentials = dbus_caller_credentials (call);
+  if (credentials == NULL)
+    g_debug ("No credentials for %s: it counts as a user of its own", sender);
+  client->hub_client
+      = wb_hub_client_new (frontend->hub, hub_name, credentials, &sink, client, &error);
+  if (client->hub_client == NULL)
+    {
+      wb_dbus_error_set_from_gerror (ret_error, error);
+      dbus_client_free (client);
+      return NULL;
+    }
   g_hash_table_insert (frontend->clients, client->name, client);
   g_debug ("New D-Bus client %s", sender);
   return client;

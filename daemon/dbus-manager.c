@@ -247,6 +247,7 @@ manager_reconnect_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
 {
   WbDbusFrontend *frontend = user_data;
   gint64 now = g_get_monotonic_time ();
+  g_autoptr (GError) error = NULL;
 
   /* Any member of group wave may call it, and every reconnect means a gap
    * (and resync) for everyone: one user must not make upstream flap. */
@@ -257,9 +258,13 @@ manager_reconnect_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
                               (int)(RECONNECT_MIN_INTERVAL_US / G_USEC_PER_SEC),
                               (frontend->last_reconnect_us + RECONNECT_MIN_INTERVAL_US - now + 999)
                                   / 1000);
-  frontend->last_reconnect_us = now;
   g_message ("Reconnect requested over D-Bus by %s", sd_bus_message_get_sender (call));
-  wb_hub_reconnect (frontend->hub);
+  if (!wb_hub_reconnect (frontend->hub, &error))
+    {
+      g_message ("Reconnect refused: %s", error->message);
+      return wb_dbus_error_set_from_gerror (ret_error, error);
+    }
+  frontend->last_reconnect_us = now;
   return sd_bus_reply_method_return (call, NULL);
 }
 

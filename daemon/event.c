@@ -33,15 +33,11 @@ static const char *
 error_stream_id (JsonObject *payload)
 {
   JsonNode *details = json_object_get_member (payload, "details");
-  JsonNode *stream_id;
 
+  /* Optional; when present, the parser made sure it is an object. */
   if (details == NULL || !JSON_NODE_HOLDS_OBJECT (details))
     return NULL;
-  stream_id = json_object_get_member (json_node_get_object (details), "stream_id");
-  if (stream_id == NULL || !JSON_NODE_HOLDS_VALUE (stream_id)
-      || json_node_get_value_type (stream_id) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (stream_id);
+  return wb_json_get_string (json_node_get_object (details), "stream_id", NULL);
 }
 
 WbEvent *

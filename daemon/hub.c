@@ -4,6 +4,7 @@
 #include "hub.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "ratelimit.h"
 #include "stream-cache.h"
@@ -77,18 +78,26 @@ struct _WbHub
   WbBridgeStatus status;
   /* Inside a fan-out: deliver() and observers must not change the hub. */
   guint dispatching;
-  /* sender key → SendAllowance: one entry per user ever seen sending, so
-   * bounded by the users of the machine; kept so reconnecting refills nothing. */
-  GHashTable *allowances;
+  /* uid → HubUser: one entry per user ever seen, so bounded by the users of
+   * the machine; kept so that reconnecting refills no allowance. */
+  GHashTable *users;
+  /* [Access] SendGroup: NULL = anyone may send; unresolved = only root. */
+  char *send_group;
+  gboolean send_group_resolved;
+  gid_t send_gid;
 };
 
-/* Chat and reaction tokens of one local client, or of all clients of one
- * sender (wb_hub_client_set_sender). */
+/* Everything counted per user: all connections of one uid, on both
+ * transports, share it. A client without a known uid is a user of its own. */
 typedef struct
 {
+  gint64 uid;      /* WB_HUB_UID_UNKNOWN: this client's own */
+  gboolean exempt; /* root and the daemon's own user: no per-user quotas */
+  guint clients;
+  guint subscriptions;
   WbRateLimit chat;
   WbRateLimit reaction;
-} SendAllowance;
+} HubUser;
 
 struct _WbHubClient
 {
@@ -99,8 +108,9 @@ struct _WbHubClient
   GHashTable *subscriptions; /* stream->stream_id → HubSubscription (borrowed) */
   GList link;                /* in hub->clients */
   GQueue pending;            /* PendingSend, by link */
-  SendAllowance own_allowance;
-  SendAllowance *allowance; /* own_allowance, or shared by sender key */
+  HubUser *user;             /* shared by uid, or owned when the uid is unknown */
+  gboolean owns_user;
+  WbPeerCredentials *credentials; /* NULL: unknown */
 };
 
 /* clang-format off */
@@ -121,6 +131,9 @@ hub_stream_free (HubStream *stream)
 static void
 client_destroy (WbHubClient *client)
 {
+  if (client->owns_user)
+    g_free (client->user);
+  g_clear_pointer (&client->credentials, wb_peer_credentials_free);
   g_hash_table_unref (client->subscriptions);
   g_free (client->name);
   g_free (client);
@@ -220,12 +233,12 @@ all_stream_events_mask (void)
 }
 
 static void
-tell_upstream (WbHub *hub, const char *stream_id, guint32 union_mask)
+tell_upstream (WbHub *hub, const char *stream_id, guint32 union_mask, gint64 owner)
 {
   const char *names[WB_MESSAGE_N_TYPES + 1];
 
   mask_to_names (union_mask, names);
-  hub->ops->set_stream_events (hub->upstream, stream_id, union_mask != 0 ? names : NULL);
+  hub->ops->set_stream_events (hub->upstream, stream_id, union_mask != 0 ? names : NULL, owner);
 }
 
 static void
@@ -271,22 +284,23 @@ subscription_end (HubSubscription *subscription)
   HubStream *stream = subscription->stream;
 
   g_hash_table_remove (subscription->client->subscriptions, stream->stream_id);
+  subscription->client->user->subscriptions--;
   stream_counts_add (stream, subscription->type_mask, -1);
   /* Order does not matter: fan-out is to a set. Frees @subscription. */
   g_ptr_array_remove_fast (stream->subscriptions, subscription);
   stream_update_subscribers (stream);
 }
 
-/* After @stream's union changed from @old_mask: tell upstream, and drop the
- * stream if nobody is left. May free @stream. */
+/* After @stream's union changed from @old_mask through @user: tell upstream,
+ * and drop the stream if nobody is left. May free @stream. */
 static void
-stream_union_changed (WbHub *hub, HubStream *stream, guint32 old_mask)
+stream_union_changed (WbHub *hub, HubStream *stream, guint32 old_mask, const HubUser *user)
 {
   g_autofree char *stream_id = NULL;
 
   if (stream->union_mask == old_mask)
     return;
-  tell_upstream (hub, stream->stream_id, stream->union_mask);
+  tell_upstream (hub, stream->stream_id, stream->union_mask, user->uid);
   if (stream->union_mask != 0)
     return;
 
@@ -403,27 +417,23 @@ wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkState new
 }
 
 void
-wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms)
+wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_ms)
 {
-  GHashTableIter iter;
-  gpointer value;
+  HubStream *stream;
+  g_autoptr (WbEvent) event = NULL;
+  JsonObject *payload;
 
-  g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub != NULL && stream_id != NULL);
   g_return_if_fail (hub->dispatching == 0);
 
-  g_hash_table_iter_init (&iter, hub->streams);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      HubStream *stream = value;
-      g_autoptr (WbEvent) event = NULL;
-      JsonObject *payload;
-
-      payload = json_object_new ();
-      json_object_set_string_member (payload, "stream_id", stream->stream_id);
-      json_object_set_int_member (payload, "gap_ms", MAX (gap_ms, 0));
-      event = wb_event_new ("bridge.resync", stream->stream_id, payload);
-      stream_deliver (hub, stream, event, 0);
-    }
+  stream = g_hash_table_lookup (hub->streams, stream_id);
+  if (stream == NULL)
+    return; /* everyone left meanwhile */
+  payload = json_object_new ();
+  json_object_set_string_member (payload, "stream_id", stream->stream_id);
+  json_object_set_int_member (payload, "gap_ms", MAX (gap_ms, 0));
+  event = wb_event_new ("bridge.resync", stream->stream_id, payload);
+  stream_deliver (hub, stream, event, 0);
 }
 
 void
@@ -435,6 +445,21 @@ wb_hub_handle_upstream_status (WbHub *hub)
 }
 
 /* ---- the hub ------------------------------------------------------------- */
+
+static void
+hub_apply_send_group (WbHub *hub, const WbConfig *config)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_clear_pointer (&hub->send_group, g_free);
+  hub->send_group_resolved = FALSE;
+  if (config->send_group == NULL || config->send_group[0] == '\0')
+    return;
+  hub->send_group = g_strdup (config->send_group);
+  hub->send_group_resolved = wb_group_lookup (config->send_group, &hub->send_gid, &error);
+  if (!hub->send_group_resolved)
+    g_warning ("SendGroup: %s; only root may send chat messages and reactions", error->message);
+}
 
 WbHub *
 wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstream)
@@ -452,10 +477,11 @@ wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstre
   hub->ops = ops;
   hub->upstream = upstream;
   hub->streams = g_hash_table_new (g_str_hash, g_str_equal);
-  hub->allowances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  hub->users = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, g_free);
   g_queue_init (&hub->clients);
   hub->observers = g_ptr_array_new_with_free_func (g_free);
   hub->status.version = WB_VERSION;
+  hub_apply_send_group (hub, config);
   return hub;
 }
 
@@ -480,7 +506,10 @@ wb_hub_free (WbHub *hub)
 
       g_hash_table_remove_all (client->subscriptions);
       g_queue_unlink (&hub->clients, &client->link);
-      client->allowance = &client->own_allowance;
+      /* The users go with the hub; the client keeps a copy of its own. */
+      if (!client->owns_user)
+        client->user = g_memdup2 (client->user, sizeof (HubUser));
+      client->owns_user = TRUE;
       client->hub = NULL;
     }
 
@@ -488,7 +517,8 @@ wb_hub_free (WbHub *hub)
   while (g_hash_table_iter_next (&iter, NULL, &value))
     hub_stream_free (value);
   g_hash_table_unref (hub->streams);
-  g_hash_table_unref (hub->allowances);
+  g_hash_table_unref (hub->users);
+  g_free (hub->send_group);
   g_ptr_array_unref (hub->observers);
   g_free (hub);
 }
@@ -500,14 +530,15 @@ wb_hub_set_config (WbHub *hub, const WbConfig *config)
 
   /* Rate buckets pick the new rates up on their next use. */
   hub->config = config;
+  hub_apply_send_group (hub, config);
 }
 
-void
-wb_hub_reconnect (WbHub *hub)
+gboolean
+wb_hub_reconnect (WbHub *hub, GError **error)
 {
-  g_return_if_fail (hub != NULL);
+  g_return_val_if_fail (hub != NULL, FALSE);
 
-  hub->ops->reconnect (hub->upstream);
+  return hub->ops->reconnect (hub->upstream, error);
 }
 
 const WbStreamState *
@@ -575,35 +606,103 @@ stream_to_json (const WbStreamState *state)
 }
 
 JsonObject *
-wb_hub_build_status (WbHub *hub)
+wb_hub_build_status (WbHub *hub, const char *streams_after, guint streams_limit)
 {
   g_auto (GStrv) stream_ids = NULL;
   JsonObject *object;
   JsonArray *streams;
+  guint total;
+  guint first = 0;
+  guint end;
 
   g_return_val_if_fail (hub != NULL, NULL);
 
+  if (streams_limit == 0)
+    streams_limit = WB_HUB_STATUS_STREAMS_PAGE;
+  streams_limit = MIN (streams_limit, WB_HUB_STATUS_STREAMS_PAGE_MAX);
   object = json_object_new ();
   wb_bridge_status_to_json (wb_hub_get_status (hub), object);
-  streams = json_array_new ();
   stream_ids = wb_hub_list_streams (hub);
-  for (guint i = 0; stream_ids[i] != NULL; i++)
+  total = g_strv_length (stream_ids);
+  if (streams_after != NULL)
+    while (first < total && strcmp (stream_ids[first], streams_after) <= 0)
+      first++;
+  end = MIN (total, first + streams_limit);
+  streams = json_array_new ();
+  for (guint i = first; i < end; i++)
     json_array_add_object_element (streams,
                                    stream_to_json (wb_hub_get_stream (hub, stream_ids[i])));
   json_object_set_array_member (object, "streams", streams);
+  json_object_set_int_member (object, "streams_total", total);
+  if (end < total)
+    json_object_set_string_member (object, "streams_next", stream_ids[end - 1]);
   return object;
 }
 
 /* ---- clients ------------------------------------------------------------- */
 
-WbHubClient *
-wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink, gpointer user_data)
+gboolean
+wb_hub_uid_is_exempt (gint64 uid)
 {
-  WbHubClient *client;
+  return uid == 0 || uid == (gint64)geteuid ();
+}
+
+static HubUser *
+hub_user_new (WbHub *hub, gint64 uid)
+{
+  HubUser *user = g_new0 (HubUser, 1);
   gint64 now = g_get_monotonic_time ();
+
+  user->uid = uid;
+  user->exempt = wb_hub_uid_is_exempt (uid);
+  wb_rate_limit_init (&user->chat, hub->config->chat_per_minute, now);
+  wb_rate_limit_init (&user->reaction, hub->config->reactions_per_minute, now);
+  return user;
+}
+
+/* The shared entry of @uid, created on first sight; NULL for an unknown uid. */
+static HubUser *
+hub_user_lookup (WbHub *hub, gint64 uid)
+{
+  HubUser *user;
+
+  if (uid == WB_HUB_UID_UNKNOWN)
+    return NULL;
+  user = g_hash_table_lookup (hub->users, &uid);
+  if (user == NULL)
+    {
+      user = hub_user_new (hub, uid);
+      g_hash_table_insert (hub->users, &user->uid, user);
+    }
+  return user;
+}
+
+WbHubClient *
+wb_hub_client_new (WbHub *hub, const char *name, const WbPeerCredentials *credentials,
+                   const WbHubClientSink *sink, gpointer user_data, GError **error)
+{
+  gint64 uid = credentials != NULL ? (gint64)credentials->uid : WB_HUB_UID_UNKNOWN;
+  WbHubClient *client;
+  HubUser *user;
 
   g_return_val_if_fail (hub != NULL, NULL);
   g_return_val_if_fail (hub->dispatching == 0, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  user = hub_user_lookup (hub, uid);
+  if (hub->status.clients >= hub->config->max_clients)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_CLIENTS,
+                   "too many clients (MaxClients=%u)", hub->config->max_clients);
+      return NULL;
+    }
+  if (user != NULL && !user->exempt && user->clients >= hub->config->max_clients_per_user)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_CLIENTS,
+                   "too many clients of uid %" G_GINT64_FORMAT " (MaxClientsPerUser=%u)", uid,
+                   hub->config->max_clients_per_user);
+      return NULL;
+    }
 
   client = g_new0 (WbHubClient, 1);
   client->hub = hub;
@@ -614,9 +713,16 @@ wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink, gp
   client->subscriptions = g_hash_table_new (g_str_hash, g_str_equal);
   client->link.data = client;
   g_queue_init (&client->pending);
-  wb_rate_limit_init (&client->own_allowance.chat, hub->config->chat_per_minute, now);
-  wb_rate_limit_init (&client->own_allowance.reaction, hub->config->reactions_per_minute, now);
-  client->allowance = &client->own_allowance;
+  if (credentials != NULL)
+    client->credentials = wb_peer_credentials_copy (credentials);
+  if (user == NULL)
+    {
+      /* No known uid: a user of its own, with the same quotas. */
+      user = hub_user_new (hub, WB_HUB_UID_UNKNOWN);
+      client->owns_user = TRUE;
+    }
+  client->user = user;
+  user->clients++;
   g_queue_push_tail_link (&hub->clients, &client->link);
   hub->status.clients++;
   g_debug ("Client %s joined (%u clients)", client->name, hub->status.clients);
@@ -657,6 +763,7 @@ wb_hub_client_free (WbHubClient *client)
 
   g_queue_unlink (&hub->clients, &client->link);
   hub->status.clients--;
+  client->user->clients--;
   g_debug ("Client %s left (%u clients)", client->name, hub->status.clients);
 
   /* A copy: each subscription_end() removes its entry. */
@@ -668,7 +775,7 @@ wb_hub_client_free (WbHubClient *client)
       guint32 old_mask = stream->union_mask;
 
       subscription_end (subscription);
-      stream_union_changed (hub, stream, old_mask);
+      stream_union_changed (hub, stream, old_mask, client->user);
     }
   g_list_free (subscriptions);
   client_destroy (client);
@@ -735,6 +842,36 @@ mask_to_strv (guint32 mask)
   return g_strdupv ((char **)names);
 }
 
+/* A new subscription of @client to @stream_id: within its own, its user's
+ * and the bridge's limits? */
+static gboolean
+check_subscription_quotas (WbHub *hub, WbHubClient *client, const char *stream_id, GError **error)
+{
+  const WbConfig *config = hub->config;
+
+  if (g_hash_table_size (client->subscriptions) >= config->max_subscriptions)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
+                   "At most %u streams per client (MaxSubscriptions)", config->max_subscriptions);
+      return FALSE;
+    }
+  if (!client->user->exempt && client->user->subscriptions >= config->max_subscriptions_per_user)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
+                   "At most %u subscriptions per user (MaxSubscriptionsPerUser)",
+                   config->max_subscriptions_per_user);
+      return FALSE;
+    }
+  if (!g_hash_table_contains (hub->streams, stream_id)
+      && g_hash_table_size (hub->streams) >= config->max_streams)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
+                   "The bridge follows at most %u streams (MaxStreams)", config->max_streams);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char *const *events,
                          char ***out_events, GError **error)
@@ -757,13 +894,8 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
     return FALSE;
 
   subscription = g_hash_table_lookup (client->subscriptions, stream_id);
-  if (subscription == NULL
-      && g_hash_table_size (client->subscriptions) >= hub->config->max_subscriptions)
-    {
-      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
-                   "At most %u streams per client", hub->config->max_subscriptions);
-      return FALSE;
-    }
+  if (subscription == NULL && !check_subscription_quotas (hub, client, stream_id, error))
+    return FALSE;
 
   if (subscription != NULL)
     {
@@ -786,6 +918,7 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
       g_ptr_array_add (stream->subscriptions, subscription);
       stream_update_subscribers (stream);
       g_hash_table_insert (client->subscriptions, stream->stream_id, subscription);
+      client->user->subscriptions++;
     }
   subscription->type_mask = mask;
   stream_counts_add (stream, mask, +1);
@@ -795,7 +928,7 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
     *out_events = mask_to_strv (mask);
   if (added)
     NOTIFY (hub, stream_added, stream->stream_id);
-  stream_union_changed (hub, stream, old_mask);
+  stream_union_changed (hub, stream, old_mask, client->user);
   hub->ops->demand (hub->upstream);
   return TRUE;
 }
@@ -827,7 +960,7 @@ wb_hub_client_unsubscribe (WbHubClient *client, const char *stream_id, GError **
   old_mask = stream->union_mask;
   subscription_end (subscription);
   g_debug ("Client %s unsubscribed from %s", client->name, stream_id);
-  stream_union_changed (hub, stream, old_mask);
+  stream_union_changed (hub, stream, old_mask, client->user);
   return TRUE;
 }
 
@@ -867,29 +1000,6 @@ wb_hub_client_count_dropped (WbHubClient *client, guint count)
 
   if (client->hub != NULL)
     client->hub->status.events_dropped += count;
-}
-
-void
-wb_hub_client_set_sender (WbHubClient *client, const char *sender_key)
-{
-  WbHub *hub;
-  SendAllowance *allowance;
-
-  g_return_if_fail (client != NULL && sender_key != NULL);
-  hub = client->hub;
-  if (hub == NULL)
-    return;
-  allowance = g_hash_table_lookup (hub->allowances, sender_key);
-  if (allowance == NULL)
-    {
-      gint64 now = g_get_monotonic_time ();
-
-      allowance = g_new0 (SendAllowance, 1);
-      wb_rate_limit_init (&allowance->chat, hub->config->chat_per_minute, now);
-      wb_rate_limit_init (&allowance->reaction, hub->config->reactions_per_minute, now);
-      g_hash_table_insert (hub->allowances, g_strdup (sender_key), allowance);
-    }
-  client->allowance = allowance;
 }
 
 void
@@ -935,6 +1045,25 @@ check_text (const char *text, GError **error)
   return TRUE;
 }
 
+/* [Access] SendGroup: root, and members by primary or supplementary group.
+ * An unknown group admits nobody but root: fail closed. */
+static gboolean
+check_may_send (WbHub *hub, WbHubClient *client, GError **error)
+{
+  const WbPeerCredentials *credentials = client->credentials;
+
+  if (hub->send_group == NULL)
+    return TRUE;
+  if (credentials != NULL
+      && (credentials->uid == 0
+          || (hub->send_group_resolved
+              && wb_peer_credentials_in_group (credentials, hub->send_gid))))
+    return TRUE;
+  g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_FORBIDDEN,
+               "sending requires membership of group '%s'", hub->send_group);
+  return FALSE;
+}
+
 static gboolean
 client_send (WbHubClient *client, WbMessageType type, const char *stream_id, const char *text,
              WbHubSendCallback callback, gpointer user_data, GDestroyNotify destroy, GError **error)
@@ -958,19 +1087,20 @@ client_send (WbHubClient *client, WbMessageType type, const char *stream_id, con
     }
   if (hub == NULL)
     return set_shutting_down (error);
-  if (!check_stream_id (stream_id, error) || !check_text (text, error))
+  if (!check_stream_id (stream_id, error) || !check_text (text, error)
+      || !check_may_send (hub, client, error))
     return FALSE;
 
   /* Checked after validation so that invalid requests cost no tokens. */
   now = g_get_monotonic_time ();
   if (type == WB_MESSAGE_CHAT_MESSAGE)
     {
-      limit = &client->allowance->chat;
+      limit = &client->user->chat;
       per_minute = hub->config->chat_per_minute;
     }
   else
     {
-      limit = &client->allowance->reaction;
+      limit = &client->user->reaction;
       per_minute = hub->config->reactions_per_minute;
     }
   wb_rate_limit_set_rate (limit, per_minute, now);
@@ -998,7 +1128,7 @@ client_send (WbHubClient *client, WbMessageType type, const char *stream_id, con
   pending->destroy = destroy;
   g_queue_push_tail_link (&client->pending, &pending->link);
 
-  hub->ops->send (hub->upstream, message, send_done_cb, pending);
+  hub->ops->send (hub->upstream, message, client->user->uid, send_done_cb, pending);
   return TRUE;
 }
 

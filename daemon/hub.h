@@ -13,6 +13,7 @@
 #include "config.h"
 #include "event.h"
 #include "message.h"
+#include "peer-credentials.h"
 #include "status.h"
 #include "stream-cache.h"
 
@@ -27,8 +28,17 @@ typedef enum
   WB_HUB_ERROR_RATE_LIMITED,     /* ChatPerMinute / ReactionsPerMinute */
   WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS,
   WB_HUB_ERROR_NOT_SUBSCRIBED,
-  WB_HUB_ERROR_SHUTTING_DOWN, /* the hub is gone; its clients linger a moment */
+  WB_HUB_ERROR_SHUTTING_DOWN,    /* the hub is gone; its clients linger a moment */
+  WB_HUB_ERROR_TOO_MANY_CLIENTS, /* MaxClients, MaxClientsPerUser */
+  WB_HUB_ERROR_FORBIDDEN,        /* a send from outside [Access] SendGroup */
 } WbHubError;
+
+/* A client whose user (uid) is not known: it counts as a user of its own. */
+#define WB_HUB_UID_UNKNOWN ((gint64)-1)
+
+/* Root and the daemon's own user are held to no per-user quota (the global
+ * ones still apply): frontends ask here, so the rule has one home. */
+gboolean wb_hub_uid_is_exempt (gint64 uid);
 
 /* ---- the hub ----------------------------------------------------------- */
 
@@ -39,10 +49,14 @@ typedef struct _WbHubClient WbHubClient;
  * recorder. None of them calls back into the hub before returning. */
 typedef struct
 {
-  void (*set_stream_events) (gpointer upstream, const char *stream_id, const char *const *events);
-  void (*send) (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointer user_data);
+  /* @owner: the uid (or WB_HUB_UID_UNKNOWN) whose change or send it is. */
+  void (*set_stream_events) (gpointer upstream, const char *stream_id, const char *const *events,
+                             gint64 owner);
+  void (*send) (gpointer upstream, JsonNode *message, gint64 owner, WbSendCallback callback,
+                gpointer user_data);
   const WbLinkStatus *(*get_status) (gpointer upstream);
-  void (*reconnect) (gpointer upstream);
+  /* FALSE with an error (WB_LINK_ERROR) where the server set the terms. */
+  gboolean (*reconnect) (gpointer upstream, GError **error);
   /* A local client subscribed: connect if parked in idle or closed, even
    * when the union did not change (DESIGN.md: "reconnect on the next local
    * demand"). */
@@ -59,10 +73,13 @@ void wb_hub_set_config (WbHub *hub, const WbConfig *config);
 /* Feed from upstream (main connects WbUpstreamCallbacks to these). */
 void wb_hub_handle_upstream_message (WbHub *hub, const WbMessage *message);
 void wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkState new_state);
-void wb_hub_handle_upstream_resynced (WbHub *hub, gint64 gap_ms);
+/* @stream_id is covered upstream again after a gap of @gap_ms: its
+ * subscribers get bridge.resync. */
+void wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_ms);
 void wb_hub_handle_upstream_status (WbHub *hub);
 
-void wb_hub_reconnect (WbHub *hub);
+/* Reconnect(): refused (WB_LINK_ERROR) while a wait the server imposed runs. */
+gboolean wb_hub_reconnect (WbHub *hub, GError **error);
 
 /* ---- local clients ----------------------------------------------------- */
 
@@ -75,9 +92,16 @@ typedef struct
   gboolean (*deliver) (WbHubClient *client, WbEvent *event, gpointer user_data);
 } WbHubClientSink;
 
-/* @name is for logs ("socket pid=42 uid=1000", "dbus :1.7"). */
-WbHubClient *wb_hub_client_new (WbHub *hub, const char *name, const WbHubClientSink *sink,
-                                gpointer user_data);
+/* @name is for logs ("socket pid=42 uid=1000", "dbus :1.7"). @credentials
+ * (copied; NULL if unknown) say who the client is: its uid is the user it
+ * counts against (MaxClientsPerUser, MaxSubscriptionsPerUser, and the
+ * ChatPerMinute / ReactionsPerMinute allowances, shared by every client of
+ * the uid so reconnecting refills nothing), its groups decide SendGroup. A
+ * client without credentials is a user of its own and may not send if
+ * SendGroup is set. NULL with WB_HUB_ERROR_TOO_MANY_CLIENTS past MaxClients
+ * or the user's quota. */
+WbHubClient *wb_hub_client_new (WbHub *hub, const char *name, const WbPeerCredentials *credentials,
+                                const WbHubClientSink *sink, gpointer user_data, GError **error);
 /* Ends its subscriptions (shrinking the union) and forgets its pending sends
  * (their outcome is then not reported). Accepts NULL. */
 void wb_hub_client_free (WbHubClient *client);
@@ -98,17 +122,13 @@ void wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id);
  * Always from the main loop, never inside wb_hub_client_send(). */
 typedef void (*WbHubSendCallback) (WbHubClient *client, const GError *error, gpointer user_data);
 /* @type: WB_MESSAGE_CHAT_MESSAGE or WB_MESSAGE_REACTION_SENT. Returns FALSE
- * (rate limit, invalid argument) without calling @callback; otherwise
+ * (not in SendGroup, rate limit, invalid argument) without calling @callback; otherwise
  * @callback runs exactly once later, unless the client is freed first.
  * The hub owns @user_data: @destroy (may be NULL) runs once, after the
  * callback, when the client is freed first, or before a FALSE return. */
 gboolean wb_hub_client_send (WbHubClient *client, WbMessageType type, const char *stream_id,
                              const char *text, WbHubSendCallback callback, gpointer user_data,
                              GDestroyNotify destroy, GError **error);
-/* Clients with the same sender key (the frontends use "uid:N") share one
- * ChatPerMinute / ReactionsPerMinute allowance: a user cannot refill it by
- * reconnecting or opening more connections. Without one, a client has its own. */
-void wb_hub_client_set_sender (WbHubClient *client, const char *sender_key);
 /* Events the frontend dropped for this client outside deliver() (e.g. when
  * draining). */
 void wb_hub_client_count_dropped (WbHubClient *client, guint count);
@@ -143,8 +163,18 @@ char **wb_hub_list_streams (WbHub *hub);
 /* The snapshot frontends publish (status.h), current as of this call;
  * valid until the loop returns. */
 const WbBridgeStatus *wb_hub_get_status (WbHub *hub);
+/* Streams listed in one bridge.status unless a smaller page is asked for,
+ * and the most a page may hold: the reply stays small whatever the number
+ * of streams. */
+#define WB_HUB_STATUS_STREAMS_PAGE 100
+#define WB_HUB_STATUS_STREAMS_PAGE_MAX 1000
+
 /* The bridge.status payload (snake_case, docs/protocol.md): every status
- * field plus "streams", an array of per-stream objects. */
-JsonObject *wb_hub_build_status (WbHub *hub);
+ * field, "streams_total", and "streams": one page of per-stream objects,
+ * sorted by id, those after @streams_after (NULL: from the first), at most
+ * @streams_limit (0: WB_HUB_STATUS_STREAMS_PAGE; capped at
+ * WB_HUB_STATUS_STREAMS_PAGE_MAX). If more follow, "streams_next" is the
+ * cursor for the next page. */
+JsonObject *wb_hub_build_status (WbHub *hub, const char *streams_after, guint streams_limit);
 
 G_END_DECLS

@@ -53,19 +53,21 @@ typedef struct
 /* ---- hub → upstream ------------------------------------------------------ */
 
 static void
-ops_set_stream_events (gpointer user_data, const char *stream_id, const char *const *events)
+ops_set_stream_events (gpointer user_data, const char *stream_id, const char *const *events,
+                       gint64 owner)
 {
   Daemon *daemon = user_data;
 
-  wb_upstream_set_stream_events (daemon->upstream, stream_id, events);
+  wb_upstream_set_stream_events (daemon->upstream, stream_id, events, owner);
 }
 
 static void
-ops_send (gpointer user_data, JsonNode *message, WbSendCallback callback, gpointer callback_data)
+ops_send (gpointer user_data, JsonNode *message, gint64 owner, WbSendCallback callback,
+          gpointer callback_data)
 {
   Daemon *daemon = user_data;
 
-  wb_upstream_send (daemon->upstream, message, callback, callback_data);
+  wb_upstream_send (daemon->upstream, message, owner, callback, callback_data);
 }
 
 static const WbLinkStatus *
@@ -76,12 +78,12 @@ ops_get_status (gpointer user_data)
   return wb_upstream_get_status (daemon->upstream);
 }
 
-static void
-ops_reconnect (gpointer user_data)
+static gboolean
+ops_reconnect (gpointer user_data, GError **error)
 {
   Daemon *daemon = user_data;
 
-  wb_upstream_reconnect (daemon->upstream);
+  return wb_upstream_reconnect (daemon->upstream, error);
 }
 
 static void
@@ -139,11 +141,11 @@ upstream_state_changed_cb (const WbUpstreamStateChange *change, gpointer user_da
 }
 
 static void
-upstream_resynced_cb (gint64 gap_ms, gpointer user_data)
+upstream_resynced_cb (const char *stream_id, gint64 gap_ms, gpointer user_data)
 {
   Daemon *daemon = user_data;
 
-  wb_hub_handle_upstream_resynced (daemon->hub, gap_ms);
+  wb_hub_handle_upstream_resynced (daemon->hub, stream_id, gap_ms);
 }
 
 static void

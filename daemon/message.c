@@ -155,6 +155,8 @@ static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
   [WB_MESSAGE_STATUS] = {
     .name = "status",
     .to_server = TRUE,
+    /* A page of the stream list: the streams sorted after streams_after. */
+    .to_server_fields = { OPT ("streams_after", FIELD_STRING), OPT ("streams_limit", FIELD_NUMBER) },
   },
 };
 

@@ -64,6 +64,27 @@ wb_peer_credentials_new_from_fd (int fd, GError **error)
   return g_steal_pointer (&credentials);
 }
 
+WbPeerCredentials *
+wb_peer_credentials_new (pid_t pid, uid_t uid, gid_t gid, const gid_t *groups, guint n_groups)
+{
+  WbPeerCredentials *credentials = g_new0 (WbPeerCredentials, 1);
+
+  credentials->pid = pid;
+  credentials->uid = uid;
+  credentials->gid = gid;
+  credentials->groups = n_groups > 0 ? g_memdup2 (groups, n_groups * sizeof (gid_t)) : NULL;
+  credentials->n_groups = n_groups;
+  return credentials;
+}
+
+WbPeerCredentials *
+wb_peer_credentials_copy (const WbPeerCredentials *credentials)
+{
+  g_return_val_if_fail (credentials != NULL, NULL);
+  return wb_peer_credentials_new (credentials->pid, credentials->uid, credentials->gid,
+                                  credentials->groups, credentials->n_groups);
+}
+
 void
 wb_peer_credentials_free (WbPeerCredentials *credentials)
 {

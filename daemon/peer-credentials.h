@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Who is on the other end of a local socket: SO_PEERCRED (pid, uid, gid)
- * and SO_PEERGROUPS (supplementary groups), both taken by the kernel at
- * connect() time, so a client cannot lie about them afterwards.
+ * Who is on the other end: a local socket's peer (SO_PEERCRED for pid, uid,
+ * gid and SO_PEERGROUPS for supplementary groups, taken by the kernel at
+ * connect() time, so a client cannot lie about them afterwards) or a D-Bus
+ * caller (the credentials the bus daemon vouches for).
  */
 #pragma once
 
@@ -21,6 +22,10 @@ typedef struct
 } WbPeerCredentials;
 
 WbPeerCredentials *wb_peer_credentials_new_from_fd (int fd, GError **error);
+/* From credentials known otherwise (the bus); copies @groups. */
+WbPeerCredentials *wb_peer_credentials_new (pid_t pid, uid_t uid, gid_t gid, const gid_t *groups,
+                                            guint n_groups);
+WbPeerCredentials *wb_peer_credentials_copy (const WbPeerCredentials *credentials);
 void wb_peer_credentials_free (WbPeerCredentials *credentials);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbPeerCredentials, wb_peer_credentials_free)
 

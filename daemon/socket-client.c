@@ -62,9 +62,10 @@ struct _WbSocketClient
   GByteArray *input;
   gboolean reading; /* FALSE after EOF, a too-long line or close_after_flush */
 
-  GQueue output;       /* GBytes, each a whole line */
-  gsize output_offset; /* bytes of the head already written */
-  gsize queued_bytes;  /* not yet written, offset deducted */
+  GQueue output;            /* GBytes, each a whole line */
+  gsize output_offset;      /* bytes of the head already written */
+  gsize queued_bytes;       /* not yet written, offset deducted */
+  WbSocketAccount *account; /* the user's total, or NULL */
 
   gboolean congested;     /* refusing events until drained to the low-water mark */
   gint64 congested_since; /* monotonic µs */
@@ -199,6 +200,8 @@ client_push (WbSocketClient *client, GBytes *line)
 {
   g_queue_push_tail (&client->output, g_bytes_ref (line));
   client->queued_bytes += g_bytes_get_size (line);
+  if (client->account != NULL)
+    client->account->queued += g_bytes_get_size (line);
 }
 
 static void
@@ -219,6 +222,8 @@ static void
 client_consume (WbSocketClient *client, gsize written)
 {
   client->queued_bytes -= written;
+  if (client->account != NULL)
+    client->account->queued -= written;
   while (written > 0)
     {
       GBytes *head = g_queue_peek_head (&client->output);
@@ -588,6 +593,7 @@ wb_socket_client_free (WbSocketClient *client)
   /* Closing the fd would drop it from the epoll set only if no duplicate
    * existed; say so explicitly. */
   epoll_ctl (client->group->epoll_fd, EPOLL_CTL_DEL, client->fd, NULL);
+  wb_socket_client_set_account (client, NULL);
   g_queue_clear_full (&client->output, (GDestroyNotify)g_bytes_unref);
   g_byte_array_unref (client->input);
   if (client->fd >= 0)
@@ -629,11 +635,35 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
       client_update_interest (client);
       return FALSE;
     }
+  /* The user's connections together are over their bound: this one may be
+   * idle, so it is not congested (nothing of its own to drain), but what it
+   * misses is counted and announced before its next event. */
+  if (client->account != NULL && client->account->queued > 0
+      && client->account->queued + g_bytes_get_size (line) > client->account->limit)
+    {
+      client->dropped_pending++;
+      client->dropped_total++;
+      return FALSE;
+    }
+  if (client->dropped_pending > 0 && !client->congested)
+    client_queue_dropped_notice (client);
   client_push (client, line);
   if (client->queued_bytes >= FLUSH_EARLY_BYTES && !client->write_blocked)
     client_flush (client);
   client_update_interest (client);
   return TRUE;
+}
+
+void
+wb_socket_client_set_account (WbSocketClient *client, WbSocketAccount *account)
+{
+  g_return_if_fail (client != NULL);
+
+  if (client->account != NULL)
+    client->account->queued -= client->queued_bytes;
+  client->account = account;
+  if (account != NULL)
+    account->queued += client->queued_bytes;
 }
 
 void
@@ -644,7 +674,8 @@ wb_socket_client_queue_control (WbSocketClient *client, GBytes *line)
   if (client->dead)
     return;
   client_push (client, line);
-  if (client->queued_bytes > client->limits.hard_queue_bytes)
+  if (client->queued_bytes > client->limits.hard_queue_bytes
+      || (client->account != NULL && client->account->queued > client->account->hard_limit))
     client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
   else if (client->queued_bytes > client->limits.queue_bytes)
     client_set_congested (client);

@@ -73,6 +73,21 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbSocketClient, wb_socket_client_free)
 
 void wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLimits *limits);
 
+/* Output queued by several connections (one user's): while it is over
+ * @limit, events to any of them are refused (counted, and announced with
+ * bridge.dropped before the next event that fits); a reply that takes it
+ * past @hard_limit ends the connection it was for, as a connection's own
+ * hard bound does. The owner keeps it alive while any client points at it. */
+typedef struct
+{
+  gsize queued;
+  gsize limit;
+  gsize hard_limit;
+} WbSocketAccount;
+
+/* NULL: the connection answers only to its own queue_bytes. */
+void wb_socket_client_set_account (WbSocketClient *client, WbSocketAccount *account);
+
 /* Queues an event line (a ref is taken, the bytes are shared). FALSE: the
  * client is over its bound (or closing) and the line was dropped. */
 gboolean wb_socket_client_queue_event (WbSocketClient *client, GBytes *line);

@@ -31,10 +31,20 @@
 #define ACCEPT_RETRY_MS 250
 /* Replies may use this multiple of ClientQueueBytes before the client is cut. */
 #define HARD_QUEUE_FACTOR 2
+/* Reads of a refused connection's first input before closing it. */
+#define REFUSAL_DRAIN_READS 4
 /* At most one "refusing connections" message per interval. */
 #define REFUSAL_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
 
 typedef struct _FrontendClient FrontendClient;
+
+/* The queued output of all connections of one uid (MaxQueuedBytesPerUser). */
+typedef struct
+{
+  WbSocketAccount total;
+  guint clients;
+  guint32 uid;
+} UserAccount;
 
 typedef struct
 {
@@ -50,6 +60,7 @@ struct _FrontendClient
   WbSocketClient *connection;
   WbHubClient *hub_client;
   WbPeerCredentials *credentials;
+  UserAccount *account; /* its user's queued output, NULL if exempt */
   char *name;
 };
 
@@ -65,13 +76,11 @@ struct _WbSocketFrontend
   dev_t bound_dev;
   ino_t bound_ino;
 
-  guint max_clients;
   WbSocketClientLimits limits;
-  char *send_group; /* NULL: anyone may send */
-  gboolean send_group_resolved;
-  gid_t send_gid;
 
-  GHashTable *clients; /* FrontendClient set */
+  GHashTable *clients;  /* FrontendClient set */
+  GHashTable *accounts; /* uid → UserAccount, while the uid has connections */
+  gsize max_queued_bytes_per_user;
   WbSocketClientGroup *connections;
   gint64 last_refusal_log_us;
   guint refusals_unlogged;
@@ -214,6 +223,10 @@ hub_error_code (const GError *error)
         return "too_many_subscriptions";
       case WB_HUB_ERROR_SHUTTING_DOWN:
         return "shutting_down";
+      case WB_HUB_ERROR_TOO_MANY_CLIENTS:
+        return "too_many_clients";
+      case WB_HUB_ERROR_FORBIDDEN:
+        return "forbidden";
       case WB_HUB_ERROR_INVALID_ARGUMENT:
       case WB_HUB_ERROR_NOT_SUBSCRIBED:
         break;
@@ -262,20 +275,6 @@ client_handle_unsubscribe (FrontendClient *client, const WbMessage *message)
   client_reply (client, "unsubscribed", payload, message->request_id);
 }
 
-static gboolean
-client_may_send (FrontendClient *client)
-{
-  WbSocketFrontend *frontend = client->frontend;
-
-  if (frontend->send_group == NULL)
-    return TRUE;
-  if (client->credentials->uid == 0)
-    return TRUE;
-  /* An unknown SendGroup admits nobody but root: fail closed. */
-  return frontend->send_group_resolved
-         && wb_peer_credentials_in_group (client->credentials, frontend->send_gid);
-}
-
 static void
 send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
 {
@@ -306,17 +305,6 @@ client_handle_send (FrontendClient *client, const WbMessage *message)
   g_autoptr (GError) error = NULL;
   PendingSend *pending;
 
-  if (!client_may_send (client))
-    {
-      g_autofree char *text = g_strdup_printf ("sending requires membership of group '%s'",
-                                               client->frontend->send_group);
-
-      g_debug ("%s: %s refused: not in SendGroup", client->name,
-               wb_message_type_to_string (message->type));
-      client_reply_error (client, "forbidden", text, message->request_id, message->stream_id);
-      return;
-    }
-
   pending = g_new0 (PendingSend, 1);
   pending->client = client;
   pending->request_id = message->request_id != NULL ? json_node_copy (message->request_id) : NULL;
@@ -340,6 +328,18 @@ client_handle_ping (FrontendClient *client, const WbMessage *message)
   else
     json_object_set_int_member (payload, "timestamp", g_get_real_time () / 1000);
   client_reply (client, "pong", payload, message->request_id);
+}
+
+static void
+client_handle_status (FrontendClient *client, const WbMessage *message)
+{
+  double limit = wb_message_get_double (message, "streams_limit");
+
+  client_reply (client, "bridge.status",
+                wb_hub_build_status (client->frontend->hub,
+                                     wb_message_get_string (message, "streams_after"),
+                                     (guint)CLAMP (limit, 0, WB_HUB_STATUS_STREAMS_PAGE_MAX)),
+                message->request_id);
 }
 
 static void
@@ -371,8 +371,7 @@ client_line_cb (WbSocketClient *connection, const char *line, gsize length, gpoi
       client_handle_ping (client, message);
       break;
     case WB_MESSAGE_STATUS:
-      client_reply (client, "bridge.status", wb_hub_build_status (client->frontend->hub),
-                    message->request_id);
+      client_handle_status (client, message);
       break;
     default:
       /* The parser accepts only the above for WB_DIRECTION_TO_SERVER. */
@@ -406,6 +405,36 @@ pending_send_free (gpointer data)
   g_free (pending);
 }
 
+static UserAccount *
+frontend_account_ref (WbSocketFrontend *frontend, uid_t uid)
+{
+  guint32 key = uid;
+  UserAccount *account;
+
+  if (wb_hub_uid_is_exempt (uid))
+    return NULL;
+  account = g_hash_table_lookup (frontend->accounts, GUINT_TO_POINTER (key));
+  if (account == NULL)
+    {
+      account = g_new0 (UserAccount, 1);
+      account->uid = key;
+      account->total.limit = frontend->max_queued_bytes_per_user;
+      account->total.hard_limit = frontend->max_queued_bytes_per_user * HARD_QUEUE_FACTOR;
+      g_hash_table_insert (frontend->accounts, GUINT_TO_POINTER (key), account);
+    }
+  account->clients++;
+  return account;
+}
+
+static void
+frontend_account_unref (WbSocketFrontend *frontend, UserAccount *account)
+{
+  if (--account->clients > 0)
+    return;
+  g_warn_if_fail (account->total.queued == 0);
+  g_hash_table_remove (frontend->accounts, GUINT_TO_POINTER (account->uid));
+}
+
 static void
 frontend_client_free (FrontendClient *client)
 {
@@ -414,6 +443,8 @@ frontend_client_free (FrontendClient *client)
   /* Hub first: it drops our pending sends, so no callback can follow. */
   g_clear_pointer (&client->hub_client, wb_hub_client_free);
   g_clear_pointer (&client->connection, wb_socket_client_free);
+  if (client->account != NULL)
+    frontend_account_unref (client->frontend, g_steal_pointer (&client->account));
   g_clear_pointer (&client->credentials, wb_peer_credentials_free);
   g_free (client->name);
   g_free (client);
@@ -451,15 +482,14 @@ static const WbHubClientSink client_sink = {
   .deliver = client_deliver_cb,
 };
 
-/* Over MaxClients: a best-effort error line, then close. The socket is new
- * and empty, so one small non-blocking send fits. */
+/* Over MaxClients or the user's MaxClientsPerUser: a best-effort error
+ * line, then close. The socket is new and empty, so one small non-blocking
+ * send fits. */
 static void
-frontend_refuse (WbSocketFrontend *frontend, int fd, const char *name)
+frontend_refuse (WbSocketFrontend *frontend, int fd, const char *name, const char *text)
 {
   g_autoptr (JsonNode) node = NULL;
   g_autoptr (GBytes) line = NULL;
-  g_autofree char *text
-      = g_strdup_printf ("too many clients (MaxClients=%u)", frontend->max_clients);
   gint64 now = g_get_monotonic_time ();
   gsize size = 0;
   const void *data;
@@ -469,6 +499,16 @@ frontend_refuse (WbSocketFrontend *frontend, int fd, const char *name)
   data = g_bytes_get_data (line, &size);
   if (send (fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
     g_debug ("%s: could not send too_many_clients: %s", name, g_strerror (errno));
+  /* Closing with unread input makes the kernel reset the connection, and
+   * the peer may lose the error line: take what it sent already. */
+  shutdown (fd, SHUT_WR);
+  for (guint i = 0; i < REFUSAL_DRAIN_READS; i++)
+    {
+      char discard[4096];
+
+      if (recv (fd, discard, sizeof discard, MSG_DONTWAIT) <= 0)
+        break;
+    }
   close (fd);
 
   frontend->refusals_unlogged++;
@@ -497,14 +537,16 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
     }
   name
       = g_strdup_printf ("socket pid=%d uid=%u", (int)credentials->pid, (unsigned)credentials->uid);
-  if (g_hash_table_size (frontend->clients) >= frontend->max_clients)
-    {
-      frontend_refuse (frontend, fd, name);
-      return;
-    }
-
   client = g_new0 (FrontendClient, 1);
   client->frontend = frontend;
+  client->hub_client
+      = wb_hub_client_new (frontend->hub, name, credentials, &client_sink, client, &error);
+  if (client->hub_client == NULL)
+    {
+      frontend_refuse (frontend, fd, name, error->message);
+      frontend_client_free (client);
+      return;
+    }
   client->credentials = g_steal_pointer (&credentials);
   client->name = g_steal_pointer (&name);
   client->connection = wb_socket_client_new (frontend->connections, fd, &frontend->limits,
@@ -514,15 +556,12 @@ frontend_add_client (WbSocketFrontend *frontend, int fd)
       frontend_client_free (client);
       return;
     }
+  client->account = frontend_account_ref (frontend, client->credentials->uid);
+  wb_socket_client_set_account (client->connection,
+                                client->account != NULL ? &client->account->total : NULL);
   g_hash_table_add (frontend->clients, client);
   /* The greeting goes first, before anything the hub may deliver. */
   client_send_hello (client);
-  client->hub_client = wb_hub_client_new (frontend->hub, client->name, &client_sink, client);
-  {
-    g_autofree char *sender = g_strdup_printf ("uid:%u", (unsigned)client->credentials->uid);
-
-    wb_hub_client_set_sender (client->hub_client, sender);
-  }
   g_debug ("%s connected", client->name);
 }
 
@@ -766,24 +805,11 @@ frontend_take_activated (WbSocketFrontend *frontend)
 static void
 frontend_apply_config (WbSocketFrontend *frontend, const WbConfig *config)
 {
-  frontend->max_clients = config->max_clients;
+  frontend->max_queued_bytes_per_user = config->max_queued_bytes_per_user;
   frontend->limits.max_line_bytes = config->max_line_bytes;
   frontend->limits.queue_bytes = config->client_queue_bytes;
   frontend->limits.hard_queue_bytes = config->client_queue_bytes * HARD_QUEUE_FACTOR;
   frontend->limits.slow_timeout_ms = config->slow_client_timeout_ms;
-
-  g_clear_pointer (&frontend->send_group, g_free);
-  frontend->send_group_resolved = FALSE;
-  if (config->send_group != NULL && config->send_group[0] != '\0')
-    {
-      g_autoptr (GError) error = NULL;
-
-      frontend->send_group = g_strdup (config->send_group);
-      frontend->send_group_resolved
-          = wb_group_lookup (config->send_group, &frontend->send_gid, &error);
-      if (!frontend->send_group_resolved)
-        g_warning ("SendGroup: %s; only root may send chat messages and reactions", error->message);
-    }
 }
 
 WbSocketFrontend *
@@ -799,6 +825,7 @@ wb_socket_frontend_new (WbHub *hub, const WbConfig *config, GError **error)
   frontend->listen_fd = -1;
   frontend->clients = g_hash_table_new_full (g_direct_hash, g_direct_equal,
                                              (GDestroyNotify)frontend_client_free, NULL);
+  frontend->accounts = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
   frontend->connections = wb_socket_client_group_new (error);
   if (frontend->connections == NULL)
     return NULL;
@@ -827,6 +854,7 @@ wb_socket_frontend_free (WbSocketFrontend *frontend)
   g_clear_handle_id (&frontend->listen_source_id, g_source_remove);
   g_clear_handle_id (&frontend->accept_retry_id, g_source_remove);
   g_clear_pointer (&frontend->clients, g_hash_table_unref);
+  g_clear_pointer (&frontend->accounts, g_hash_table_unref);
   g_clear_pointer (&frontend->connections, wb_socket_client_group_free);
   if (frontend->listen_fd >= 0)
     close (frontend->listen_fd);
@@ -840,7 +868,6 @@ wb_socket_frontend_free (WbSocketFrontend *frontend)
         unlink (frontend->path);
     }
   g_free (frontend->path);
-  g_free (frontend->send_group);
   g_free (frontend);
 }
 
@@ -853,6 +880,13 @@ wb_socket_frontend_set_config (WbSocketFrontend *frontend, const WbConfig *confi
   g_return_if_fail (frontend != NULL && config != NULL);
 
   frontend_apply_config (frontend, config);
+  g_hash_table_iter_init (&iter, frontend->accounts);
+  while (g_hash_table_iter_next (&iter, NULL, &key))
+    {
+      ((UserAccount *)key)->total.limit = frontend->max_queued_bytes_per_user;
+      ((UserAccount *)key)->total.hard_limit
+          = frontend->max_queued_bytes_per_user * HARD_QUEUE_FACTOR;
+    }
   g_hash_table_iter_init (&iter, frontend->clients);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     wb_socket_client_set_limits (((FrontendClient *)key)->connection, &frontend->limits);

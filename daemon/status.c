@@ -8,6 +8,7 @@
 /* clang-format off */
 /* clang-format off */
 G_DEFINE_QUARK (wb-send-error-quark, wb_send_error)
+G_DEFINE_QUARK (wb-link-error-quark, wb_link_error)
 /* clang-format on */
 /* clang-format on */
 

@@ -42,6 +42,16 @@ typedef enum
   WB_SEND_ERROR_FAILED,        /* expired while held, write error, shut down */
 } WbSendError;
 
+/* Why the link refused a request (Reconnect()). */
+#define WB_LINK_ERROR (wb_link_error_quark ())
+GQuark wb_link_error_quark (void);
+
+typedef enum
+{
+  WB_LINK_ERROR_SERVER_WAIT, /* the server asked for a wait (4429, 1001): it is kept */
+  WB_LINK_ERROR_AUTH_FAILED, /* the key was rejected: only a new key helps */
+} WbLinkError;
+
 /* The outcome of one send: @error NULL = written into a healthy connection,
  * WB_SEND_ERROR otherwise. Always called from the main loop, never from
  * inside the call that made the send. */

@@ -6,13 +6,50 @@
 #include "message.h"
 #include "ratelimit.h"
 
+/*
+ * Three lanes share the pace:
+ *   resync  the whole union, owed to a connection that just opened; sorted;
+ *   churn   streams whose union changed while connected, per owner (user);
+ *   sends   held chat messages and reactions, per owner, once healthy.
+ * When sends and subscription work both wait, they take turns, so neither
+ * starves the other; within churn and sends, owners take turns, so one
+ * user's burst delays another user's first message by at most one message
+ * per other busy user. A churn entry waits one pace interval before it is
+ * due, so a subscribe undone within it costs nothing upstream.
+ */
+
+typedef struct _Owner Owner;
+
 typedef struct
 {
   JsonNode *message;
   WbSendCallback callback;
   gpointer callback_data;
   gint64 deadline_us; /* monotonic */
+  Owner *owner;
+  GList all_link;   /* in outbox->held */
+  GList owner_link; /* in owner->sends */
 } HeldSend;
+
+typedef struct
+{
+  char *stream_id;
+  gint64 due_us; /* monotonic */
+  Owner *owner;  /* NULL: in the resync lane */
+  GList link;
+} Unsynced;
+
+/* One user's share of the churn and send lanes. */
+struct _Owner
+{
+  gint64 id;
+  GQueue churn; /* Unsynced, by link, oldest first */
+  GQueue sends; /* HeldSend, by owner_link, oldest first */
+  GList churn_ring_link;
+  GList send_ring_link;
+  gboolean in_churn_ring;
+  gboolean in_send_ring;
+};
 
 struct _WbOutbox
 {
@@ -24,18 +61,30 @@ struct _WbOutbox
   GHashTable *wanted;
   /* stream id → event strv the current connection was last told. */
   GHashTable *told;
-  /* Streams whose wanted and told differ, in the order they changed; the
-   * set mirrors the queue so a stream is queued once. */
-  GQueue unsynced;
-  GHashTable *unsynced_set;
+  /* stream id → Unsynced: streams whose wanted and told may differ, each in
+   * one lane only. */
+  GHashTable *unsynced;
+  GQueue resync; /* Unsynced, by link, sorted */
 
-  GQueue held; /* HeldSend, oldest first */
+  /* stream id → gint64 *: since when (monotonic) no live connection has
+   * carried the stream's subscription; streams with a gap to report. */
+  GHashTable *uncovered;
+  /* Streams re-sent on a connection that has not answered a ping yet. */
+  GPtrArray *covered_unconfirmed;
+
+  GHashTable *owners; /* id → Owner, kept while it has work */
+  GQueue churn_ring;  /* Owner with churn, by churn_ring_link; head is next */
+  GQueue send_ring;   /* Owner with sends, by send_ring_link; head is next */
+  gboolean sent_last; /* the last message written was a held send */
+
+  GQueue held; /* HeldSend, by all_link, oldest first */
   guint expiry_id;
 
   gboolean open;    /* a connection takes writes */
   gboolean healthy; /* it answered a ping: held sends may go */
   WbRateLimit pace;
-  guint pace_id;
+  guint wake_id;
+  gint64 wake_us;
 };
 
 static void pump (WbOutbox *self);
@@ -50,21 +99,10 @@ strv_equal0 (char **a, char **b)
   return g_strv_equal ((const char *const *)a, (const char *const *)b);
 }
 
-static void
-held_send_free (HeldSend *entry)
+static gint64
+pace_interval_us (WbOutbox *self)
 {
-  json_node_unref (entry->message);
-  g_free (entry);
-}
-
-static void
-held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
-{
-  if (entry->callback != NULL)
-    self->callbacks.send_done (entry->callback, entry->callback_data, error, self->user_data);
-  else
-    g_clear_error (&error);
-  held_send_free (entry);
+  return G_USEC_PER_SEC / self->limits.messages_per_second;
 }
 
 static void
@@ -74,16 +112,28 @@ notify_held_changed (WbOutbox *self)
     self->callbacks.held_changed (self->user_data);
 }
 
-/* ---- pacing -------------------------------------------------------------- */
-
 static gboolean
-pace_cb (gpointer user_data)
+wake_cb (gpointer user_data)
 {
   WbOutbox *self = user_data;
 
-  self->pace_id = 0;
+  self->wake_id = 0;
   pump (self);
   return G_SOURCE_REMOVE;
+}
+
+/* Runs the pump at @when_us (monotonic) or earlier if already planned so. */
+static void
+wake_at (WbOutbox *self, gint64 when_us)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (self->wake_id != 0 && self->wake_us <= when_us)
+    return;
+  g_clear_handle_id (&self->wake_id, g_source_remove);
+  self->wake_us = when_us;
+  /* Rounded up: timers never fire early, so the token is there. */
+  self->wake_id = g_timeout_add ((guint)MAX ((when_us - now + 999) / 1000, 1), wake_cb, self);
 }
 
 /* The service closes a client that sends too fast (4429, then a minute of
@@ -93,17 +143,86 @@ static gboolean
 pace_take (WbOutbox *self)
 {
   gint64 now = g_get_monotonic_time ();
-  gint64 wait_us;
 
   if (wb_rate_limit_take (&self->pace, now))
     return TRUE;
-  wait_us = wb_rate_limit_get_wait_us (&self->pace, now);
-  if (self->pace_id == 0)
-    self->pace_id = g_timeout_add (MAX ((guint)((wait_us + 999) / 1000), 1), pace_cb, self);
+  wake_at (self, now + wb_rate_limit_get_wait_us (&self->pace, now));
   return FALSE;
 }
 
+/* ---- owners -------------------------------------------------------------- */
+
+static Owner *
+owner_get (WbOutbox *self, gint64 id)
+{
+  Owner *owner = g_hash_table_lookup (self->owners, &id);
+
+  if (owner == NULL)
+    {
+      owner = g_new0 (Owner, 1);
+      owner->id = id;
+      owner->churn_ring_link.data = owner;
+      owner->send_ring_link.data = owner;
+      g_hash_table_insert (self->owners, &owner->id, owner);
+    }
+  return owner;
+}
+
+static void
+owner_release_if_idle (WbOutbox *self, Owner *owner)
+{
+  if (owner->churn.length == 0 && owner->sends.length == 0)
+    g_hash_table_remove (self->owners, &owner->id);
+}
+
+static void
+ring_join (GQueue *ring, GList *link, gboolean *member)
+{
+  if (*member)
+    return;
+  g_queue_push_tail_link (ring, link);
+  *member = TRUE;
+}
+
+static void
+ring_leave (GQueue *ring, GList *link, gboolean *member)
+{
+  if (!*member)
+    return;
+  g_queue_unlink (ring, link);
+  *member = FALSE;
+}
+
+/* An owner had its turn: to the back of the ring. */
+static void
+ring_next_turn (GQueue *ring, GList *link, gboolean member)
+{
+  if (!member)
+    return;
+  g_queue_unlink (ring, link);
+  g_queue_push_tail_link (ring, link);
+}
+
 /* ---- held sends ---------------------------------------------------------- */
+
+static void
+held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
+{
+  Owner *owner = entry->owner;
+
+  g_queue_unlink (&self->held, &entry->all_link);
+  g_queue_unlink (&owner->sends, &entry->owner_link);
+  if (owner->sends.length == 0)
+    ring_leave (&self->send_ring, &owner->send_ring_link, &owner->in_send_ring);
+  owner_release_if_idle (self, owner);
+
+  if (entry->callback != NULL)
+    self->callbacks.send_done (entry->callback, entry->callback_data, error, self->user_data);
+  else
+    g_clear_error (&error);
+  json_node_unref (entry->message);
+  g_free (entry);
+}
 
 static gboolean expiry_cb (gpointer user_data);
 
@@ -140,7 +259,6 @@ expiry_cb (gpointer user_data)
 
       if (entry->deadline_us <= now)
         {
-          g_queue_delete_link (&self->held, l);
           held_send_end (self, entry,
                          g_error_new (WB_SEND_ERROR, WB_SEND_ERROR_FAILED,
                                       "upstream not connected within %u ms",
@@ -158,95 +276,226 @@ expiry_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-static void
-flush_held (WbOutbox *self)
-{
-  guint written = 0;
-  HeldSend *entry;
+/* ---- stream synchronisation ---------------------------------------------- */
 
-  while (self->open && (entry = g_queue_peek_head (&self->held)) != NULL && pace_take (self))
-    {
-      g_queue_pop_head (&self->held);
-      self->callbacks.write (entry->message, self->user_data);
-      held_send_end (self, entry, NULL);
-      written++;
-    }
-  if (written > 0)
-    {
-      schedule_expiry (self);
-      notify_held_changed (self);
-    }
+static void
+unsynced_free (Unsynced *item)
+{
+  g_free (item->stream_id);
+  g_free (item);
 }
 
-/* ---- the union ----------------------------------------------------------- */
-
-/* Tells the connection about @stream_id if what it was last told differs.
- * FALSE if the pace allows no message now. */
-static gboolean
-write_stream (WbOutbox *self, const char *stream_id)
+/* Takes @item out of its lane and the table (frees it). */
+static void
+unsynced_remove (WbOutbox *self, Unsynced *item)
 {
-  char **wanted = g_hash_table_lookup (self->wanted, stream_id);
-  char **told = g_hash_table_lookup (self->told, stream_id);
-  g_autoptr (JsonNode) node = NULL;
+  Owner *owner = item->owner;
 
-  if (strv_equal0 (wanted, told))
-    return TRUE;
-  if (!pace_take (self))
-    return FALSE;
-  if (wanted != NULL)
-    {
-      node = wb_message_new_subscribe (stream_id, (const char *const *)wanted);
-      g_hash_table_replace (self->told, g_strdup (stream_id), g_strdupv (wanted));
-    }
+  if (owner == NULL)
+    g_queue_unlink (&self->resync, &item->link);
   else
     {
-      node = wb_message_new_unsubscribe (stream_id);
-      g_hash_table_remove (self->told, stream_id);
+      g_queue_unlink (&owner->churn, &item->link);
+      if (owner->churn.length == 0)
+        ring_leave (&self->churn_ring, &owner->churn_ring_link, &owner->in_churn_ring);
+      owner_release_if_idle (self, owner);
     }
-  self->callbacks.write (node, self->user_data);
-  return TRUE;
+  g_hash_table_remove (self->unsynced, item->stream_id); /* frees @item */
+}
+
+static Unsynced *
+unsynced_new (WbOutbox *self, const char *stream_id)
+{
+  Unsynced *item = g_new0 (Unsynced, 1);
+
+  item->stream_id = g_strdup (stream_id);
+  item->link.data = item;
+  g_hash_table_insert (self->unsynced, item->stream_id, item);
+  return item;
 }
 
 static void
-mark_unsynced (WbOutbox *self, const char *stream_id)
+mark_churn (WbOutbox *self, const char *stream_id, gint64 owner_id)
 {
-  char *id;
+  Unsynced *item;
+  Owner *owner;
 
-  if (g_hash_table_contains (self->unsynced_set, stream_id))
-    return;
-  id = g_strdup (stream_id);
-  g_hash_table_add (self->unsynced_set, id);
-  g_queue_push_tail (&self->unsynced, id);
-}
-
-/* Writes what the pace allows: the union first, then (on a connection that
- * proved healthy) the held sends. */
-static void
-pump (WbOutbox *self)
-{
-  const char *stream_id;
-
-  if (!self->open)
-    return;
-  while ((stream_id = g_queue_peek_head (&self->unsynced)) != NULL)
-    {
-      if (!write_stream (self, stream_id))
-        return;
-      /* A write that broke the connection forgot the whole queue. */
-      if (!self->open)
-        return;
-      g_queue_pop_head (&self->unsynced);
-      g_hash_table_remove (self->unsynced_set, stream_id); /* frees it */
-    }
-  if (self->healthy)
-    flush_held (self);
+  if (g_hash_table_contains (self->unsynced, stream_id))
+    return; /* already owed, in its lane: it will carry the newest union */
+  item = unsynced_new (self, stream_id);
+  owner = owner_get (self, owner_id);
+  item->owner = owner;
+  item->due_us = g_get_monotonic_time () + pace_interval_us (self);
+  g_queue_push_tail_link (&owner->churn, &item->link);
+  ring_join (&self->churn_ring, &owner->churn_ring_link, &owner->in_churn_ring);
 }
 
 static void
 clear_unsynced (WbOutbox *self)
 {
-  g_queue_clear (&self->unsynced);
-  g_hash_table_remove_all (self->unsynced_set);
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->unsynced);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Unsynced *item = value;
+
+      Owner *owner = item->owner;
+
+      if (owner != NULL)
+        {
+          g_queue_unlink (&owner->churn, &item->link);
+          if (owner->churn.length == 0)
+            ring_leave (&self->churn_ring, &owner->churn_ring_link, &owner->in_churn_ring);
+          owner_release_if_idle (self, owner);
+        }
+    }
+  g_queue_init (&self->resync);
+  g_hash_table_remove_all (self->unsynced);
+}
+
+/* The next stream to tell: the resync lane first, then the first owner in
+ * turn whose oldest change is due. NULL if none is; @out_wake_us then says
+ * when one will be (0: none waiting). */
+static Unsynced *
+next_stream (WbOutbox *self, gint64 now, gint64 *out_wake_us)
+{
+  *out_wake_us = 0;
+  if (self->resync.head != NULL)
+    return self->resync.head->data;
+  for (GList *l = self->churn_ring.head; l != NULL; l = l->next)
+    {
+      Owner *owner = l->data;
+      Unsynced *oldest = owner->churn.head->data;
+
+      if (oldest->due_us <= now)
+        return oldest;
+      if (*out_wake_us == 0 || oldest->due_us < *out_wake_us)
+        *out_wake_us = oldest->due_us;
+    }
+  return NULL;
+}
+
+static void
+report_covered (WbOutbox *self, const char *stream_id)
+{
+  gint64 *since = g_hash_table_lookup (self->uncovered, stream_id);
+
+  if (since == NULL)
+    return;
+  if (self->callbacks.stream_covered != NULL)
+    self->callbacks.stream_covered (stream_id, *since, self->user_data);
+  g_hash_table_remove (self->uncovered, stream_id);
+}
+
+/* A stream of the union was told to the current connection (or needed no
+ * telling): covered, once that connection has proved it is alive. */
+static void
+stream_told (WbOutbox *self, const char *stream_id)
+{
+  if (!g_hash_table_contains (self->uncovered, stream_id))
+    return;
+  if (self->healthy)
+    report_covered (self, stream_id);
+  else
+    g_ptr_array_add (self->covered_unconfirmed, g_strdup (stream_id));
+}
+
+/* Writes what @item's stream needs (perhaps nothing, which costs no token).
+ * FALSE if the pace allows no message now. */
+static gboolean
+write_stream (WbOutbox *self, Unsynced *item)
+{
+  char **wanted = g_hash_table_lookup (self->wanted, item->stream_id);
+  char **told = g_hash_table_lookup (self->told, item->stream_id);
+  g_autoptr (JsonNode) node = NULL;
+  Owner *owner = item->owner;
+
+  if (!strv_equal0 (wanted, told))
+    {
+      if (!pace_take (self))
+        return FALSE;
+      if (wanted != NULL)
+        {
+          node = wb_message_new_subscribe (item->stream_id, (const char *const *)wanted);
+          g_hash_table_replace (self->told, g_strdup (item->stream_id), g_strdupv (wanted));
+        }
+      else
+        {
+          node = wb_message_new_unsubscribe (item->stream_id);
+          g_hash_table_remove (self->told, item->stream_id);
+        }
+    }
+  if (owner != NULL)
+    ring_next_turn (&self->churn_ring, &owner->churn_ring_link, owner->in_churn_ring);
+  if (node != NULL)
+    {
+      self->sent_last = FALSE;
+      self->callbacks.write (node, self->user_data);
+    }
+  /* A write that broke the connection forgot the lanes, @item with them. */
+  if (!self->open)
+    return TRUE;
+  if (wanted != NULL)
+    stream_told (self, item->stream_id);
+  unsynced_remove (self, item);
+  return TRUE;
+}
+
+/* Writes the next owner's oldest held send. FALSE if the pace allows none. */
+static gboolean
+write_send (WbOutbox *self)
+{
+  Owner *owner = self->send_ring.head->data;
+  HeldSend *entry = owner->sends.head->data;
+  JsonNode *message;
+
+  if (!pace_take (self))
+    return FALSE;
+  ring_next_turn (&self->send_ring, &owner->send_ring_link, owner->in_send_ring);
+  message = json_node_ref (entry->message);
+  self->sent_last = TRUE;
+  held_send_end (self, entry, NULL);
+  self->callbacks.write (message, self->user_data);
+  json_node_unref (message);
+  notify_held_changed (self);
+  return TRUE;
+}
+
+/* Writes what the pace allows, lane by lane (see the top of the file). */
+static void
+pump (WbOutbox *self)
+{
+  gboolean wrote_send = FALSE;
+
+  while (self->open)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gint64 stream_due_us;
+      Unsynced *stream = next_stream (self, now, &stream_due_us);
+      gboolean send_ready = self->healthy && self->send_ring.head != NULL;
+      gboolean ok;
+
+      if (stream == NULL && !send_ready)
+        {
+          if (stream_due_us != 0)
+            wake_at (self, stream_due_us);
+          break;
+        }
+      /* Take turns when both wait. */
+      if (send_ready && (stream == NULL || !self->sent_last))
+        {
+          ok = write_send (self);
+          wrote_send |= ok;
+        }
+      else
+        ok = write_stream (self, stream);
+      if (!ok)
+        break;
+    }
+  if (wrote_send)
+    schedule_expiry (self);
 }
 
 /* ---- public API ---------------------------------------------------------- */
@@ -265,9 +514,11 @@ wb_outbox_new (const WbOutboxLimits *limits, const WbOutboxCallbacks *callbacks,
   self->wanted
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
   self->told = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev);
-  self->unsynced_set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_queue_init (&self->unsynced);
-  g_queue_init (&self->held);
+  self->unsynced
+      = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)unsynced_free);
+  self->owners = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, g_free);
+  self->uncovered = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->covered_unconfirmed = g_ptr_array_new_with_free_func (g_free);
   self->limits = *limits;
   self->limits.messages_per_second = MAX (limits->messages_per_second, 1);
   wb_rate_limit_init_per_second (&self->pace, self->limits.messages_per_second,
@@ -283,9 +534,12 @@ wb_outbox_free (WbOutbox *self)
   self->open = FALSE;
   wb_outbox_fail_held (self, WB_SEND_ERROR_FAILED, "upstream shut down");
   g_clear_handle_id (&self->expiry_id, g_source_remove);
-  g_clear_handle_id (&self->pace_id, g_source_remove);
+  g_clear_handle_id (&self->wake_id, g_source_remove);
   clear_unsynced (self);
-  g_hash_table_unref (self->unsynced_set);
+  g_hash_table_unref (self->unsynced);
+  g_hash_table_unref (self->owners);
+  g_hash_table_unref (self->uncovered);
+  g_ptr_array_unref (self->covered_unconfirmed);
   g_hash_table_unref (self->wanted);
   g_hash_table_unref (self->told);
   g_free (self);
@@ -302,7 +556,8 @@ wb_outbox_set_limits (WbOutbox *self, const WbOutboxLimits *limits)
 }
 
 gboolean
-wb_outbox_set_stream_events (WbOutbox *self, const char *stream_id, const char *const *events)
+wb_outbox_set_stream_events (WbOutbox *self, const char *stream_id, const char *const *events,
+                             gint64 owner)
 {
   char **old;
 
@@ -314,6 +569,8 @@ wb_outbox_set_stream_events (WbOutbox *self, const char *stream_id, const char *
       if (old == NULL)
         return FALSE;
       g_hash_table_remove (self->wanted, stream_id);
+      /* Nobody is left to tell of its gap. */
+      g_hash_table_remove (self->uncovered, stream_id);
     }
   else
     {
@@ -323,7 +580,7 @@ wb_outbox_set_stream_events (WbOutbox *self, const char *stream_id, const char *
     }
   if (self->open)
     {
-      mark_unsynced (self, stream_id);
+      mark_churn (self, stream_id, owner);
       pump (self);
     }
   return TRUE;
@@ -358,37 +615,59 @@ wb_outbox_connection_opened (WbOutbox *self)
   /* A stable order keeps the wire (and the tests) deterministic. */
   g_qsort_with_data (ids, (gint)n, sizeof (char *), compare_strings, NULL);
   for (guint i = 0; i < n; i++)
-    mark_unsynced (self, ids[i]);
+    g_queue_push_tail_link (&self->resync, &unsynced_new (self, ids[i])->link);
   pump (self);
 }
 
 void
 wb_outbox_connection_healthy (WbOutbox *self)
 {
+  g_autoptr (GPtrArray) confirmed = NULL;
+
   g_return_if_fail (self != NULL);
 
   if (!self->open || self->healthy)
     return;
   self->healthy = TRUE;
+  confirmed = g_steal_pointer (&self->covered_unconfirmed);
+  self->covered_unconfirmed = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < confirmed->len; i++)
+    report_covered (self, g_ptr_array_index (confirmed, i));
   pump (self);
 }
 
 void
 wb_outbox_connection_closed (WbOutbox *self)
 {
+  GHashTableIter iter;
+  gpointer stream_id;
+
   g_return_if_fail (self != NULL);
 
+  if (self->open)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      g_hash_table_iter_init (&iter, self->wanted);
+      while (g_hash_table_iter_next (&iter, &stream_id, NULL))
+        if (!g_hash_table_contains (self->uncovered, stream_id))
+          g_hash_table_insert (self->uncovered, g_strdup (stream_id), g_memdup2 (&now, sizeof now));
+    }
+  /* Written on a connection that never answered: still uncovered. */
+  g_ptr_array_set_size (self->covered_unconfirmed, 0);
   self->open = FALSE;
   self->healthy = FALSE;
   g_hash_table_remove_all (self->told);
   clear_unsynced (self);
-  g_clear_handle_id (&self->pace_id, g_source_remove);
+  g_clear_handle_id (&self->wake_id, g_source_remove);
 }
 
 void
-wb_outbox_send (WbOutbox *self, JsonNode *message, WbSendCallback callback, gpointer callback_data)
+wb_outbox_send (WbOutbox *self, JsonNode *message, gint64 owner_id, WbSendCallback callback,
+                gpointer callback_data)
 {
   HeldSend *entry;
+  Owner *owner;
 
   g_return_if_fail (self != NULL && message != NULL);
 
@@ -402,17 +681,23 @@ wb_outbox_send (WbOutbox *self, JsonNode *message, WbSendCallback callback, gpoi
                                    self->user_data);
       return;
     }
+  owner = owner_get (self, owner_id);
   entry = g_new0 (HeldSend, 1);
   entry->message = json_node_ref (message);
   entry->callback = callback;
   entry->callback_data = callback_data;
   entry->deadline_us = g_get_monotonic_time () + (gint64)self->limits.held_timeout_ms * 1000;
-  g_queue_push_tail (&self->held, entry);
+  entry->owner = owner;
+  entry->all_link.data = entry;
+  entry->owner_link.data = entry;
+  g_queue_push_tail_link (&self->held, &entry->all_link);
+  g_queue_push_tail_link (&owner->sends, &entry->owner_link);
+  ring_join (&self->send_ring, &owner->send_ring_link, &owner->in_send_ring);
   if (self->expiry_id == 0)
     schedule_expiry (self);
   notify_held_changed (self);
-  /* Every send takes the queue: the pump writes it now on a healthy
-   * connection with a token to spare, later otherwise, always in order. */
+  /* Every send takes its lane: the pump writes it now on a healthy
+   * connection with a token to spare, later otherwise, in turn. */
   pump (self);
 }
 
@@ -426,7 +711,7 @@ wb_outbox_fail_held (WbOutbox *self, WbSendError code, const char *reason)
   if (self->held.length == 0)
     return;
   g_debug ("failing %u held message(s): %s", self->held.length, reason);
-  while ((entry = g_queue_pop_head (&self->held)) != NULL)
+  while ((entry = g_queue_peek_head (&self->held)) != NULL)
     held_send_end (self, entry, g_error_new_literal (WB_SEND_ERROR, code, reason));
   g_clear_handle_id (&self->expiry_id, g_source_remove);
   notify_held_changed (self);

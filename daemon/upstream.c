@@ -28,9 +28,9 @@
  * the backoff was reset) and `io_error` (libsoup reported one: a close
  * without a code is a write error) describe the current connection and are
  * cleared with it; `retry_is_backoff` says whether the planned retry may be
- * cut short by a network change (a server's fixed wait may not);
- * `lost_monotonic_us` is non-zero from losing a connection that had
- * subscribers until the next connect, which reports the gap.
+ * cut short by a network change (a server's fixed wait may not). Which
+ * streams lost their coverage, and since when, is the outbox's to track: it
+ * reports each one back (a resync) once it is re-sent on a live connection.
  *
  * Transitions (the close table's actions are close-policy.c's):
  *   idle, closed   → connecting   local demand (stream, send), reload
@@ -73,7 +73,8 @@ typedef struct
   NoteKind kind;
   WbMessage *message;           /* NOTE_MESSAGE, owned */
   WbUpstreamStateChange change; /* NOTE_STATE */
-  gint64 gap_ms;                /* NOTE_RESYNCED */
+  char *stream_id;              /* NOTE_RESYNCED */
+  gint64 gap_ms;
   WbSendCallback send_callback; /* NOTE_SEND_DONE */
   gpointer send_data;
   GError *send_error; /* owned; NULL: written */
@@ -124,7 +125,6 @@ struct _WbUpstream
   gint64 ping_sent_us;
 
   gboolean was_connected;
-  gint64 lost_monotonic_us;
 
   guint retry_id;
   guint ping_id;
@@ -151,6 +151,7 @@ static void
 note_free (Note *note)
 {
   g_clear_pointer (&note->message, wb_message_free);
+  g_free (note->stream_id);
   g_clear_error (&note->send_error);
   g_free (note);
 }
@@ -170,7 +171,7 @@ note_deliver (WbUpstream *self, Note *note)
       break;
     case NOTE_RESYNCED:
       if (self->callbacks.resynced != NULL)
-        self->callbacks.resynced (note->gap_ms, self->user_data);
+        self->callbacks.resynced (note->stream_id, note->gap_ms, self->user_data);
       break;
     case NOTE_SEND_DONE:
       note->send_callback (note->send_error, note->send_data);
@@ -281,9 +282,6 @@ set_state (WbUpstream *self, WbLinkState state)
     }
   if (state != WB_LINK_CONNECTED)
     self->status.connected_since_us = 0;
-  /* Nobody was subscribed across an idle period: no gap to tell anyone of. */
-  if (state == WB_LINK_IDLE)
-    self->lost_monotonic_us = 0;
   if (old == state)
     return;
 
@@ -330,10 +328,22 @@ outbox_held_changed (gpointer user_data)
   notify_status (self);
 }
 
+/* A stream's subscription is back on a live connection: its subscribers
+ * learn how long it was not covered (bridge.resync). */
+static void
+outbox_stream_covered (const char *stream_id, gint64 since_us, gpointer user_data)
+{
+  Note *note = note_push (user_data, NOTE_RESYNCED);
+
+  note->stream_id = g_strdup (stream_id);
+  note->gap_ms = MAX (g_get_monotonic_time () - since_us, 0) / 1000;
+}
+
 static const WbOutboxCallbacks outbox_callbacks = {
   .write = outbox_write,
   .send_done = outbox_send_done,
   .held_changed = outbox_held_changed,
+  .stream_covered = outbox_stream_covered,
 };
 
 static WbOutboxLimits
@@ -639,8 +649,6 @@ record_close (WbUpstream *self, guint16 code, const char *reason)
 static void
 connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, const char *reason)
 {
-  if (self->ws != NULL)
-    self->lost_monotonic_us = g_get_monotonic_time ();
   abandon_attempt (self);
   /* A close by the bridge itself: tell the server politely, count it as 1006. */
   detach_ws (self, WB_UPSTREAM_CLOSE_GOING_AWAY, reason);
@@ -792,10 +800,6 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   g_message ("connected to %s", self->redacted_url);
   update_idle_timer (self);
   set_state (self, WB_LINK_CONNECTED);
-  if (reconnect && self->lost_monotonic_us != 0)
-    note_push (self, NOTE_RESYNCED)->gap_ms
-        = (g_get_monotonic_time () - self->lost_monotonic_us) / 1000;
-  self->lost_monotonic_us = 0;
   notify_status (self);
 }
 
@@ -1051,11 +1055,12 @@ wb_upstream_free (WbUpstream *self)
 }
 
 void
-wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events)
+wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const char *const *events,
+                               gint64 owner)
 {
   g_return_if_fail (self != NULL && stream_id != NULL);
 
-  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events))
+  if (!wb_outbox_set_stream_events (self->outbox, stream_id, events, owner))
     return;
   if (events != NULL && events[0] != NULL)
     demand_added (self);
@@ -1064,7 +1069,8 @@ wb_upstream_set_stream_events (WbUpstream *self, const char *stream_id, const ch
 }
 
 void
-wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, gpointer user_data)
+wb_upstream_send (WbUpstream *self, JsonNode *message, gint64 owner, WbSendCallback callback,
+                  gpointer user_data)
 {
   g_return_if_fail (self != NULL && message != NULL);
 
@@ -1077,7 +1083,7 @@ wb_upstream_send (WbUpstream *self, JsonNode *message, WbSendCallback callback, 
                           self);
       return;
     }
-  wb_outbox_send (self->outbox, message, callback, user_data);
+  wb_outbox_send (self->outbox, message, owner, callback, user_data);
   demand_added (self);
 }
 
@@ -1090,15 +1096,49 @@ wb_upstream_demand (WbUpstream *self)
     demand_added (self);
 }
 
-void
-wb_upstream_reconnect (WbUpstream *self)
+/* Drops the current connection (a gap for its subscribers) and connects. */
+static void
+reconnect_now (WbUpstream *self)
 {
-  g_return_if_fail (self != NULL);
-
   g_message ("reconnect requested");
-  if (self->ws != NULL)
-    self->lost_monotonic_us = g_get_monotonic_time ();
   start_connect (self);
+}
+
+gboolean
+wb_upstream_reconnect (WbUpstream *self, GError **error)
+{
+  gint64 remaining_ms;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  switch (self->status.state)
+    {
+    case WB_LINK_AUTH_FAILED:
+      g_set_error_literal (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED,
+                           "upstream rejected the API key; the bridge connects again by "
+                           "itself when the key changes (or on Reload())");
+      return FALSE;
+    case WB_LINK_RATE_LIMITED:
+    case WB_LINK_WAITING:
+      if (self->status.state == WB_LINK_WAITING && self->retry_is_backoff)
+        break;
+      remaining_ms = MAX (self->next_attempt_monotonic_us - g_get_monotonic_time (), 0) / 1000;
+      g_set_error (
+          error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT,
+          "the server asked the bridge to wait (%s); the next attempt is in %" G_GINT64_FORMAT
+          " ms",
+          wb_link_state_to_string (self->status.state), remaining_ms);
+      return FALSE;
+    case WB_LINK_IDLE:
+    case WB_LINK_CONNECTING:
+    case WB_LINK_CONNECTED:
+    case WB_LINK_CLOSED:
+    default:
+      break;
+    }
+  reconnect_now (self);
+  return TRUE;
 }
 
 void
@@ -1118,7 +1158,7 @@ wb_upstream_reload (WbUpstream *self, const WbConfig *config, const char *api_ke
   if (self->ws != NULL || self->attempt != NULL)
     {
       if (changed)
-        wb_upstream_reconnect (self);
+        reconnect_now (self);
       return;
     }
   switch (self->status.state)

@@ -36,9 +36,11 @@ typedef struct
   /* A valid server message other than ping and pong. Borrowed for the call. */
   void (*message) (const WbMessage *message, gpointer user_data);
   void (*state_changed) (const WbUpstreamStateChange *change, gpointer user_data);
-  /* After a reconnect (not the first connect), the union being re-sent:
-   * events between @gap_ms ago and now may have been missed. May be NULL. */
-  void (*resynced) (gint64 gap_ms, gpointer user_data);
+  /* After a connection carrying @stream_id's subscription was lost, the
+   * subscription is back on a live connection (re-sent, and the connection
+   * answered a ping): its events of the last @gap_ms may have been missed.
+   * Once per stream and gap. May be NULL. */
+  void (*resynced) (const char *stream_id, gint64 gap_ms, gpointer user_data);
   /* Counters, RTT or held sends changed (rate-limit your own publishing).
    * Coalesced: at most once per main-loop iteration. May be NULL. */
   void (*status_changed) (gpointer user_data);
@@ -58,20 +60,24 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbUpstream, wb_upstream_free)
 
 /* Sets the union of local subscriptions for @stream_id: @events is a sorted
  * NULL-terminated list, NULL or empty = no local subscriber. Sends subscribe
- * or unsubscribe only if it differs from what upstream was last told. */
+ * or unsubscribe only if it differs from what upstream was last told.
+ * @owner: the uid whose change it is (users take turns upstream). */
 void wb_upstream_set_stream_events (WbUpstream *upstream, const char *stream_id,
-                                    const char *const *events);
+                                    const char *const *events, gint64 owner);
 
 /* Sends chat.message / reaction.sent (flat JSON, validated by the caller).
  * Held while not connected and healthy; @callback runs exactly once. */
-void wb_upstream_send (WbUpstream *upstream, JsonNode *message, WbSendCallback callback,
-                       gpointer user_data);
+void wb_upstream_send (WbUpstream *upstream, JsonNode *message, gint64 owner,
+                       WbSendCallback callback, gpointer user_data);
 
 /* A local client asked for something: connect if idle or closed (after a
  * server's 1000) and there is anything to connect for. Waits are kept. */
 void wb_upstream_demand (WbUpstream *upstream);
-/* Reconnect() on D-Bus: drop the current connection (if any) and connect now. */
-void wb_upstream_reconnect (WbUpstream *upstream);
+/* Reconnect() on D-Bus: drop the current connection (if any) and connect
+ * now. Refused (WB_LINK_ERROR) where the server decided when to come back:
+ * during its wait after 4429 or 1001 (the message says how long remains),
+ * and after a rejected key. Backoff, idle and closed may be cut short. */
+gboolean wb_upstream_reconnect (WbUpstream *upstream, GError **error);
 /* New configuration and key (SIGHUP, Reload()): leaves auth-failed, reconnects
  * if the URL, key or CA file changed. @config is borrowed as in _new(). */
 void wb_upstream_reload (WbUpstream *upstream, const WbConfig *config, const char *api_key);

@@ -18,6 +18,7 @@ typedef struct
 {
   char *stream_id;
   char **events; /* NULL: nobody left */
+  gint64 owner;
 } SetCall;
 
 typedef struct
@@ -25,6 +26,7 @@ typedef struct
   JsonNode *message;
   WbSendCallback callback;
   gpointer user_data;
+  gint64 owner;
 } SendCall;
 
 typedef struct
@@ -33,6 +35,7 @@ typedef struct
   GPtrArray *send_calls;
   WbLinkStatus status;
   guint reconnects;
+  gboolean refuse_reconnect;
   guint demands;
 } Recorder;
 
@@ -52,22 +55,26 @@ send_call_free (SendCall *call)
 }
 
 static void
-recorder_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events)
+recorder_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events,
+                            gint64 owner)
 {
   Recorder *recorder = upstream;
   SetCall *call = g_new0 (SetCall, 1);
 
+  call->owner = owner;
   call->stream_id = g_strdup (stream_id);
   call->events = events != NULL ? g_strdupv ((char **)events) : NULL;
   g_ptr_array_add (recorder->set_calls, call);
 }
 
 static void
-recorder_send (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointer user_data)
+recorder_send (gpointer upstream, JsonNode *message, gint64 owner, WbSendCallback callback,
+               gpointer user_data)
 {
   Recorder *recorder = upstream;
   SendCall *call = g_new0 (SendCall, 1);
 
+  call->owner = owner;
   call->message = json_node_ref (message);
   call->callback = callback;
   call->user_data = user_data;
@@ -80,10 +87,18 @@ recorder_get_status (gpointer upstream)
   return &((Recorder *)upstream)->status;
 }
 
-static void
-recorder_reconnect (gpointer upstream)
+static gboolean
+recorder_reconnect (gpointer upstream, GError **error)
 {
-  ((Recorder *)upstream)->reconnects++;
+  Recorder *recorder = upstream;
+
+  recorder->reconnects++;
+  if (recorder->refuse_reconnect)
+    {
+      g_set_error_literal (error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT, "wait 60 s");
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void
@@ -255,15 +270,32 @@ sink_deliver_cb (WbHubClient *client, WbEvent *event, gpointer user_data)
 
 static const WbHubClientSink recording_sink = { .deliver = sink_deliver_cb };
 
+/* A client of user @uid (WB_HUB_UID_UNKNOWN: no credentials); NULL client
+ * with @error set if the hub refused it. */
+static Sink *
+sink_new_full (Fixture *fixture, const char *name, gint64 uid, GError **error)
+{
+  Sink *sink = g_new0 (Sink, 1);
+  g_autoptr (WbPeerCredentials) credentials = NULL;
+
+  if (uid != WB_HUB_UID_UNKNOWN)
+    credentials = wb_peer_credentials_new (4242, (uid_t)uid, (gid_t)uid, NULL, 0);
+  sink->fixture = fixture;
+  sink->events = g_ptr_array_new_with_free_func ((GDestroyNotify)wb_event_unref);
+  sink->client = wb_hub_client_new (fixture->hub, name, credentials, &recording_sink, sink, error);
+  g_ptr_array_add (fixture->sinks, sink);
+  return sink;
+}
+
+/* A client of a user of its own. */
 static Sink *
 sink_new (Fixture *fixture, const char *name)
 {
-  Sink *sink = g_new0 (Sink, 1);
+  static guint next_uid = 20000;
+  g_autoptr (GError) error = NULL;
+  Sink *sink = sink_new_full (fixture, name, next_uid++, &error);
 
-  sink->fixture = fixture;
-  sink->events = g_ptr_array_new_with_free_func ((GDestroyNotify)wb_event_unref);
-  sink->client = wb_hub_client_new (fixture->hub, name, &recording_sink, sink);
-  g_ptr_array_add (fixture->sinks, sink);
+  g_assert_no_error (error);
   return sink;
 }
 
@@ -674,7 +706,7 @@ test_fanout_counters (Fixture *fixture, gconstpointer data)
   wb_hub_count_dropped (fixture->hub, 3);
   g_assert_cmpuint (counters->events_dropped, ==, 10);
 
-  status = wb_hub_build_status (fixture->hub);
+  status = wb_hub_build_status (fixture->hub, NULL, 0);
   g_assert_cmpint (json_object_get_int_member (status, "events_received"), ==, 2);
   g_assert_cmpint (json_object_get_int_member (status, "events_delivered"), ==, 2);
   g_assert_cmpint (json_object_get_int_member (status, "events_dropped"), ==, 10);
@@ -944,7 +976,13 @@ test_resync (Fixture *fixture, gconstpointer data)
   subscribe (a, "s1", "chat.message");
   subscribe (a, "s2", "stream.health");
   subscribe (b, "s2", NULL);
-  wb_hub_handle_upstream_resynced (fixture->hub, 4200);
+  /* Each stream when its subscription is back upstream, with its own gap. */
+  wb_hub_handle_upstream_resynced (fixture->hub, "s1", 4200);
+  g_assert_cmpuint (a->events->len, ==, 1);
+  g_assert_cmpuint (b->events->len, ==, 0);
+  wb_hub_handle_upstream_resynced (fixture->hub, "s2", 4200);
+  /* A stream everyone left meanwhile: nothing to tell. */
+  wb_hub_handle_upstream_resynced (fixture->hub, "gone", 4200);
 
   g_assert_cmpuint (unsubscribed->events->len, ==, 0);
   g_assert_cmpuint (b->events->len, ==, 1);
@@ -1218,6 +1256,172 @@ test_send_context_destroyed_once (Fixture *fixture, gconstpointer data)
   g_assert_cmpuint (orphaned, ==, 1);
 }
 
+/* ---- per-user quotas ----------------------------------------------------- */
+
+static gboolean
+try_subscribe (Sink *sink, const char *stream_id, GError **error)
+{
+  return wb_hub_client_subscribe (sink->client, stream_id, NULL, NULL, error);
+}
+
+/* MaxClientsPerUser counts one uid's clients; others are not disturbed. */
+static void
+test_quota_clients_per_user (Fixture *fixture, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  Sink *third;
+  Sink *other;
+
+  fixture->config->max_clients_per_user = 2;
+  sink_new_full (fixture, "u1-a", 5001, NULL);
+  sink_new_full (fixture, "u1-b", 5001, NULL);
+  third = sink_new_full (fixture, "u1-c", 5001, &error);
+  g_assert_null (third->client);
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_CLIENTS);
+  g_assert_nonnull (strstr (error->message, "MaxClientsPerUser"));
+  g_clear_error (&error);
+  other = sink_new_full (fixture, "u2", 5002, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (other->client);
+  /* Root is exempt from per-user quotas. */
+  for (guint i = 0; i < 3; i++)
+    {
+      Sink *root = sink_new_full (fixture, "root", 0, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (root->client);
+    }
+  /* A client that leaves frees its place. */
+  g_clear_pointer (&((Sink *)g_ptr_array_index (fixture->sinks, 0))->client, wb_hub_client_free);
+  third = sink_new_full (fixture, "u1-c", 5001, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (third->client);
+}
+
+/* MaxClients bounds everyone together. */
+static void
+test_quota_clients_total (Fixture *fixture, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  guint before = wb_hub_get_status (fixture->hub)->clients;
+  Sink *refused;
+
+  fixture->config->max_clients = before + 1;
+  sink_new (fixture, "last");
+  refused = sink_new_full (fixture, "root", 0, &error);
+  g_assert_null (refused->client);
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_CLIENTS);
+  g_assert_nonnull (strstr (error->message, "MaxClients="));
+}
+
+/* MaxSubscriptionsPerUser sums one uid's subscriptions over its clients;
+ * re-subscribing to a stream already held is no new subscription. */
+static void
+test_quota_subscriptions_per_user (Fixture *fixture, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  Sink *a = sink_new_full (fixture, "u1-a", 5001, NULL);
+  Sink *b = sink_new_full (fixture, "u1-b", 5001, NULL);
+  Sink *other = sink_new_full (fixture, "u2", 5002, NULL);
+
+  fixture->config->max_subscriptions_per_user = 3;
+  subscribe (a, "s1", NULL);
+  subscribe (a, "s2", NULL);
+  subscribe (b, "s1", NULL);
+  subscribe (a, "s2", "chat.message");
+  g_assert_false (try_subscribe (b, "s3", &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS);
+  g_assert_nonnull (strstr (error->message, "MaxSubscriptionsPerUser"));
+  g_clear_error (&error);
+  /* Not the union's fault: another user still subscribes. */
+  subscribe (other, "s3", NULL);
+  /* Ending one gives the place back, also when a client leaves. */
+  unsubscribe (a, "s1");
+  subscribe (b, "s3", NULL);
+  g_clear_pointer (&a->client, wb_hub_client_free);
+  subscribe (b, "s4", NULL);
+}
+
+/* MaxStreams bounds the distinct streams followed upstream, for everyone. */
+static void
+test_quota_streams (Fixture *fixture, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  Sink *a = sink_new (fixture, "a");
+  Sink *root = sink_new_full (fixture, "root", 0, NULL);
+
+  fixture->config->max_streams = 2;
+  subscribe (a, "s1", NULL);
+  subscribe (a, "s2", NULL);
+  g_assert_false (try_subscribe (root, "s3", &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_TOO_MANY_SUBSCRIPTIONS);
+  g_assert_nonnull (strstr (error->message, "MaxStreams"));
+  /* A stream already followed is no new one. */
+  subscribe (root, "s2", NULL);
+  g_assert_cmpuint (fixture->recorder.set_calls->len, ==, 2);
+}
+
+/* A user's allowance is shared by all its clients: a new connection
+ * refills nothing; another user has its own. The owner reaches upstream. */
+static void
+test_allowance_per_user (Fixture *fixture, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  Sink *a = sink_new_full (fixture, "u1-a", 5001, NULL);
+  Sink *b;
+  Sink *other = sink_new_full (fixture, "u2", 5002, NULL);
+
+  fixture->config->chat_per_minute = 1;
+  g_assert_true (try_send (a, WB_MESSAGE_CHAT_MESSAGE, "s1", "one", &error));
+  g_clear_pointer (&a->client, wb_hub_client_free);
+  b = sink_new_full (fixture, "u1-b", 5001, NULL);
+  g_assert_false (try_send (b, WB_MESSAGE_CHAT_MESSAGE, "s1", "two", &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_RATE_LIMITED);
+  g_clear_error (&error);
+  g_assert_true (try_send (other, WB_MESSAGE_CHAT_MESSAGE, "s1", "three", &error));
+  g_assert_cmpuint (fixture->recorder.send_calls->len, ==, 2);
+  g_assert_cmpint (((SendCall *)g_ptr_array_index (fixture->recorder.send_calls, 0))->owner, ==,
+                   5001);
+  g_assert_cmpint (((SendCall *)g_ptr_array_index (fixture->recorder.send_calls, 1))->owner, ==,
+                   5002);
+}
+
+/* [Access] SendGroup on every transport: the hub decides, from the
+ * credentials the frontend vouches for. */
+static void
+test_send_group (Fixture *fixture, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  gid_t member_groups[] = { 7777 };
+  g_autoptr (WbPeerCredentials) member_credentials
+      = wb_peer_credentials_new (1, 5003, 5003, member_groups, 1);
+  Sink *outsider = sink_new_full (fixture, "outsider", 5001, NULL);
+  Sink *anonymous = sink_new_full (fixture, "anonymous", WB_HUB_UID_UNKNOWN, NULL);
+  Sink *root = sink_new_full (fixture, "root", 0, NULL);
+  Sink *member = g_new0 (Sink, 1);
+
+  g_free (fixture->config->send_group);
+  fixture->config->send_group = g_strdup ("7777");
+  wb_hub_set_config (fixture->hub, fixture->config);
+  member->fixture = fixture;
+  member->events = g_ptr_array_new_with_free_func ((GDestroyNotify)wb_event_unref);
+  member->client = wb_hub_client_new (fixture->hub, "member", member_credentials, &recording_sink,
+                                      member, NULL);
+  g_ptr_array_add (fixture->sinks, member);
+
+  g_assert_false (try_send (outsider, WB_MESSAGE_CHAT_MESSAGE, "s1", "hi", &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_FORBIDDEN);
+  g_assert_nonnull (strstr (error->message, "'7777'"));
+  g_clear_error (&error);
+  g_assert_false (try_send (anonymous, WB_MESSAGE_REACTION_SENT, "s1", "x", &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_FORBIDDEN);
+  g_clear_error (&error);
+  g_assert_true (try_send (member, WB_MESSAGE_CHAT_MESSAGE, "s1", "hi", &error));
+  g_assert_true (try_send (root, WB_MESSAGE_CHAT_MESSAGE, "s1", "hi", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (fixture->recorder.send_calls->len, ==, 2);
+}
+
 /* ---- subscriptions: limits and arguments --------------------------------- */
 
 static void
@@ -1318,6 +1522,7 @@ test_status (Fixture *fixture, gconstpointer data)
     "events_delivered",
     "events_dropped",
     "version",
+    "streams_total",
   };
   const char *const stream_keys[] = {
     "stream_id",   "live",         "subscribers", "concurrent_viewers",
@@ -1333,7 +1538,7 @@ test_status (Fixture *fixture, gconstpointer data)
   feed_started (fixture, "s1");
   feed_analytics (fixture, "s1", 12);
 
-  status = wb_hub_build_status (fixture->hub);
+  status = wb_hub_build_status (fixture->hub, NULL, 0);
   for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
     g_assert_true (json_object_has_member (status, keys[i]));
   g_assert_cmpuint (json_object_get_size (status), ==, G_N_ELEMENTS (keys));
@@ -1376,7 +1581,7 @@ test_status (Fixture *fixture, gconstpointer data)
   fixture->recorder.status.state = WB_LINK_WAITING;
   fixture->recorder.status.next_attempt_us = 1700000000500000;
   g_clear_pointer (&status, json_object_unref);
-  status = wb_hub_build_status (fixture->hub);
+  status = wb_hub_build_status (fixture->hub, NULL, 0);
   g_assert_cmpstr (json_object_get_string_member (status, "state"), ==, "waiting");
   g_assert_cmpint (json_object_get_int_member (status, "next_attempt"), ==, 1700000000500000);
 
@@ -1387,11 +1592,74 @@ test_status (Fixture *fixture, gconstpointer data)
   g_assert_cmpint (wb_hub_get_status (fixture->hub)->link.state, ==, WB_LINK_WAITING);
 }
 
+/* However many streams: one page at a time, with a cursor to the next. */
+static void
+test_status_pages (Fixture *fixture, gconstpointer data)
+{
+  Sink *a = sink_new_full (fixture, "root", 0, NULL);
+  g_autoptr (GPtrArray) seen = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *cursor = NULL;
+  guint pages = 0;
+
+  fixture->config->max_subscriptions = 1000;
+  for (guint i = 0; i < 250; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("s%03u", i);
+
+      subscribe (a, id, NULL);
+    }
+  do
+    {
+      g_autoptr (JsonObject) status = wb_hub_build_status (fixture->hub, cursor, 0);
+      JsonArray *streams = json_object_get_array_member (status, "streams");
+
+      g_assert_cmpint (json_object_get_int_member (status, "streams_total"), ==, 250);
+      g_assert_cmpuint (json_array_get_length (streams), <=, WB_HUB_STATUS_STREAMS_PAGE);
+      for (guint i = 0; i < json_array_get_length (streams); i++)
+        g_ptr_array_add (seen, g_strdup (json_object_get_string_member (
+                                   json_array_get_object_element (streams, i), "stream_id")));
+      g_free (cursor);
+      cursor = g_strdup (json_object_get_string_member_with_default (status, "streams_next", NULL));
+      pages++;
+    }
+  while (cursor != NULL);
+  g_assert_cmpuint (pages, ==, 3);
+  g_assert_cmpuint (seen->len, ==, 250);
+  for (guint i = 0; i < seen->len; i++)
+    {
+      g_autofree char *expected = g_strdup_printf ("s%03u", i);
+
+      g_assert_cmpstr (g_ptr_array_index (seen, i), ==, expected);
+    }
+  /* A smaller page on request; a larger one is capped. */
+  {
+    g_autoptr (JsonObject) small = wb_hub_build_status (fixture->hub, "s010", 5);
+    g_autoptr (JsonObject) large = wb_hub_build_status (fixture->hub, NULL, 100000);
+    JsonArray *streams = json_object_get_array_member (small, "streams");
+
+    g_assert_cmpuint (json_array_get_length (streams), ==, 5);
+    g_assert_cmpstr (
+        json_object_get_string_member (json_array_get_object_element (streams, 0), "stream_id"), ==,
+        "s011");
+    g_assert_cmpstr (json_object_get_string_member (small, "streams_next"), ==, "s015");
+    g_assert_cmpuint (json_array_get_length (json_object_get_array_member (large, "streams")), ==,
+                      250);
+    g_assert_false (json_object_has_member (large, "streams_next"));
+  }
+}
+
 static void
 test_reconnect (Fixture *fixture, gconstpointer data)
 {
-  wb_hub_reconnect (fixture->hub);
-  g_assert_cmpuint (fixture->recorder.reconnects, ==, 1);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (wb_hub_reconnect (fixture->hub, &error));
+  g_assert_no_error (error);
+  /* Upstream's refusal reaches the caller as it is. */
+  fixture->recorder.refuse_reconnect = TRUE;
+  g_assert_false (wb_hub_reconnect (fixture->hub, &error));
+  g_assert_error (error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT);
+  g_assert_cmpuint (fixture->recorder.reconnects, ==, 2);
 }
 
 /* ---- the contract: nothing calls back into the hub during a fan-out -------- */
@@ -1464,7 +1732,7 @@ test_hub_freed_first (void)
   recorder.set_calls = g_ptr_array_new_with_free_func ((GDestroyNotify)set_call_free);
   recorder.send_calls = g_ptr_array_new_with_free_func ((GDestroyNotify)send_call_free);
   hub = wb_hub_new (config, &recorder_ops, &recorder);
-  client = wb_hub_client_new (hub, "late", NULL, NULL);
+  client = wb_hub_client_new (hub, "late", NULL, NULL, NULL, NULL);
   g_assert_true (wb_hub_client_subscribe (client, "s1", NULL, NULL, NULL));
   g_assert_true (
       wb_hub_client_send (client, WB_MESSAGE_CHAT_MESSAGE, "s1", "hi", NULL, NULL, NULL, NULL));
@@ -1541,7 +1809,14 @@ main (int argc, char **argv)
   ADD ("/hub/subscribe/invalid", test_subscribe_invalid);
   ADD ("/hub/status", test_status);
   ADD ("/hub/reconnect", test_reconnect);
+  ADD ("/hub/status/pages", test_status_pages);
   ADD ("/hub/send/context-destroyed-once", test_send_context_destroyed_once);
+  ADD ("/hub/quota/clients-per-user", test_quota_clients_per_user);
+  ADD ("/hub/quota/clients-total", test_quota_clients_total);
+  ADD ("/hub/quota/subscriptions-per-user", test_quota_subscriptions_per_user);
+  ADD ("/hub/quota/streams", test_quota_streams);
+  ADD ("/hub/quota/allowance-per-user", test_allowance_per_user);
+  ADD ("/hub/send/send-group", test_send_group);
   ADD ("/hub/contract/free-in-deliver-refused", test_free_in_deliver_refused);
   ADD ("/hub/contract/observer-removed-in-callback-refused",
        test_observer_removed_in_callback_refused);

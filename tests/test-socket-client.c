@@ -522,6 +522,51 @@ test_peer_half_close (Fixture *f, gconstpointer data)
   g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
 }
 
+/* A user's connections share an account: past its limit, events to any of
+ * them are refused (counted, then announced before the next event that
+ * fits), and a reply past its hard limit ends that connection. */
+static void
+test_account (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  WbSocketAccount account = { .limit = 3 * EVENT_LINE_BYTES, .hard_limit = 6 * EVENT_LINE_BYTES };
+  g_autofree char *text = g_strnfill (EVENT_LINE_BYTES - 1, 'e');
+  g_autoptr (GBytes) event = NULL;
+  g_autoptr (GBytes) reply = NULL;
+
+  text = g_strconcat (text, "\n", NULL);
+  event = bytes_of (text);
+  shrink_client_send_buffer (f);
+  start_client (f, &limits);
+  wb_socket_client_set_account (f->client, &account);
+  /* Someone else of the same user has 2 lines queued already. */
+  account.queued = 2 * EVENT_LINE_BYTES;
+
+  g_assert_true (wb_socket_client_queue_event (f->client, event));
+  g_assert_cmpuint (account.queued, ==, 3 * EVENT_LINE_BYTES);
+  /* The client's own queue is far from its bound (128 KiB); the user's is at it. */
+  g_assert_false (wb_socket_client_queue_event (f->client, event));
+  g_assert_cmpuint (wb_socket_client_get_dropped_total (f->client), ==, 1);
+
+  /* What the peer reads leaves the account; the next event that fits
+   * comes after a bridge.dropped. */
+  account.queued -= 2 * EVENT_LINE_BYTES;
+  WAIT_UNTIL ((peer_read_available (f), account.queued == 0), WB_TEST_WAIT_MS);
+  g_assert_true (wb_socket_client_queue_event (f->client, event));
+  WAIT_UNTIL (peer_received (f, "bridge.dropped"), WB_TEST_WAIT_MS);
+  g_assert_nonnull (
+      strstr (f->received->str, "{\"type\":\"bridge.dropped\",\"payload\":{\"count\":"));
+
+  /* Replies are never refused, but past the hard limit the connection ends. */
+  account.queued = 6 * EVENT_LINE_BYTES;
+  reply = bytes_of ("{\"type\":\"pong\"}\n");
+  wb_socket_client_queue_control (f->client, reply);
+  WAIT_UNTIL (f->closed, WB_TEST_WAIT_MS);
+  g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
+  /* Freeing the client took its bytes out of the account. */
+  g_assert_cmpuint (account.queued, <=, 6 * EVENT_LINE_BYTES);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -543,6 +588,8 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/socket-client/close-after-flush", Fixture, NULL, fixture_setup,
               test_close_after_flush, fixture_teardown);
+  g_test_add ("/socket-client/account", Fixture, NULL, fixture_setup, test_account,
+              fixture_teardown);
   g_test_add ("/socket-client/peer-half-close", Fixture, NULL, fixture_setup, test_peer_half_close,
               fixture_teardown);
   return g_test_run ();

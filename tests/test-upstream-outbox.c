@@ -23,6 +23,7 @@ typedef struct
   GArray *written_at; /* gint64 monotonic µs of each write */
   guint held_changes;
   GPtrArray *outcomes; /* SendOutcome *, owned */
+  GPtrArray *covered;  /* "stream:since_us" of each stream_covered */
 } Fixture;
 
 static void
@@ -49,10 +50,19 @@ record_held_changed (gpointer user_data)
   ((Fixture *)user_data)->held_changes++;
 }
 
+static void
+record_covered (const char *stream_id, gint64 since_us, gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  g_ptr_array_add (f->covered, g_strdup_printf ("%s:%" G_GINT64_FORMAT, stream_id, since_us));
+}
+
 static const WbOutboxCallbacks recording_callbacks = {
   .write = record_write,
   .send_done = record_send_done,
   .held_changed = record_held_changed,
+  .stream_covered = record_covered,
 };
 
 static void
@@ -80,6 +90,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   f->written = g_ptr_array_new_with_free_func (g_free);
   f->written_at = g_array_new (FALSE, FALSE, sizeof (gint64));
   f->outcomes = g_ptr_array_new_with_free_func ((GDestroyNotify)outcome_free);
+  f->covered = g_ptr_array_new_with_free_func (g_free);
   f->outbox = wb_outbox_new (limits, &recording_callbacks, f);
 }
 
@@ -90,6 +101,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   for (guint i = 0; i < f->outcomes->len; i++)
     g_assert_cmpuint (((SendOutcome *)g_ptr_array_index (f->outcomes, i))->calls, ==, 1);
   g_ptr_array_unref (f->outcomes);
+  g_ptr_array_unref (f->covered);
   g_ptr_array_unref (f->written);
   g_array_unref (f->written_at);
 }
@@ -102,14 +114,23 @@ written (Fixture *f, guint i)
 }
 
 static SendOutcome *
-send_chat (Fixture *f, const char *stream_id, const char *text)
+send_chat_as (Fixture *f, gint64 owner, const char *stream_id, const char *text)
 {
   g_autoptr (JsonNode) chat = wb_message_new_chat (stream_id, text);
   SendOutcome *outcome = g_new0 (SendOutcome, 1);
 
   g_ptr_array_add (f->outcomes, outcome);
-  wb_outbox_send (f->outbox, chat, outcome_cb, outcome);
+  wb_outbox_send (f->outbox, chat, owner, outcome_cb, outcome);
   return outcome;
+}
+
+#define OWNER_A 1000
+#define OWNER_B 1001
+
+static SendOutcome *
+send_chat (Fixture *f, const char *stream_id, const char *text)
+{
+  return send_chat_as (f, OWNER_A, stream_id, text);
 }
 
 static const char *const health[] = { "stream.health", NULL };
@@ -126,9 +147,9 @@ static const WbOutboxLimits short_hold
 static void
 test_union_waits_for_connection (Fixture *f, gconstpointer data)
 {
-  g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", health));
-  g_assert_true (wb_outbox_set_stream_events (f->outbox, "a", health_chat));
-  g_assert_false (wb_outbox_set_stream_events (f->outbox, "a", health_chat));
+  g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", health, OWNER_A));
+  g_assert_true (wb_outbox_set_stream_events (f->outbox, "a", health_chat, OWNER_A));
+  g_assert_false (wb_outbox_set_stream_events (f->outbox, "a", health_chat, OWNER_A));
   g_assert_cmpuint (wb_outbox_get_n_streams (f->outbox), ==, 2);
   g_assert_cmpuint (f->written->len, ==, 0);
 
@@ -141,10 +162,12 @@ test_union_waits_for_connection (Fixture *f, gconstpointer data)
   g_assert_cmpstr (written (f, 1), ==,
                    "{\"type\":\"subscribe\",\"stream_id\":\"b\",\"events\":[\"stream.health\"]}");
 
-  /* A removal on an open connection is an unsubscribe. */
-  g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", NULL));
+  /* A removal on an open connection is an unsubscribe, one pace interval later. */
+  g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", NULL, OWNER_A));
+  g_assert_cmpuint (f->written->len, ==, 2);
+  WAIT_UNTIL (f->written->len == 3, 2000);
   g_assert_cmpstr (written (f, 2), ==, "{\"type\":\"unsubscribe\",\"stream_id\":\"b\"}");
-  g_assert_false (wb_outbox_set_stream_events (f->outbox, "b", NULL));
+  g_assert_false (wb_outbox_set_stream_events (f->outbox, "b", NULL, OWNER_A));
   g_assert_cmpuint (wb_outbox_get_n_streams (f->outbox), ==, 1);
 }
 
@@ -152,11 +175,11 @@ test_union_waits_for_connection (Fixture *f, gconstpointer data)
 static void
 test_union_resent_per_connection (Fixture *f, gconstpointer data)
 {
-  wb_outbox_set_stream_events (f->outbox, "a", health);
+  wb_outbox_set_stream_events (f->outbox, "a", health, OWNER_A);
   wb_outbox_connection_opened (f->outbox);
   g_assert_cmpuint (f->written->len, ==, 1);
   wb_outbox_connection_closed (f->outbox);
-  wb_outbox_set_stream_events (f->outbox, "b", health);
+  wb_outbox_set_stream_events (f->outbox, "b", health, OWNER_A);
   g_assert_cmpuint (f->written->len, ==, 1);
   wb_outbox_connection_opened (f->outbox);
   g_assert_cmpuint (f->written->len, ==, 3);
@@ -175,13 +198,13 @@ test_changes_merge_while_paced (Fixture *f, gconstpointer data)
     {
       g_autofree char *id = g_strdup_printf ("s%u", i);
 
-      wb_outbox_set_stream_events (f->outbox, id, health);
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
     }
-  g_assert_cmpuint (f->written->len, ==, 10);
-  wb_outbox_set_stream_events (f->outbox, "x", health);
-  wb_outbox_set_stream_events (f->outbox, "x", health_chat);
-  wb_outbox_set_stream_events (f->outbox, "y", health);
-  wb_outbox_set_stream_events (f->outbox, "y", NULL);
+  WAIT_UNTIL (f->written->len == 10, 2000);
+  wb_outbox_set_stream_events (f->outbox, "x", health, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "x", health_chat, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "y", health, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "y", NULL, OWNER_A);
   g_assert_cmpuint (f->written->len, ==, 10);
 
   WAIT_UNTIL (f->written->len >= 11, 2000);
@@ -203,10 +226,11 @@ test_pace (Fixture *f, gconstpointer data)
     {
       g_autofree char *id = g_strdup_printf ("s%02u", i);
 
-      wb_outbox_set_stream_events (f->outbox, id, health);
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
     }
-  /* The first token is there at once: nothing waits ~1/rate for the bucket. */
-  g_assert_cmpuint (f->written->len, ==, 10);
+  /* Nothing goes before one pace interval (an undone change costs nothing). */
+  g_assert_cmpuint (f->written->len, ==, 0);
+  WAIT_UNTIL (f->written->len == 10, 2000);
   WAIT_UNTIL (f->written->len == 15, 3000);
   span_us = g_array_index (f->written_at, gint64, 14) - g_array_index (f->written_at, gint64, 9);
   /* Five more tokens at 10/s take at least 500 ms (timers never fire early). */
@@ -221,6 +245,147 @@ test_pace (Fixture *f, gconstpointer data)
     }
 }
 
+/* The union owed to a new connection goes at once, from the first token:
+ * the bucket starts full at the configured rate. */
+static void
+test_resync_at_once (Fixture *f, gconstpointer data)
+{
+  for (guint i = 0; i < 12; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("s%02u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
+    }
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 10);
+  WAIT_UNTIL (f->written->len == 12, 2000);
+}
+
+/* After a lost connection each stream of the union is reported covered
+ * again once its subscribe went out on a connection that answered a ping,
+ * with the time it was lost; a stream nobody wants any more is not. */
+static void
+test_coverage_after_loss (Fixture *f, gconstpointer data)
+{
+  gint64 closed_us;
+  g_autofree char *expected = NULL;
+
+  wb_outbox_set_stream_events (f->outbox, "a", health, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "b", health, OWNER_A);
+  wb_outbox_set_stream_events (f->outbox, "c", health, OWNER_A);
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  /* The first connection: nothing was lost, nothing to report. */
+  g_assert_cmpuint (f->covered->len, ==, 0);
+
+  closed_us = g_get_monotonic_time ();
+  wb_outbox_connection_closed (f->outbox);
+  wb_outbox_set_stream_events (f->outbox, "c", NULL, OWNER_A);
+  /* An attempt that opens and fails before answering reports nothing. */
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->written->len, ==, 5);
+  wb_outbox_connection_closed (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 0);
+
+  wb_outbox_connection_opened (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 0);
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 2);
+  /* Since the first loss, not the failed attempt's. */
+  g_assert_true (g_str_has_prefix (g_ptr_array_index (f->covered, 0), "a:"));
+  g_assert_true (g_str_has_prefix (g_ptr_array_index (f->covered, 1), "b:"));
+  g_assert_cmpint (g_ascii_strtoll (strchr (g_ptr_array_index (f->covered, 0), ':') + 1, NULL, 10),
+                   <=, closed_us + 1000);
+  g_assert_cmpint (g_ascii_strtoll (strchr (g_ptr_array_index (f->covered, 0), ':') + 1, NULL, 10),
+                   >=, closed_us);
+  expected = g_strdup (g_ptr_array_index (f->covered, 0));
+  /* Reported once. */
+  wb_outbox_connection_closed (f->outbox);
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (f->covered->len, ==, 4);
+  g_assert_cmpstr (g_ptr_array_index (f->covered, 2), !=, expected);
+}
+
+/* A subscribe and unsubscribe inside one pace interval send nothing. */
+static void
+test_undone_within_interval_costs_nothing (Fixture *f, gconstpointer data)
+{
+  wb_outbox_connection_opened (f->outbox);
+  for (guint i = 0; i < 50; i++)
+    {
+      wb_outbox_set_stream_events (f->outbox, "flap", health, OWNER_A);
+      wb_outbox_set_stream_events (f->outbox, "flap", NULL, OWNER_A);
+    }
+  wb_test_run_for_ms (300);
+  g_assert_cmpuint (f->written->len, ==, 0);
+}
+
+/* A user flooding subscribes does not hold back another user's: owners
+ * take turns, so B's one stream goes within two tokens of B's change. */
+static void
+test_churn_owners_take_turns (Fixture *f, gconstpointer data)
+{
+  guint b_index = G_MAXUINT;
+
+  wb_outbox_connection_opened (f->outbox);
+  for (guint i = 0; i < 40; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("a%02u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
+    }
+  WAIT_UNTIL (f->written->len == 10, 2000);
+  wb_outbox_set_stream_events (f->outbox, "b-stream", health, OWNER_B);
+  WAIT_UNTIL (f->written->len >= 13, 3000);
+  for (guint i = 0; i < f->written->len; i++)
+    if (strstr (written (f, i), "b-stream") != NULL)
+      b_index = i;
+  g_test_message ("B's subscribe was write #%u", b_index);
+  g_assert_cmpuint (b_index, <=, 11);
+}
+
+/* Held sends are never starved by subscription work: when both wait, they
+ * take turns; and a user with many held sends does not hold back another's. */
+static void
+test_sends_not_starved (Fixture *f, gconstpointer data)
+{
+  SendOutcome *b_chat;
+  guint b_index = G_MAXUINT;
+  guint first_send = G_MAXUINT;
+  guint before;
+
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  for (guint i = 0; i < 40; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("a%02u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
+    }
+  for (guint i = 0; i < 20; i++)
+    send_chat_as (f, OWNER_A, "a00", "flood");
+  /* A's burst took the bucket's tokens; from here B competes. */
+  before = f->written->len;
+  b_chat = send_chat_as (f, OWNER_B, "b", "hello");
+  WAIT_UNTIL (b_chat->calls == 1, 3000);
+  g_assert_no_error (b_chat->error);
+  for (guint i = 0; i < f->written->len; i++)
+    {
+      if (first_send == G_MAXUINT && strstr (written (f, i), "chat.message") != NULL)
+        first_send = i;
+      if (strstr (written (f, i), "\"hello\"") != NULL)
+        b_index = i;
+    }
+  g_test_message ("first send #%u; B's chat queued after #%u, written as #%u of %u", first_send,
+                  before, b_index, f->written->len);
+  /* A's first send went at once. B's went within four writes of its arrival
+   * (A's turn and B's in the send lane, a subscribe between each): not
+   * behind A's 10 other held sends or 40 subscribes. */
+  g_assert_cmpuint (first_send, ==, 0);
+  g_assert_cmpuint (b_index, <, before + 4);
+}
+
 /* Held sends go only on a healthy connection, after the union, in order. */
 static void
 test_sends_after_union_when_healthy (Fixture *f, gconstpointer data)
@@ -228,7 +393,7 @@ test_sends_after_union_when_healthy (Fixture *f, gconstpointer data)
   SendOutcome *one;
   SendOutcome *two;
 
-  wb_outbox_set_stream_events (f->outbox, "a", health);
+  wb_outbox_set_stream_events (f->outbox, "a", health, OWNER_A);
   one = send_chat (f, "a", "one");
   two = send_chat (f, "a", "two");
   g_assert_cmpuint (wb_outbox_get_n_held (f->outbox), ==, 2);
@@ -305,9 +470,9 @@ test_close_while_paced (Fixture *f, gconstpointer data)
     {
       g_autofree char *id = g_strdup_printf ("s%02u", i);
 
-      wb_outbox_set_stream_events (f->outbox, id, health);
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
     }
-  g_assert_cmpuint (f->written->len, ==, 10);
+  WAIT_UNTIL (f->written->len == 10, 2000);
   wb_outbox_connection_closed (f->outbox);
   wb_test_run_for_ms (400);
   g_assert_cmpuint (f->written->len, ==, 10);
@@ -329,6 +494,11 @@ main (int argc, char **argv)
   ADD ("held-expiry", &short_hold, test_held_expiry);
   ADD ("fail-and-free", &fast, test_fail_and_free);
   ADD ("close-while-paced", &slow, test_close_while_paced);
+  ADD ("resync-at-once", &slow, test_resync_at_once);
+  ADD ("coverage-after-loss", &fast, test_coverage_after_loss);
+  ADD ("undone-within-interval-costs-nothing", &slow, test_undone_within_interval_costs_nothing);
+  ADD ("churn-owners-take-turns", &slow, test_churn_owners_take_turns);
+  ADD ("sends-not-starved", &slow, test_sends_not_starved);
 #undef ADD
   return g_test_run ();
 }

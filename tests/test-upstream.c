@@ -106,7 +106,7 @@ state_changed_cb (const WbUpstreamStateChange *change, gpointer user_data)
 }
 
 static void
-resynced_cb (gint64 gap_ms, gpointer user_data)
+resynced_cb (const char *stream_id, gint64 gap_ms, gpointer user_data)
 {
   Fixture *f = user_data;
 
@@ -352,6 +352,9 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_assert_false (callback_inside_call);
 }
 
+/* The uid the tests' subscriptions and sends come from. */
+#define TEST_OWNER 1000
+
 #define IN_UPSTREAM_CALL(call)                                                                     \
   G_STMT_START                                                                                     \
   {                                                                                                \
@@ -364,19 +367,22 @@ fixture_teardown (Fixture *f, gconstpointer data)
 static void
 call_set_stream_events (Fixture *f, const char *stream_id, const char *const *events)
 {
-  IN_UPSTREAM_CALL (wb_upstream_set_stream_events (upstream (f), stream_id, events));
+  IN_UPSTREAM_CALL (wb_upstream_set_stream_events (upstream (f), stream_id, events, TEST_OWNER));
 }
 
 static void
 call_send (Fixture *f, JsonNode *message, WbSendCallback callback, gpointer user_data)
 {
-  IN_UPSTREAM_CALL (wb_upstream_send (upstream (f), message, callback, user_data));
+  IN_UPSTREAM_CALL (wb_upstream_send (upstream (f), message, TEST_OWNER, callback, user_data));
 }
 
-static void
-call_reconnect (Fixture *f)
+static gboolean
+call_reconnect (Fixture *f, GError **error)
 {
-  IN_UPSTREAM_CALL (wb_upstream_reconnect (upstream (f)));
+  gboolean done;
+
+  IN_UPSTREAM_CALL (done = wb_upstream_reconnect (upstream (f), error));
+  return done;
 }
 
 static void
@@ -509,7 +515,7 @@ test_close_1000 (Fixture *f, gconstpointer data)
   call_set_stream_events (f, stream1 (f), health_events);
   WAIT_UNTIL (is_healthy (f), TEST_DEADLINE_MS);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  WAIT_UNTIL (f->resync_gaps->len == 1, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), >=,
                    TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
 }
@@ -522,12 +528,14 @@ typedef struct
   guint16 expected_code;
   WbLinkState expected_state;
   guint min_wait_ms;
+  gboolean server_wait; /* the server set the wait: Reconnect() may not cut it */
 } CloseRow;
 
 static const CloseRow close_rows[] = {
-  { "1001", "/sim/close", "{\"code\":1001}", 1001, WB_LINK_WAITING, TEST_GOING_AWAY_MS },
+  { "1001", "/sim/close", "{\"code\":1001}", 1001, WB_LINK_WAITING, TEST_GOING_AWAY_MS, TRUE },
   { "1006", "/sim/drop", "{}", 1006, WB_LINK_WAITING, TEST_BACKOFF_INITIAL_MS },
-  { "4429", "/sim/close", "{\"code\":4429}", 4429, WB_LINK_RATE_LIMITED, TEST_RATE_LIMITED_MS },
+  { "4429", "/sim/close", "{\"code\":4429}", 4429, WB_LINK_RATE_LIMITED, TEST_RATE_LIMITED_MS,
+    TRUE },
   { "4500", "/sim/close", "{\"code\":4500}", 4500, WB_LINK_WAITING, TEST_BACKOFF_INITIAL_MS },
   { "unknown", "/sim/close", "{\"code\":4123}", 4123, WB_LINK_WAITING, TEST_BACKOFF_INITIAL_MS },
 };
@@ -553,6 +561,15 @@ test_close_row (Fixture *f, gconstpointer data)
   index = find_state (f, 0, row->expected_state);
   g_assert_cmpint (index, >=, 0);
   g_assert_cmpuint (status (f)->last_close_code, ==, row->expected_code);
+  if (row->server_wait)
+    {
+      g_autoptr (GError) error = NULL;
+
+      /* Reconnect() may not shorten a wait the server imposed; it says how long is left. */
+      g_assert_false (call_reconnect (f, &error));
+      g_assert_error (error, WB_LINK_ERROR, WB_LINK_ERROR_SERVER_WAIT);
+      g_assert_nonnull (strstr (error->message, "the next attempt is in"));
+    }
 
   WAIT_UNTIL (is_healthy (f), row->min_wait_ms * TEST_JITTER + TEST_DEADLINE_MS);
   wait_ms = measured_wait_ms (f, 0, &waiting);
@@ -561,7 +578,7 @@ test_close_row (Fixture *f, gconstpointer data)
   assert_wait_between (wait_ms, row->min_wait_ms, row->min_wait_ms * TEST_JITTER + TEST_SLACK_MS,
                        row->name);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  WAIT_UNTIL (f->resync_gaps->len == 1, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), >=, row->min_wait_ms);
 }
 
@@ -580,6 +597,13 @@ test_close_4401 (Fixture *f, gconstpointer data)
   send_chat (f, "hello", &result);
   WAIT_UNTIL (result.done, TEST_DEADLINE_MS);
   g_assert_error (result.error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
+  {
+    g_autoptr (GError) error = NULL;
+
+    /* Parked until the key changes: Reconnect() cannot help and says so. */
+    g_assert_false (call_reconnect (f, &error));
+    g_assert_error (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED);
+  }
   call_set_stream_events (f, stream1 (f), health_events);
   call_network_changed (f);
   wb_test_run_for_ms (TEST_BACKOFF_MAX_MS + TEST_RATE_LIMITED_MS);
@@ -949,6 +973,43 @@ latest_connection (JsonObject *stats_object)
   return latest;
 }
 
+/* 200 streams after a reconnect: each one's resync comes when its own
+ * subscribe is back upstream, paced, and its gap covers the whole time it
+ * was not covered (not just until the connection was up again). */
+static void
+test_resync_honest (Fixture *f, gconstpointer data)
+{
+  gint64 dropped_us;
+  gint64 largest = 0;
+  gint64 last_arrival_ms;
+
+  for (guint i = 0; i < 200; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("stream_rs%03u", i);
+
+      call_set_stream_events (f, id, health_events);
+    }
+  WAIT_UNTIL (is_healthy (f), TEST_DEADLINE_MS);
+  POLL_UNTIL (stats_received (f, "subscribe") == 200, 30000);
+
+  dropped_us = g_get_monotonic_time ();
+  sim_post (f, "/sim/drop", "{}");
+  WAIT_UNTIL (f->resync_gaps->len == 200, 30000);
+  last_arrival_ms = (g_get_monotonic_time () - dropped_us) / 1000;
+  for (guint i = 0; i < f->resync_gaps->len; i++)
+    largest = MAX (largest, g_array_index (f->resync_gaps, gint64, i));
+  g_test_message ("200 resyncs, the last %" G_GINT64_FORMAT
+                  " ms after the drop, largest gap %" G_GINT64_FORMAT " ms",
+                  last_arrival_ms, largest);
+  /* 200 subscribes at 20/s (burst 20) take about 9 s: the last streams
+   * were uncovered that long, and say so. */
+  g_assert_cmpint (largest, >=, 8000);
+  g_assert_cmpint (largest, <=, last_arrival_ms);
+  /* Once each, and no more afterwards. */
+  wb_test_run_for_ms (500);
+  g_assert_cmpuint (f->resync_gaps->len, ==, 200);
+}
+
 static void
 test_resubscribe (Fixture *f, gconstpointer data)
 {
@@ -974,8 +1035,10 @@ test_resubscribe (Fixture *f, gconstpointer data)
   g_assert_cmpint (latest_connection (after), !=, first_connection);
   g_assert_true (has_subscription (after, latest_connection (after), stream0 (f), health_events));
   g_assert_true (has_subscription (after, latest_connection (after), stream1 (f), chat_events));
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  /* One resync per stream, once it is back upstream. */
+  WAIT_UNTIL (f->resync_gaps->len == 2, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), >=, TEST_BACKOFF_INITIAL_MS);
+  g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 1), >=, TEST_BACKOFF_INITIAL_MS);
 
   /* Changing the union sends exactly one message per change. */
   call_set_stream_events (f, stream1 (f), health_events);
@@ -1208,11 +1271,11 @@ test_reconnect_now (Fixture *f, gconstpointer data)
 
   subscribe_and_wait_healthy (f);
   requested_us = g_get_monotonic_time ();
-  call_reconnect (f);
+  g_assert_true (call_reconnect (f, NULL));
   WAIT_UNTIL (is_healthy (f) && count_states (f, WB_LINK_CONNECTED) == 2, TEST_DEADLINE_MS);
   g_assert_cmpuint (count_waits (f), ==, 0);
   g_assert_cmpuint (status (f)->reconnects, ==, 1);
-  g_assert_cmpuint (f->resync_gaps->len, ==, 1);
+  WAIT_UNTIL (f->resync_gaps->len == 1, TEST_DEADLINE_MS);
   g_assert_cmpint (g_array_index (f->resync_gaps, gint64, 0), <=,
                    (g_get_monotonic_time () - requested_us) / 1000 + 1);
   POLL_UNTIL (stats_int (f, "connections") == 1, TEST_DEADLINE_MS);
@@ -1393,6 +1456,7 @@ main (int argc, char **argv)
   ADD ("pong-timeout", test_pong_timeout);
   ADD ("accept-and-close", test_accept_and_close);
   ADD ("resubscribe", test_resubscribe);
+  ADD ("resync-honest", test_resync_honest);
   ADD ("queue/flushed-after-reconnect", test_queue_flushed_after_reconnect);
   ADD ("queue/expires", test_queue_expires);
   ADD ("queue/full", test_queue_full);
