@@ -75,12 +75,14 @@ static Fuzz fuzz;
 /* ---- the upstream the hub sees ------------------------------------------- */
 
 static void
-ops_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events)
+ops_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events,
+                       gint64 owner)
 {
 }
 
 static void
-ops_send (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointer user_data)
+ops_send (gpointer upstream, JsonNode *message, gint64 owner, WbSendCallback callback,
+          gpointer user_data)
 {
   /* Only local clients send; none does here. */
   FUZZ_CHECK (!"no send expected");
@@ -92,8 +94,14 @@ ops_get_status (gpointer upstream)
   return &((Fuzz *)upstream)->link;
 }
 
+static gboolean
+ops_reconnect (gpointer upstream, GError **error)
+{
+  return TRUE;
+}
+
 static void
-ops_nothing (gpointer upstream)
+ops_demand (gpointer upstream)
 {
 }
 
@@ -101,8 +109,8 @@ static const WbHubUpstreamOps ops = {
   .set_stream_events = ops_set_stream_events,
   .send = ops_send,
   .get_status = ops_get_status,
-  .reconnect = ops_nothing,
-  .demand = ops_nothing,
+  .reconnect = ops_reconnect,
+  .demand = ops_demand,
 };
 
 /* ---- lines for socket clients --------------------------------------------- */
@@ -415,7 +423,8 @@ sink_init (Sink *sink, const char *name, guint32 type_mask)
   sink->type_mask = type_mask;
   sink->replaying = FALSE;
   sink->delivered = 0;
-  sink->client = wb_hub_client_new (fuzz.hub, name, &sink_vtable, sink);
+  sink->client = wb_hub_client_new (fuzz.hub, name, NULL, &sink_vtable, sink, NULL);
+  FUZZ_CHECK (sink->client != NULL);
 }
 
 static guint32
@@ -522,8 +531,8 @@ handle_frame (const char *frame, gsize length, guint8 options, const char *const
         }
       fuzz.late.replaying = FALSE;
     }
-  if (options & OPTION_RESYNC_EACH)
-    wb_hub_handle_upstream_resynced (fuzz.hub, (gint64)length * 1000 - 1000);
+  if (stream_id != NULL && (options & OPTION_RESYNC_EACH))
+    wb_hub_handle_upstream_resynced (fuzz.hub, stream_id, (gint64)length * 1000 - 1000);
   if (options & OPTION_STATE_EACH)
     {
       WbLinkState old_state = fuzz.link.state;

@@ -79,7 +79,8 @@ send_done_cb (gpointer data)
 }
 
 static void
-ops_send (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointer user_data)
+ops_send (gpointer upstream, JsonNode *message, gint64 owner, WbSendCallback callback,
+          gpointer user_data)
 {
   JsonObject *object = json_node_get_object (message);
   const char *type = wb_json_get_string (object, "type", "");
@@ -97,7 +98,8 @@ ops_send (gpointer upstream, JsonNode *message, WbSendCallback callback, gpointe
 }
 
 static void
-ops_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events)
+ops_set_stream_events (gpointer upstream, const char *stream_id, const char *const *events,
+                       gint64 owner)
 {
   FUZZ_CHECK (stream_id != NULL && stream_id[0] != '\0');
 }
@@ -108,8 +110,14 @@ ops_get_status (gpointer upstream)
   return &fuzz.link;
 }
 
+static gboolean
+ops_reconnect (gpointer upstream, GError **error)
+{
+  return TRUE;
+}
+
 static void
-ops_nothing (gpointer upstream)
+ops_demand (gpointer upstream)
 {
 }
 
@@ -117,8 +125,8 @@ static const WbHubUpstreamOps ops = {
   .set_stream_events = ops_set_stream_events,
   .send = ops_send,
   .get_status = ops_get_status,
-  .reconnect = ops_nothing,
-  .demand = ops_nothing,
+  .reconnect = ops_reconnect,
+  .demand = ops_demand,
 };
 
 /* ---- the main loop and the client's end ------------------------------------ */
