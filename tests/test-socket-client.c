@@ -530,11 +530,11 @@ test_account (Fixture *f, gconstpointer data)
 {
   WbSocketClientLimits limits = default_limits ();
   WbSocketAccount account = { .limit = 3 * EVENT_LINE_BYTES, .hard_limit = 6 * EVENT_LINE_BYTES };
-  g_autofree char *text = g_strnfill (EVENT_LINE_BYTES - 1, 'e');
+  g_autofree char *fill = g_strnfill (EVENT_LINE_BYTES - 1, 'e');
+  g_autofree char *text = g_strconcat (fill, "\n", NULL);
   g_autoptr (GBytes) event = NULL;
   g_autoptr (GBytes) reply = NULL;
 
-  text = g_strconcat (text, "\n", NULL);
   event = bytes_of (text);
   shrink_client_send_buffer (f);
   start_client (f, &limits);
