@@ -69,25 +69,30 @@ dbus_client_track_cb (sd_bus_track *track, void *user_data)
 
 /* Who the caller is, as the bus vouches for it: its uid is the user it
  * counts against (quotas and send allowances, shared with its socket
- * connections), its groups decide SendGroup. NULL if the bus says nothing. */
+ * connections), its groups decide SendGroup. The uid the bus recorded when
+ * the caller connected is enough (the effective ids come from /proc and are
+ * gone once the connecting process exits); NULL if the bus says nothing. */
 static WbPeerCredentials *
 dbus_caller_credentials (sd_bus_message *call)
 {
   g_autoptr (sd_bus_creds) creds = NULL;
   const gid_t *groups = NULL;
   uid_t uid;
-  gid_t gid;
+  gid_t gid = (gid_t)-1;
   pid_t pid = 0;
   int n_groups;
 
   if (sd_bus_query_sender_creds (call,
-                                 SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID
-                                     | SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_PID
-                                     | SD_BUS_CREDS_AUGMENT,
+                                 SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_GID
+                                     | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS
+                                     | SD_BUS_CREDS_PID | SD_BUS_CREDS_AUGMENT,
                                  &creds)
-          < 0
-      || sd_bus_creds_get_euid (creds, &uid) < 0 || sd_bus_creds_get_egid (creds, &gid) < 0)
+      < 0)
     return NULL;
+  if (sd_bus_creds_get_euid (creds, &uid) < 0 && sd_bus_creds_get_uid (creds, &uid) < 0)
+    return NULL;
+  if (sd_bus_creds_get_egid (creds, &gid) < 0)
+    (void)sd_bus_creds_get_gid (creds, &gid);
   n_groups = sd_bus_creds_get_supplementary_gids (creds, &groups);
   (void)sd_bus_creds_get_pid (creds, &pid);
   return wb_peer_credentials_new (pid, uid, gid, groups, (guint)MAX (n_groups, 0));
@@ -138,7 +143,14 @@ dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean cre
   hub_name = g_strdup_printf ("dbus %s", sender);
   credentials = dbus_caller_credentials (call);
   if (credentials == NULL)
-    g_debug ("No credentials for %s: it counts as a user of its own", sender);
+    {
+      /* Counting it as a user of its own would give every such bus name a
+       * fresh set of per-user quotas. */
+      sd_bus_error_setf (ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                         "The bus cannot say which user %s is", sender);
+      dbus_client_free (client);
+      return NULL;
+    }
   client->hub_client
       = wb_hub_client_new (frontend->hub, hub_name, credentials, &sink, client, &error);
   if (client->hub_client == NULL)

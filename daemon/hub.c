@@ -18,6 +18,8 @@
  */
 
 #define TYPE_BIT(type) (1u << (type))
+/* Upstream frames dropped under a flood are logged at most this often. */
+#define HUB_DROP_LOG_INTERVAL_US (60 * G_USEC_PER_SEC)
 
 G_STATIC_ASSERT (WB_MESSAGE_N_TYPES <= 32);
 
@@ -72,12 +74,15 @@ struct _WbHub
   gpointer upstream;
 
   GHashTable *streams; /* stream_id → HubStream (the union) */
+  GTree *sorted;       /* the same, by id: status pages cost O(log n + page) */
   GQueue clients;      /* WbHubClient, by client->link */
   GPtrArray *observers;
   guint next_observer_id;
   WbBridgeStatus status;
   /* Inside a fan-out: deliver() and observers must not change the hub. */
   guint dispatching;
+  guint64 upstream_dropped_unlogged;
+  gint64 upstream_drop_logged_us;
   /* uid → HubUser: one entry per user ever seen, so bounded by the users of
    * the machine; kept so that reconnecting refills no allowance. */
   GHashTable *users;
@@ -272,6 +277,7 @@ hub_stream_add (WbHub *hub, const char *stream_id)
   stream->subscriptions = g_ptr_array_new_with_free_func (g_free);
   stream->cache = wb_stream_cache_new (stream_id);
   g_hash_table_insert (hub->streams, stream->stream_id, stream);
+  g_tree_insert (hub->sorted, stream->stream_id, stream);
   hub->status.streams = g_hash_table_size (hub->streams);
   g_debug ("Stream %s joins the union", stream_id);
   return stream;
@@ -307,6 +313,7 @@ stream_union_changed (WbHub *hub, HubStream *stream, guint32 old_mask, const Hub
   stream_id = g_strdup (stream->stream_id);
   g_debug ("Stream %s leaves the union", stream_id);
   g_hash_table_remove (hub->streams, stream_id);
+  g_tree_remove (hub->sorted, stream_id);
   hub->status.streams = g_hash_table_size (hub->streams);
   hub_stream_free (stream);
   NOTIFY (hub, stream_removed, stream_id);
@@ -437,6 +444,35 @@ wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_m
 }
 
 void
+wb_hub_handle_upstream_dropped (WbHub *hub, guint count)
+{
+  g_autoptr (WbEvent) event = NULL;
+  JsonObject *payload;
+
+  g_return_if_fail (hub != NULL);
+  g_return_if_fail (hub->dispatching == 0);
+
+  hub->upstream_dropped_unlogged += count;
+  /* A hostile server must not be able to flood the journal. */
+  if (g_get_monotonic_time () - hub->upstream_drop_logged_us >= HUB_DROP_LOG_INTERVAL_US)
+    {
+      g_warning ("upstream sent faster than the bridge could take in: %" G_GUINT64_FORMAT
+                 " message(s) dropped",
+                 hub->upstream_dropped_unlogged);
+      hub->upstream_dropped_unlogged = 0;
+      hub->upstream_drop_logged_us = g_get_monotonic_time ();
+    }
+  hub->status.events_dropped += count;
+  payload = json_object_new ();
+  json_object_set_int_member (payload, "count", count);
+  json_object_set_boolean_member (payload, "upstream", TRUE);
+  event = wb_event_new ("bridge.dropped", NULL, payload);
+  for (GList *l = hub->clients.head; l != NULL; l = l->next)
+    client_deliver (hub, l->data, event);
+  notify_status_changed (hub);
+}
+
+void
 wb_hub_handle_upstream_status (WbHub *hub)
 {
   g_return_if_fail (hub != NULL);
@@ -477,6 +513,7 @@ wb_hub_new (const WbConfig *config, const WbHubUpstreamOps *ops, gpointer upstre
   hub->ops = ops;
   hub->upstream = upstream;
   hub->streams = g_hash_table_new (g_str_hash, g_str_equal);
+  hub->sorted = g_tree_new ((GCompareFunc)strcmp);
   hub->users = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, g_free);
   g_queue_init (&hub->clients);
   hub->observers = g_ptr_array_new_with_free_func (g_free);
@@ -517,6 +554,7 @@ wb_hub_free (WbHub *hub)
   while (g_hash_table_iter_next (&iter, NULL, &value))
     hub_stream_free (value);
   g_hash_table_unref (hub->streams);
+  g_tree_unref (hub->sorted);
   g_hash_table_unref (hub->users);
   g_free (hub->send_group);
   g_ptr_array_unref (hub->observers);
@@ -552,27 +590,24 @@ wb_hub_get_stream (WbHub *hub, const char *stream_id)
   return stream != NULL ? wb_stream_cache_get_state (stream->cache) : NULL;
 }
 
-static int
-compare_strings_cb (gconstpointer a, gconstpointer b)
+static gboolean
+collect_stream_id_cb (gpointer key, gpointer value, gpointer user_data)
 {
-  return strcmp (*(const char *const *)a, *(const char *const *)b);
+  g_ptr_array_add (user_data, g_strdup (key));
+  return FALSE;
 }
 
 char **
 wb_hub_list_streams (WbHub *hub)
 {
-  g_autofree char **ids = NULL;
-  guint n = 0;
-  char **result;
+  GPtrArray *ids;
 
   g_return_val_if_fail (hub != NULL, NULL);
 
-  ids = (char **)g_hash_table_get_keys_as_array (hub->streams, &n);
-  qsort (ids, n, sizeof (char *), compare_strings_cb);
-  result = g_new0 (char *, n + 1);
-  for (guint i = 0; i < n; i++)
-    result[i] = g_strdup (ids[i]);
-  return result;
+  ids = g_ptr_array_new_full (g_tree_nnodes (hub->sorted) + 1, g_free);
+  g_tree_foreach (hub->sorted, collect_stream_id_cb, ids);
+  g_ptr_array_add (ids, NULL);
+  return (char **)g_ptr_array_free (ids, FALSE);
 }
 
 const WbBridgeStatus *
@@ -608,12 +643,10 @@ stream_to_json (const WbStreamState *state)
 JsonObject *
 wb_hub_build_status (WbHub *hub, const char *streams_after, guint streams_limit)
 {
-  g_auto (GStrv) stream_ids = NULL;
   JsonObject *object;
   JsonArray *streams;
-  guint total;
-  guint first = 0;
-  guint end;
+  GTreeNode *node;
+  guint listed = 0;
 
   g_return_val_if_fail (hub != NULL, NULL);
 
@@ -622,20 +655,18 @@ wb_hub_build_status (WbHub *hub, const char *streams_after, guint streams_limit)
   streams_limit = MIN (streams_limit, WB_HUB_STATUS_STREAMS_PAGE_MAX);
   object = json_object_new ();
   wb_bridge_status_to_json (wb_hub_get_status (hub), object);
-  stream_ids = wb_hub_list_streams (hub);
-  total = g_strv_length (stream_ids);
-  if (streams_after != NULL)
-    while (first < total && strcmp (stream_ids[first], streams_after) <= 0)
-      first++;
-  end = MIN (total, first + streams_limit);
   streams = json_array_new ();
-  for (guint i = first; i < end; i++)
-    json_array_add_object_element (streams,
-                                   stream_to_json (wb_hub_get_stream (hub, stream_ids[i])));
+  node = streams_after != NULL ? g_tree_upper_bound (hub->sorted, streams_after)
+                               : g_tree_node_first (hub->sorted);
+  for (; node != NULL && listed < streams_limit; node = g_tree_node_next (node), listed++)
+    json_array_add_object_element (streams, stream_to_json (wb_stream_cache_get_state (
+                                                ((HubStream *)g_tree_node_value (node))->cache)));
   json_object_set_array_member (object, "streams", streams);
-  json_object_set_int_member (object, "streams_total", total);
-  if (end < total)
-    json_object_set_string_member (object, "streams_next", stream_ids[end - 1]);
+  json_object_set_int_member (object, "streams_total", g_tree_nnodes (hub->sorted));
+  if (node != NULL && listed > 0)
+    json_object_set_string_member (
+        object, "streams_next",
+        ((HubStream *)g_tree_node_value (g_tree_node_previous (node)))->stream_id);
   return object;
 }
 

@@ -77,6 +77,9 @@ void wb_hub_handle_upstream_state (WbHub *hub, WbLinkState old_state, WbLinkStat
  * subscribers get bridge.resync. */
 void wb_hub_handle_upstream_resynced (WbHub *hub, const char *stream_id, gint64 gap_ms);
 void wb_hub_handle_upstream_status (WbHub *hub);
+/* Upstream dropped @count frames it could not take in: any stream may have
+ * lost events, so every client gets bridge.dropped ("upstream":true). */
+void wb_hub_handle_upstream_dropped (WbHub *hub, guint count);
 
 /* Reconnect(): refused (WB_LINK_ERROR) while a wait the server imposed runs. */
 gboolean wb_hub_reconnect (WbHub *hub, GError **error);

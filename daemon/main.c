@@ -150,6 +150,14 @@ upstream_resynced_cb (const char *stream_id, gint64 gap_ms, gpointer user_data)
 }
 
 static void
+upstream_frames_dropped_cb (guint count, gpointer user_data)
+{
+  Daemon *daemon = user_data;
+
+  wb_hub_handle_upstream_dropped (daemon->hub, count);
+}
+
+static void
 upstream_status_changed_cb (gpointer user_data)
 {
   Daemon *daemon = user_data;
@@ -161,6 +169,7 @@ static const WbUpstreamCallbacks upstream_callbacks = {
   .message = upstream_message_cb,
   .state_changed = upstream_state_changed_cb,
   .resynced = upstream_resynced_cb,
+  .frames_dropped = upstream_frames_dropped_cb,
   .status_changed = upstream_status_changed_cb,
 };
 

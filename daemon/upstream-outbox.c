@@ -11,12 +11,17 @@
  *   resync  the whole union, owed to a connection that just opened; sorted;
  *   churn   streams whose union changed while connected, per owner (user);
  *   sends   held chat messages and reactions, per owner, once healthy.
- * When sends and subscription work both wait, they take turns, so neither
- * starves the other; within churn and sends, owners take turns, so one
+ * When sends and subscription work both wait, they take turns, and so do
+ * resync and churn within subscription work, so no lane starves another (a
+ * union of thousands re-sent after every reconnect would otherwise keep a
+ * new stream out for ever); within churn and sends, owners take turns, so one
  * user's burst delays another user's first message by at most one message
  * per other busy user. A churn entry waits one pace interval before it is
  * due, so a subscribe undone within it costs nothing upstream.
  */
+
+/* max_held is shared out so that this many owners can each hold their part. */
+#define WB_OUTBOX_HELD_SHARES 16
 
 typedef struct _Owner Owner;
 
@@ -72,10 +77,11 @@ struct _WbOutbox
   /* Streams re-sent on a connection that has not answered a ping yet. */
   GPtrArray *covered_unconfirmed;
 
-  GHashTable *owners; /* id → Owner, kept while it has work */
-  GQueue churn_ring;  /* Owner with churn, by churn_ring_link; head is next */
-  GQueue send_ring;   /* Owner with sends, by send_ring_link; head is next */
-  gboolean sent_last; /* the last message written was a held send */
+  GHashTable *owners;   /* id → Owner, kept while it has work */
+  GQueue churn_ring;    /* Owner with churn, by churn_ring_link; head is next */
+  GQueue send_ring;     /* Owner with sends, by send_ring_link; head is next */
+  gboolean sent_last;   /* the last message written was a held send */
+  gboolean resync_last; /* the last stream told was from the resync lane */
 
   GQueue held; /* HeldSend, by all_link, oldest first */
   guint expiry_id;
@@ -205,8 +211,17 @@ ring_next_turn (GQueue *ring, GList *link, gboolean member)
 
 /* ---- held sends ---------------------------------------------------------- */
 
+/* What one owner may hold of max_held: while upstream is down, a couple of
+ * users must not fill the queue and lock everyone else's chat out. */
+static guint
+held_share (WbOutbox *self)
+{
+  return MAX (self->limits.max_held / WB_OUTBOX_HELD_SHARES, 1);
+}
+
+/* Takes @entry out of the held queues (it is the caller's then). */
 static void
-held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
+held_send_unlink (WbOutbox *self, HeldSend *entry)
 {
   Owner *owner = entry->owner;
 
@@ -215,13 +230,26 @@ held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
   if (owner->sends.length == 0)
     ring_leave (&self->send_ring, &owner->send_ring_link, &owner->in_send_ring);
   owner_release_if_idle (self, owner);
+  entry->owner = NULL;
+}
 
+/* Reports @entry's outcome (takes @error; NULL: written) and frees it. */
+static void
+held_send_report (WbOutbox *self, HeldSend *entry, GError *error)
+{
   if (entry->callback != NULL)
     self->callbacks.send_done (entry->callback, entry->callback_data, error, self->user_data);
   else
     g_clear_error (&error);
   json_node_unref (entry->message);
   g_free (entry);
+}
+
+static void
+held_send_end (WbOutbox *self, HeldSend *entry, GError *error)
+{
+  held_send_unlink (self, entry);
+  held_send_report (self, entry, error);
 }
 
 static gboolean expiry_cb (gpointer user_data);
@@ -355,26 +383,31 @@ clear_unsynced (WbOutbox *self)
   g_hash_table_remove_all (self->unsynced);
 }
 
-/* The next stream to tell: the resync lane first, then the first owner in
- * turn whose oldest change is due. NULL if none is; @out_wake_us then says
- * when one will be (0: none waiting). */
+/* The next stream to tell: from the resync lane, or from the first owner in
+ * turn whose oldest change is due; when both have one, they take turns (a
+ * union re-sent after every reconnect must not keep a user's new stream out
+ * for ever). NULL if none is due; @out_wake_us then says when one will be
+ * (0: none waiting). */
 static Unsynced *
 next_stream (WbOutbox *self, gint64 now, gint64 *out_wake_us)
 {
+  Unsynced *resync = self->resync.head != NULL ? self->resync.head->data : NULL;
+  Unsynced *churn = NULL;
+
   *out_wake_us = 0;
-  if (self->resync.head != NULL)
-    return self->resync.head->data;
-  for (GList *l = self->churn_ring.head; l != NULL; l = l->next)
+  for (GList *l = self->churn_ring.head; l != NULL && churn == NULL; l = l->next)
     {
       Owner *owner = l->data;
       Unsynced *oldest = owner->churn.head->data;
 
       if (oldest->due_us <= now)
-        return oldest;
-      if (*out_wake_us == 0 || oldest->due_us < *out_wake_us)
+        churn = oldest;
+      else if (*out_wake_us == 0 || oldest->due_us < *out_wake_us)
         *out_wake_us = oldest->due_us;
     }
-  return NULL;
+  if (resync != NULL && churn != NULL)
+    return self->resync_last ? churn : resync;
+  return resync != NULL ? resync : churn;
 }
 
 static void
@@ -429,6 +462,7 @@ write_stream (WbOutbox *self, Unsynced *item)
     }
   if (owner != NULL)
     ring_next_turn (&self->churn_ring, &owner->churn_ring_link, owner->in_churn_ring);
+  self->resync_last = owner == NULL;
   if (node != NULL)
     {
       self->sent_last = FALSE;
@@ -449,16 +483,21 @@ write_send (WbOutbox *self)
 {
   Owner *owner = self->send_ring.head->data;
   HeldSend *entry = owner->sends.head->data;
-  JsonNode *message;
+  gboolean written;
 
   if (!pace_take (self))
     return FALSE;
   ring_next_turn (&self->send_ring, &owner->send_ring_link, owner->in_send_ring);
-  message = json_node_ref (entry->message);
+  /* Out of the queues before writing: a write that breaks the connection
+   * may fail what is still held, and this one must end exactly once. */
+  held_send_unlink (self, entry);
   self->sent_last = TRUE;
-  held_send_end (self, entry, NULL);
-  self->callbacks.write (message, self->user_data);
-  json_node_unref (message);
+  written = self->callbacks.write (entry->message, self->user_data);
+  held_send_report (self, entry,
+                    written ? NULL
+                            : g_error_new_literal (WB_SEND_ERROR, WB_SEND_ERROR_FAILED,
+                                                   "the upstream connection failed while "
+                                                   "writing it"));
   notify_held_changed (self);
   return TRUE;
 }
@@ -671,14 +710,20 @@ wb_outbox_send (WbOutbox *self, JsonNode *message, gint64 owner_id, WbSendCallba
 
   g_return_if_fail (self != NULL && message != NULL);
 
-  if (self->held.length >= self->limits.max_held)
+  owner = g_hash_table_lookup (self->owners, &owner_id);
+  if (self->held.length >= self->limits.max_held
+      || (owner != NULL && owner->sends.length >= held_share (self)))
     {
       if (callback != NULL)
-        self->callbacks.send_done (callback, callback_data,
-                                   g_error_new (WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED,
-                                                "%u message(s) already waiting to go upstream",
-                                                self->held.length),
-                                   self->user_data);
+        self->callbacks.send_done (
+            callback, callback_data,
+            self->held.length >= self->limits.max_held
+                ? g_error_new (WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED,
+                               "%u message(s) already waiting to go upstream", self->held.length)
+                : g_error_new (WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED,
+                               "%u message(s) of this user already waiting to go upstream",
+                               owner->sends.length),
+            self->user_data);
       return;
     }
   owner = owner_get (self, owner_id);

@@ -25,8 +25,9 @@ typedef struct _WbOutbox WbOutbox;
 
 typedef struct
 {
-  /* Write @message on the open connection, now. */
-  void (*write) (JsonNode *message, gpointer user_data);
+  /* Write @message on the open connection, now. FALSE if the write failed
+   * (the connection broke): a held send then ends with WB_SEND_ERROR_FAILED. */
+  gboolean (*write) (JsonNode *message, gpointer user_data);
   /* A send ended: @error NULL = written. Takes @error. Called from inside
    * the outbox's own calls and timers: the owner defers it to the main
    * loop before it reaches whoever sent. */
@@ -74,7 +75,8 @@ void wb_outbox_connection_closed (WbOutbox *outbox);
 
 /* Holds @message (a flat chat.message or reaction.sent) until a healthy
  * connection and the pace allow it, @owner's sends taking turns with other
- * owners' and with subscription work; refused at once past max_held. */
+ * owners' and with subscription work; refused at once past max_held, or
+ * past @owner's share of it (max_held / 16, at least 1). */
 void wb_outbox_send (WbOutbox *outbox, JsonNode *message, gint64 owner, WbSendCallback callback,
                      gpointer callback_data);
 /* Ends every held send with @code and @reason. */

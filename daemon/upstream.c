@@ -45,13 +45,18 @@
  *
  * Callbacks are never made from inside a call into this module: state
  * changes, resyncs, status changes and send outcomes are queued as notes
- * and delivered from an idle source, in order. Server messages go through
- * the same queue while it holds anything, so none overtakes a state change.
+ * and delivered from an idle source, in order. Server frames go through
+ * the same queue (parsed there, a bounded share per dispatch), so none
+ * overtakes a state change and an upstream flood cannot freeze the loop.
  */
 
 /* WAVE events are small JSON objects; anything this big is a broken or
  * hostile server, and libsoup's 128 KiB default is too tight for chat bursts. */
 #define WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES (1024 * 1024)
+/* Queued upstream frames taken in per main-loop dispatch, and the most
+ * bytes of them waiting: a flood cannot freeze the loop or grow memory. */
+#define WB_UPSTREAM_NOTES_PER_DISPATCH 128
+#define WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES (16 * 1024 * 1024)
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
@@ -61,7 +66,8 @@
 
 typedef enum
 {
-  NOTE_MESSAGE,
+  NOTE_FRAME,
+  NOTE_DROPPED,
   NOTE_STATE,
   NOTE_RESYNCED,
   NOTE_SEND_DONE,
@@ -71,7 +77,9 @@ typedef enum
 typedef struct
 {
   NoteKind kind;
-  WbMessage *message;           /* NOTE_MESSAGE, owned */
+  GBytes *frame;                /* NOTE_FRAME: a text frame as received, owned */
+  guint connection;             /* NOTE_FRAME: which connection it came on */
+  guint dropped;                /* NOTE_DROPPED: frames not taken in */
   WbUpstreamStateChange change; /* NOTE_STATE */
   char *stream_id;              /* NOTE_RESYNCED */
   gint64 gap_ms;
@@ -107,6 +115,8 @@ struct _WbUpstream
   gpointer user_data;
   GQueue notes; /* Note */
   guint notes_id;
+  gsize frame_bytes;     /* of the queued frames: bounded */
+  guint connection;      /* counts connections: frames know their own */
   gboolean status_dirty; /* a status_changed is owed */
 
   SoupSession *session;
@@ -141,6 +151,7 @@ struct _WbUpstream
 };
 
 static void start_connect (WbUpstream *self);
+static void handle_frame (WbUpstream *self, GBytes *frame, gboolean current);
 static void connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code,
                                const char *reason);
 static void update_idle_timer (WbUpstream *self);
@@ -150,7 +161,7 @@ static void update_idle_timer (WbUpstream *self);
 static void
 note_free (Note *note)
 {
-  g_clear_pointer (&note->message, wb_message_free);
+  g_clear_pointer (&note->frame, g_bytes_unref);
   g_free (note->stream_id);
   g_clear_error (&note->send_error);
   g_free (note);
@@ -161,9 +172,13 @@ note_deliver (WbUpstream *self, Note *note)
 {
   switch (note->kind)
     {
-    case NOTE_MESSAGE:
-      if (self->callbacks.message != NULL)
-        self->callbacks.message (note->message, self->user_data);
+    case NOTE_FRAME:
+      self->frame_bytes -= g_bytes_get_size (note->frame);
+      handle_frame (self, note->frame, note->connection == self->connection);
+      break;
+    case NOTE_DROPPED:
+      if (self->callbacks.frames_dropped != NULL)
+        self->callbacks.frames_dropped (note->dropped, self->user_data);
       break;
     case NOTE_STATE:
       if (self->callbacks.state_changed != NULL)
@@ -185,13 +200,18 @@ notes_dispatch_cb (gpointer user_data)
   WbUpstream *self = user_data;
   Note *note;
 
-  self->notes_id = 0;
-  /* Notes queued by the callbacks themselves are delivered in this run too. */
-  while ((note = g_queue_pop_head (&self->notes)) != NULL)
+  /* A bounded share per dispatch: under an upstream flood the other sources
+   * (local clients' requests, the bus) get their turn between shares. */
+  for (guint i = 0; i < WB_UPSTREAM_NOTES_PER_DISPATCH; i++)
     {
+      if ((note = g_queue_pop_head (&self->notes)) == NULL)
+        break;
       note_deliver (self, note);
       note_free (note);
     }
+  if (self->notes.length > 0)
+    return G_SOURCE_CONTINUE;
+  self->notes_id = 0;
   if (self->status_dirty)
     {
       self->status_dirty = FALSE;
@@ -313,10 +333,15 @@ write_json (WbUpstream *self, JsonNode *node)
   soup_websocket_connection_send_text (self->ws, text);
 }
 
-static void
+/* Written when libsoup took it without the connection failing: a write
+ * error shows at once as its "error" signal (io_error) or a closed state. */
+static gboolean
 outbox_write (JsonNode *message, gpointer user_data)
 {
-  write_json (user_data, message);
+  WbUpstream *self = user_data;
+
+  write_json (self, message);
+  return is_connected (self) && !self->io_error;
 }
 
 static void
@@ -456,21 +481,16 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
   notify_status (self);
 }
 
+/* @current: the frame came on the connection still open. Events of an
+ * earlier one are still events; its heartbeat is not this one's. */
 static void
-ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer user_data)
+handle_frame (WbUpstream *self, GBytes *frame, gboolean current)
 {
-  WbUpstream *self = user_data;
   g_autoptr (WbMessage) message = NULL;
   g_autoptr (GError) error = NULL;
   gsize length = 0;
-  const char *data;
+  const char *data = g_bytes_get_data (frame, &length);
 
-  if (type != SOUP_WEBSOCKET_DATA_TEXT)
-    {
-      note_invalid (self, "binary frame");
-      return;
-    }
-  data = g_bytes_get_data (bytes, &length);
   message = wb_message_parse (data, length, WB_DIRECTION_TO_CLIENT, &error);
   if (message == NULL)
     {
@@ -480,14 +500,16 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
   switch (message->type)
     {
     case WB_MESSAGE_PONG:
-      handle_pong (self);
+      if (current)
+        handle_pong (self);
       return;
     case WB_MESSAGE_PING:
       {
         /* The server checks on us: answer at once, outside the pace. */
         g_autoptr (JsonNode) pong = wb_message_new_pong (wb_message_get_int (message, "timestamp"));
 
-        write_json (self, pong);
+        if (current && is_connected (self))
+          write_json (self, pong);
         return;
       }
     case WB_MESSAGE_ERROR:
@@ -496,12 +518,38 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
     default:
       break;
     }
-  /* The common case goes straight through; behind queued notes it waits
-   * its turn, so no event overtakes the state change before it. */
-  if (self->notes.length > 0)
-    note_push (self, NOTE_MESSAGE)->message = g_steal_pointer (&message);
-  else if (self->callbacks.message != NULL)
+  if (self->callbacks.message != NULL)
     self->callbacks.message (message, self->user_data);
+}
+
+/* libsoup hands over every frame it can read before it returns to the main
+ * loop: under a flood that could be seconds of work. Here a frame is only
+ * queued; it is parsed and fanned out a bounded share per dispatch, in
+ * order with the notes. Past WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES frames are
+ * dropped, counted and announced (frames_dropped), never silently. */
+static void
+ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer user_data)
+{
+  WbUpstream *self = user_data;
+  Note *tail;
+
+  if (type != SOUP_WEBSOCKET_DATA_TEXT)
+    {
+      note_invalid (self, "binary frame");
+      return;
+    }
+  if (self->frame_bytes + g_bytes_get_size (bytes) > WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES)
+    {
+      tail = g_queue_peek_tail (&self->notes);
+      if (tail == NULL || tail->kind != NOTE_DROPPED)
+        tail = note_push (self, NOTE_DROPPED);
+      tail->dropped++;
+      return;
+    }
+  self->frame_bytes += g_bytes_get_size (bytes);
+  tail = note_push (self, NOTE_FRAME);
+  tail->frame = g_bytes_ref (bytes);
+  tail->connection = self->connection;
 }
 
 /* ---- connection teardown ------------------------------------------------- */
@@ -777,6 +825,7 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   gboolean reconnect = self->was_connected;
 
   self->ws = ws;
+  self->connection++;
   self->healthy = FALSE;
   /* The round trip of this connection; 0 until its first pong. */
   self->status.rtt_us = 0;
@@ -1116,8 +1165,9 @@ wb_upstream_reconnect (WbUpstream *self, GError **error)
     {
     case WB_LINK_AUTH_FAILED:
       g_set_error_literal (error, WB_LINK_ERROR, WB_LINK_ERROR_AUTH_FAILED,
-                           "upstream rejected the API key; the bridge connects again by "
-                           "itself when the key changes (or on Reload())");
+                           "upstream rejected the API key; a new key connects again "
+                           "(a rewritten key file at once, the systemd credential on restart, "
+                           "or Reload())");
       return FALSE;
     case WB_LINK_RATE_LIMITED:
     case WB_LINK_WAITING:

@@ -41,6 +41,9 @@ typedef struct
    * answered a ping): its events of the last @gap_ms may have been missed.
    * Once per stream and gap. May be NULL. */
   void (*resynced) (const char *stream_id, gint64 gap_ms, gpointer user_data);
+  /* @count upstream frames were dropped unread: more arrived than the
+   * bridge could take in (its queue of frames is bounded). May be NULL. */
+  void (*frames_dropped) (guint count, gpointer user_data);
   /* Counters, RTT or held sends changed (rate-limit your own publishing).
    * Coalesced: at most once per main-loop iteration. May be NULL. */
   void (*status_changed) (gpointer user_data);

@@ -532,10 +532,9 @@ test_account (Fixture *f, gconstpointer data)
   WbSocketAccount account = { .limit = 3 * EVENT_LINE_BYTES, .hard_limit = 6 * EVENT_LINE_BYTES };
   g_autofree char *fill = g_strnfill (EVENT_LINE_BYTES - 1, 'e');
   g_autofree char *text = g_strconcat (fill, "\n", NULL);
-  g_autoptr (GBytes) event = NULL;
+  g_autoptr (GBytes) event = bytes_of (text);
   g_autoptr (GBytes) reply = NULL;
 
-  event = bytes_of (text);
   shrink_client_send_buffer (f);
   start_client (f, &limits);
   wb_socket_client_set_account (f->client, &account);

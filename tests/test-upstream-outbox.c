@@ -24,9 +24,10 @@ typedef struct
   guint held_changes;
   GPtrArray *outcomes; /* SendOutcome *, owned */
   GPtrArray *covered;  /* "stream:since_us" of each stream_covered */
+  gboolean fail_writes;
 } Fixture;
 
-static void
+static gboolean
 record_write (JsonNode *message, gpointer user_data)
 {
   Fixture *f = user_data;
@@ -34,6 +35,13 @@ record_write (JsonNode *message, gpointer user_data)
 
   g_ptr_array_add (f->written, wb_json_to_string (message, NULL));
   g_array_append_val (f->written_at, now);
+  if (f->fail_writes)
+    {
+      /* The connection broke while writing, as upstream.c would report it. */
+      wb_outbox_connection_closed (f->outbox);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void
@@ -139,9 +147,11 @@ static const char *const health_chat[] = { "chat.message", "stream.health", NULL
 static const WbOutboxLimits fast
     = { .messages_per_second = 1000, .max_held = 4, .held_timeout_ms = 10000 };
 static const WbOutboxLimits slow
-    = { .messages_per_second = 10, .max_held = 64, .held_timeout_ms = 10000 };
+    = { .messages_per_second = 10, .max_held = 1024, .held_timeout_ms = 10000 };
 static const WbOutboxLimits short_hold
-    = { .messages_per_second = 1000, .max_held = 4, .held_timeout_ms = 100 };
+    = { .messages_per_second = 1000, .max_held = 64, .held_timeout_ms = 100 };
+static const WbOutboxLimits shared
+    = { .messages_per_second = 1000, .max_held = 64, .held_timeout_ms = 10000 };
 
 /* Nothing is written without a connection; the union is remembered. */
 static void
@@ -420,11 +430,54 @@ test_held_bound (Fixture *f, gconstpointer data)
   SendOutcome *refused;
 
   for (guint i = 0; i < 4; i++)
-    send_chat (f, "a", "held");
-  refused = send_chat (f, "a", "one too many");
+    send_chat_as (f, OWNER_A + i, "a", "held");
+  refused = send_chat_as (f, OWNER_B + 10, "a", "one too many");
   g_assert_cmpuint (refused->calls, ==, 1);
   g_assert_error (refused->error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
   g_assert_cmpuint (wb_outbox_get_n_held (f->outbox), ==, 4);
+}
+
+/* One user holds at most its share (max_held / 16): two users cannot fill
+ * the queue for everyone while upstream is down. */
+static void
+test_held_share (Fixture *f, gconstpointer data)
+{
+  SendOutcome *refused;
+  SendOutcome *other;
+
+  for (guint i = 0; i < 4; i++)
+    send_chat_as (f, OWNER_A, "a", "held");
+  refused = send_chat_as (f, OWNER_A, "a", "over my share");
+  g_assert_error (refused->error, WB_SEND_ERROR, WB_SEND_ERROR_NOT_CONNECTED);
+  g_assert_nonnull (strstr (refused->error->message, "of this user"));
+  other = send_chat_as (f, OWNER_B, "a", "mine");
+  g_assert_cmpuint (other->calls, ==, 0);
+  g_assert_cmpuint (wb_outbox_get_n_held (f->outbox), ==, 5);
+}
+
+/* Churn takes turns with a resync: a union re-sent after a reconnect does
+ * not keep another user's new stream out until it is done. */
+static void
+test_churn_during_resync (Fixture *f, gconstpointer data)
+{
+  guint b_index = G_MAXUINT;
+  guint before;
+
+  for (guint i = 0; i < 60; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("a%02u", i);
+
+      wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
+    }
+  wb_outbox_connection_opened (f->outbox);
+  before = f->written->len;
+  wb_outbox_set_stream_events (f->outbox, "zz-b", health, OWNER_B);
+  WAIT_UNTIL (f->written->len >= before + 6, 3000);
+  for (guint i = 0; i < f->written->len; i++)
+    if (strstr (written (f, i), "zz-b") != NULL)
+      b_index = i;
+  g_test_message ("B's stream written as #%u, the resync had %u before it", b_index, before);
+  g_assert_cmpuint (b_index, <=, before + 4);
 }
 
 /* A send held past held_timeout_ms fails; a later one still waits. */
@@ -442,6 +495,29 @@ test_held_expiry (Fixture *f, gconstpointer data)
   WAIT_UNTIL (young->calls == 1, 2000);
   g_assert_error (young->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
   g_assert_cmpuint (f->written->len, ==, 0);
+}
+
+/* A send whose write breaks the connection is reported failed, not sent;
+ * the next one waits for the next connection. */
+static void
+test_failed_write (Fixture *f, gconstpointer data)
+{
+  SendOutcome *lost;
+  SendOutcome *next;
+
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  f->fail_writes = TRUE;
+  lost = send_chat (f, "a", "lost");
+  next = send_chat (f, "a", "next");
+  g_assert_cmpuint (lost->calls, ==, 1);
+  g_assert_error (lost->error, WB_SEND_ERROR, WB_SEND_ERROR_FAILED);
+  g_assert_cmpuint (next->calls, ==, 0);
+  f->fail_writes = FALSE;
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_connection_healthy (f->outbox);
+  g_assert_cmpuint (next->calls, ==, 1);
+  g_assert_no_error (next->error);
 }
 
 /* fail_held and free end every held send, once. */
@@ -489,10 +565,13 @@ main (int argc, char **argv)
   ADD ("union-resent-per-connection", &fast, test_union_resent_per_connection);
   ADD ("changes-merge-while-paced", &slow, test_changes_merge_while_paced);
   ADD ("pace", &slow, test_pace);
-  ADD ("sends-after-union-when-healthy", &fast, test_sends_after_union_when_healthy);
+  ADD ("sends-after-union-when-healthy", &shared, test_sends_after_union_when_healthy);
   ADD ("held-bound", &fast, test_held_bound);
+  ADD ("held-share", &shared, test_held_share);
+  ADD ("churn-during-resync", &slow, test_churn_during_resync);
   ADD ("held-expiry", &short_hold, test_held_expiry);
-  ADD ("fail-and-free", &fast, test_fail_and_free);
+  ADD ("fail-and-free", &shared, test_fail_and_free);
+  ADD ("failed-write", &shared, test_failed_write);
   ADD ("close-while-paced", &slow, test_close_while_paced);
   ADD ("resync-at-once", &slow, test_resync_at_once);
   ADD ("coverage-after-loss", &fast, test_coverage_after_loss);

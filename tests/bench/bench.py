@@ -46,6 +46,11 @@ SLOW_FLOOD_FACTOR = 4
 SLOW_RATE = 5000
 SLOW_QUEUE_BYTES = (1048576, 4194304)
 RSS_SAMPLE_INTERVAL = 0.005
+# Responsiveness: a local client's ping while upstream floods as fast as
+# wave-sim can send (issue 12: "answered within 50 ms p99").
+FLOOD_RATE = 100000
+FLOOD_COUNT = 200000
+PING_INTERVAL = 0.01
 SETTLE = 0.5
 # The fan-out daemon: a queue bound above a whole throughput burst per
 # client (TP_DELIVERIES / N events of ~270 B), so the throughput runs measure
@@ -60,6 +65,13 @@ MEMORY_LIMITS = {'MaxClients': '1100'}
 
 def log(text):
     print(text, file=sys.stderr, flush=True)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    if not ordered:
+        return float('nan')
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 def median(values):
@@ -180,7 +192,8 @@ class Bench:
         self.tool = os.path.join(self.build_dir, 'tests', 'bench-fanout')
         self.workdir = tempfile.mkdtemp(prefix='wave-bench-')
         self.stream_seq = 0
-        self.raw = {'fanout': [], 'memory': [], 'slow_client': [], 'bystanders': []}
+        self.raw = {'fanout': [], 'memory': [], 'slow_client': [], 'bystanders': [],
+                    'responsiveness': []}
 
     def stream(self, tag):
         self.stream_seq += 1
@@ -233,6 +246,60 @@ class Bench:
                     extra=[f'--bystanders={self.bystanders}',
                            f'--bystander-stream={self.stream("by")}'])
                 self.raw['bystanders'].append(by)
+        finally:
+            bridge.stop()
+            sim.stop()
+
+    # ---- 6: a local ping while upstream floods -------------------------------
+    def ping_rtts(self, socket_path, until):
+        """Pings the bridge every PING_INTERVAL until until() is true; RTTs in ms."""
+        rtts = []
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(socket_path)
+        sock.settimeout(10)
+        buffer = b''
+        sequence = 0
+        while not until():
+            sequence += 1
+            started = time.monotonic()
+            sock.sendall(json.dumps({'type': 'ping', 'id': sequence}).encode() + b'\n')
+            while True:
+                while b'\n' not in buffer:
+                    buffer += sock.recv(65536)
+                line, buffer = buffer.split(b'\n', 1)
+                if json.loads(line).get('id') == sequence:
+                    break
+            rtts.append((time.monotonic() - started) * 1000)
+            time.sleep(PING_INTERVAL)
+        sock.close()
+        return rtts
+
+    def run_responsiveness(self):
+        sim = Sim(self.build_dir, self.workdir)
+        bridge = Bridge(self.build_dir, self.workdir, sim, FANOUT_LIMITS, 'flood')
+        try:
+            for r in range(self.args.rounds):
+                log(f'responsiveness round {r + 1}/{self.args.rounds}')
+                idle_end = time.monotonic() + 1.0
+                idle = self.ping_rtts(bridge.socket_path, lambda: time.monotonic() > idle_end)
+                cmd = [self.tool, '--mode=bridge', f'--sim-url={sim.url}',
+                       f'--stream={self.stream("f")}', '--clients=1', f'--rate={FLOOD_RATE}',
+                       f'--count={FLOOD_COUNT}', f'--size={EVENT_SIZE}',
+                       f'--socket={bridge.socket_path}', f'--pid={bridge.pid}']
+                flood = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+                time.sleep(0.3)
+                during = self.ping_rtts(bridge.socket_path, lambda: flood.poll() is not None)
+                out, err = flood.communicate(timeout=600)
+                if flood.returncode != 0:
+                    raise RuntimeError(f'flood failed: {err.strip()}')
+                report = json.loads(out.strip().splitlines()[-1])
+                rnd = {'round': r + 1, 'idle_ms': idle, 'flood_ms': during,
+                       'flood_events_per_s': report['upstream_events_per_s']}
+                log(f'  ping p99 idle {percentile(idle, 99):.2f} ms, during the flood '
+                    f'{percentile(during, 99):.2f} ms ({len(during)} pings, '
+                    f'{report["upstream_events_per_s"]:.0f} events/s taken in)')
+                self.raw['responsiveness'].append(rnd)
         finally:
             bridge.stop()
             sim.stop()
@@ -379,6 +446,14 @@ class Bench:
     # ---- summary ----------------------------------------------------------------
     def summarize(self):
         s = {'fanout': {}, 'cpu': {}, 'memory': {}, 'slow_client': {}, 'bystanders': {}}
+        resp = self.raw['responsiveness']
+        s['responsiveness'] = {
+            'idle_p50_ms': median(percentile(r['idle_ms'], 50) for r in resp),
+            'idle_p99_ms': median(percentile(r['idle_ms'], 99) for r in resp),
+            'flood_p50_ms': median(percentile(r['flood_ms'], 50) for r in resp),
+            'flood_p99_ms': median(percentile(r['flood_ms'], 99) for r in resp),
+            'flood_events_per_s': median(r['flood_events_per_s'] for r in resp),
+        }
         rounds = self.raw['fanout']
         for n in self.sizes:
             key = str(n)
@@ -542,6 +617,12 @@ class Bench:
                    f'({fmt(b["cpu_ms_per_1000_events_alone"])} -> '
                    f'{fmt(b["cpu_ms_per_1000_events_with"])} ms/1000 events), '
                    f'p50 latency x{fmt(b["lat_p50_ratio"], ".2f")}')
+        resp = s['responsiveness']
+        out.append(f'6. Responsiveness: a local ping every {PING_INTERVAL * 1000:.0f} ms while '
+                   f'upstream floods at up to {FLOOD_RATE}/s ({fmt(resp["flood_events_per_s"])} '
+                   f'events/s taken in): p50 {fmt(resp["flood_p50_ms"], ".2f")} ms, '
+                   f'p99 {fmt(resp["flood_p99_ms"], ".2f")} ms (idle: p50 '
+                   f'{fmt(resp["idle_p50_ms"], ".2f")} ms, p99 {fmt(resp["idle_p99_ms"], ".2f")} ms)')
         print('\n'.join(out), flush=True)
 
     def run(self):
@@ -555,6 +636,7 @@ class Bench:
         self.run_fanout()
         self.run_memory()
         self.run_slow_client()
+        self.run_responsiveness()
         shutil.rmtree(self.workdir, ignore_errors=True)
         summary = self.summarize()
         self.print_table(summary)
