@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -429,6 +430,24 @@ daemon_stop (Daemon *daemon)
   g_clear_pointer (&daemon->loop, g_main_loop_unref);
 }
 
+/* The API key lives in this process's memory. No core dump may carry it:
+ * RLIMIT_CORE 0 stops the kernel's core files and systemd-coredump, which
+ * honours the limit ("Resource limits disable core dumping"); not being
+ * dumpable alone would not, where fs.suid_dumpable is 2. Not dumpable closes
+ * the process to other processes of its own user: no ptrace, no
+ * /proc/PID/mem or /proc/PID/environ. tests/integration/test_secrets.py
+ * checks both. */
+static void
+protect_memory (void)
+{
+  const struct rlimit no_core = { 0, 0 };
+
+  if (setrlimit (RLIMIT_CORE, &no_core) < 0)
+    g_warning ("cannot disable core dumps: %s", g_strerror (errno));
+  if (prctl (PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    g_warning ("cannot make the process non-dumpable: %s", g_strerror (errno));
+}
+
 /* GOption would say "Unknown option"; say why instead. */
 static gboolean
 refuse_key_on_command_line (int argc, char **argv)
@@ -471,6 +490,7 @@ main (int argc, char **argv)
     { NULL },
   };
 
+  protect_memory ();
   setlocale (LC_ALL, "");
   if (refuse_key_on_command_line (argc, argv))
     return EXIT_CONFIG;

@@ -8,6 +8,7 @@ exit, so tests can run in any order and leave nothing behind.
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -246,8 +247,13 @@ class SocketClient:
 class Bridge:
     """The real wave-bridged, configured through a real config file."""
 
+    # A prefix for the command line, such as valgrind: WB_BRIDGE_WRAPPER
+    # (split like a shell would), or the wrapper argument. Waits for it to
+    # start and stop are this many times longer.
+    WRAPPER_SLOWDOWN = 10
+
     def __init__(self, sim, bus=None, config=None, env=None, api_key=None, args=(),
-                 wait_ready=True):
+                 wait_ready=True, wrapper=None):
         self.sim = sim
         self.bus = bus
         self.dir = tempfile.mkdtemp(prefix='wb-test-')
@@ -260,6 +266,10 @@ class Bridge:
         self.api_key = api_key if api_key is not None else (sim.api_key if sim else 'k')
         self.args = list(args)
         self.wait_ready = wait_ready
+        if wrapper is None:
+            wrapper = shlex.split(os.environ.get('WB_BRIDGE_WRAPPER', ''))
+        self.wrapper = list(wrapper)
+        self.slowdown = self.WRAPPER_SLOWDOWN if self.wrapper else 1
         self.proc = None
         self._stderr = None
 
@@ -304,20 +314,21 @@ class Bridge:
         bus = 'session' if self.bus else 'none'
         self._stderr = open(os.path.join(self.dir, 'daemon.log'), 'ab')
         # GLib writes debug and info to stdout, the rest to stderr: keep both.
-        self.proc = subprocess.Popen([BRIDGE_BIN, f'--config={self.config_path}', f'--bus={bus}']
-                                     + self.args, stdout=self._stderr, stderr=self._stderr,
-                                     env=self.env)
+        self.proc = subprocess.Popen(self.wrapper + [BRIDGE_BIN, f'--config={self.config_path}',
+                                                     f'--bus={bus}'] + self.args,
+                                     stdout=self._stderr, stderr=self._stderr, env=self.env)
         if self.wait_ready:
             wait_until(lambda: os.path.exists(self.socket_path) or self.proc.poll() is not None,
-                       what='the bridge socket')
+                       timeout=DEFAULT_TIMEOUT * self.slowdown, what='the bridge socket')
             if self.proc.poll() is not None:
                 raise RuntimeError(f'wave-bridged exited with {self.proc.returncode}: {self.log()}')
             if self.bus:
                 wait_until(lambda: self.bus.name_has_owner('inc.wave.Bridge1'),
+                           timeout=DEFAULT_TIMEOUT * self.slowdown,
                            what='inc.wave.Bridge1 on the bus')
 
     def stop(self, sig=signal.SIGTERM):
-        _stop(self.proc, sig)
+        _stop(self.proc, sig, timeout=5.0 * self.slowdown)
         if self._stderr:
             self._stderr.close()
             self._stderr = None

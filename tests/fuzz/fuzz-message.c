@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz target: the WAVE message model. Every input goes through
+ * wb_message_parse() in both directions, and whatever is accepted must
+ * serialize to one line that parses back to the same message.
+ *
+ * Built as a corpus replayer (unit suite, tests/corpus/message) or with
+ * libFuzzer (-Dfuzzing=true, suite fuzz): see tests/fuzz/fuzz.h.
+ */
+#define G_LOG_DOMAIN "wave-fuzz-message"
+
+#include "fuzz.h"
+#include "message.h"
+
+#include <string.h>
+
+static void
+check_rejection (const GError *error)
+{
+  FUZZ_CHECK (error != NULL);
+  FUZZ_CHECK (error->domain == WB_MESSAGE_ERROR_DOMAIN);
+  FUZZ_CHECK (error->code >= WB_MESSAGE_ERROR_INVALID_UTF8
+              && error->code <= WB_MESSAGE_ERROR_NUL_CHARACTER);
+  /* Error texts are sent back to clients inside JSON. */
+  FUZZ_CHECK (g_utf8_validate (error->message, -1, NULL));
+}
+
+/* Reads every member through the typed accessors: none may misbehave on
+ * values of another type. */
+static void
+touch_members (const WbMessage *message)
+{
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *member;
+
+  json_object_iter_init (&iter, message->body);
+  while (json_object_iter_next (&iter, &name, &member))
+    {
+      const char *text = wb_message_get_string (message, name);
+
+      FUZZ_CHECK (text == NULL || g_utf8_validate (text, -1, NULL));
+      (void)wb_message_get_int (message, name);
+      (void)wb_message_get_double (message, name);
+    }
+}
+
+static void
+check_events (const WbMessage *message)
+{
+  g_auto (GStrv) events = wb_message_dup_events (message);
+  guint n = 0;
+
+  FUZZ_CHECK (events != NULL);
+  for (; events[n] != NULL; n++)
+    {
+      FUZZ_CHECK (wb_message_is_stream_event_name (events[n]));
+      FUZZ_CHECK (n == 0 || strcmp (events[n - 1], events[n]) < 0);
+    }
+  FUZZ_CHECK (n >= 1 && n <= g_strv_length ((char **)wb_message_stream_event_names ()));
+}
+
+static void
+check_round_trip (const WbMessage *message, WbDirection direction)
+{
+  g_autoptr (GBytes) line = wb_json_to_line (message->root);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbMessage) again = NULL;
+  gsize length = 0;
+  const char *text = g_bytes_get_data (line, &length);
+
+  /* Exactly one line, whatever the strings held, in strict JSON. */
+  FUZZ_CHECK (length >= 1 && text[length - 1] == '\n');
+  FUZZ_CHECK (memchr (text, '\n', length - 1) == NULL);
+  FUZZ_CHECK (g_utf8_validate_len (text, length, NULL));
+  wb_fuzz_check_serialized (text, length - 1, "serialized line");
+
+  again = wb_message_parse (text, length - 1, direction, &error);
+  if (again == NULL)
+    wb_fuzz_fail (__FILE__, __LINE__, "accepted input serialized to a rejected line (%s): %.*s",
+                  error->message, (int)MIN (length, 400), text);
+  FUZZ_CHECK (again->type == message->type);
+  FUZZ_CHECK (g_strcmp0 (again->stream_id, message->stream_id) == 0);
+  FUZZ_CHECK (json_node_equal (again->root, message->root));
+}
+
+/* Server messages are forwarded to local clients as received, when they
+ * were one line: that text must be what the strictest client accepts. */
+static void
+check_forwarded_line (const WbMessage *message)
+{
+  gsize length = 0;
+  const char *text = g_bytes_get_data (message->line, &length);
+  WbFuzzJsonResult strict;
+  gsize offset = 0;
+
+  FUZZ_CHECK (length >= 1 && text[length - 1] == '\n');
+  FUZZ_CHECK (memchr (text, '\n', length - 1) == NULL && memchr (text, '\r', length) == NULL);
+  strict = wb_fuzz_json_check (text, length - 1, &offset);
+  FUZZ_CHECK (strict != WB_FUZZ_JSON_BAD_UTF8);
+  if (strict != WB_FUZZ_JSON_OK)
+    FUZZ_KNOWN_GAP (WB_FUZZ_GAP_NOT_STRICT_JSON, "forwarded line is %s at byte %" G_GSIZE_FORMAT,
+                    wb_fuzz_json_result_to_string (strict), offset);
+}
+
+static void
+check_one (const uint8_t *data, size_t size, WbDirection direction)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbMessage) message = wb_message_parse ((const char *)data, size, direction, &error);
+
+  if (message == NULL)
+    {
+      check_rejection (error);
+      return;
+    }
+  FUZZ_CHECK (error == NULL);
+  FUZZ_CHECK (message->type > WB_MESSAGE_TYPE_INVALID && message->type < WB_MESSAGE_N_TYPES);
+  FUZZ_CHECK (wb_message_type_to_string (message->type) != NULL);
+  FUZZ_CHECK (message->root != NULL && JSON_NODE_HOLDS_OBJECT (message->root));
+  FUZZ_CHECK (message->body != NULL);
+  FUZZ_CHECK (message->stream_id == NULL
+              || (message->stream_id[0] != '\0'
+                  && strlen (message->stream_id) <= WB_MESSAGE_MAX_STREAM_ID_BYTES));
+  FUZZ_CHECK (message->request_id == NULL || JSON_NODE_HOLDS_VALUE (message->request_id)
+              || JSON_NODE_HOLDS_NULL (message->request_id));
+  if (direction == WB_DIRECTION_TO_SERVER && message->type == WB_MESSAGE_CHAT_MESSAGE)
+    {
+      const char *text = wb_message_get_string (message, "message");
+
+      FUZZ_CHECK (text != NULL && text[0] != '\0' && strlen (text) <= WB_MESSAGE_MAX_TEXT_BYTES);
+    }
+  if (message->line != NULL)
+    check_forwarded_line (message);
+  touch_members (message);
+  if (message->type == WB_MESSAGE_SUBSCRIBE)
+    check_events (message);
+  check_round_trip (message, direction);
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+  wb_fuzz_init_logging ();
+  check_one (data, size, WB_DIRECTION_TO_SERVER);
+  check_one (data, size, WB_DIRECTION_TO_CLIENT);
+  return 0;
+}
