@@ -1010,15 +1010,16 @@ start_connect (WbUpstream *self)
   attempt->upstream = self;
   attempt->cancellable = g_cancellable_new ();
   attempt->msg = g_object_ref (msg);
-  /* A handshake that hangs (black-holed SYN, a server that never answers)
-   * gets one heartbeat cycle, then counts as a network failure. */
-  attempt->timeout_id
-      = g_timeout_add (MAX (self->config->ping_interval_ms + self->config->pong_timeout_ms, 1),
-                       connect_timeout_cb, attempt);
   self->attempt = attempt;
 
   g_debug ("connecting to %s", self->redacted_url);
   set_state (self, WB_LINK_CONNECTING);
+  /* A handshake that hangs (black-holed SYN, a server that never answers)
+   * gets one heartbeat cycle, then counts as a network failure. Armed after
+   * the change was stamped, so no wait measured from it comes out shorter. */
+  attempt->timeout_id
+      = g_timeout_add (MAX (self->config->ping_interval_ms + self->config->pong_timeout_ms, 1),
+                       connect_timeout_cb, attempt);
   soup_session_websocket_connect_async (self->session, msg, NULL, NULL, G_PRIORITY_DEFAULT,
                                         attempt->cancellable, connect_cb, attempt);
 }
