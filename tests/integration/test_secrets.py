@@ -234,7 +234,9 @@ class CoreDumpsAndProc(unittest.TestCase):
                 # setpriv has become the daemon (its socket is there), as nobody.
                 self.assertIn('wave-bridged', proc_read(pid, 'cmdline'))
                 self.assertEqual(proc_uid(pid), NOBODY)
-                wait_until(lambda: 'sleep' in proc_read(witness.pid, 'cmdline'),
+                # 'comm', not 'cmdline': setpriv's own command line names sleep
+                # before it has dropped to nobody and exec'd it.
+                wait_until(lambda: proc_read(witness.pid, 'comm').strip() == 'sleep',
                            what='the witness running')
                 self.assertEqual(proc_uid(witness.pid), NOBODY)
                 with bridge.connect() as client:
