@@ -36,36 +36,39 @@ wb_link_state_to_string (WbLinkState state)
     }
 }
 
-#define FIELD(id, json, dbus, field_kind, member, ...)                                             \
+#define FIELD(id, json, dbus, field_kind, member, is_constant)                                     \
   [id] = { .json_name = json,                                                                      \
            .dbus_name = dbus,                                                                      \
            .kind = WB_STATUS_KIND_##field_kind,                                                    \
            .offset = offsetof (WbBridgeStatus, member),                                            \
-           __VA_ARGS__ }
+           .constant = is_constant }
 
 const WbStatusField wb_status_fields[WB_STATUS_N_FIELDS] = {
-  FIELD (WB_STATUS_STATE, "state", "State", STATE, link.state),
-  FIELD (WB_STATUS_STATE_SINCE, "state_since", "StateSince", TIMESTAMP, link.state_since_us),
-  FIELD (WB_STATUS_UPSTREAM_URL, "upstream_url", "UpstreamURL", STRING, link.url),
-  FIELD (WB_STATUS_UPSTREAM_RTT, "upstream_rtt_us", "UpstreamRTT", UINT64, link.rtt_us),
+  FIELD (WB_STATUS_STATE, "state", "State", STATE, link.state, FALSE),
+  FIELD (WB_STATUS_STATE_SINCE, "state_since", "StateSince", TIMESTAMP, link.state_since_us, FALSE),
+  FIELD (WB_STATUS_UPSTREAM_URL, "upstream_url", "UpstreamURL", STRING, link.url, FALSE),
+  FIELD (WB_STATUS_UPSTREAM_RTT, "upstream_rtt_us", "UpstreamRTT", UINT64, link.rtt_us, FALSE),
   FIELD (WB_STATUS_CONNECTED_SINCE, "connected_since", "ConnectedSince", TIMESTAMP,
-         link.connected_since_us),
-  FIELD (WB_STATUS_NEXT_ATTEMPT, "next_attempt", "NextAttempt", TIMESTAMP, link.next_attempt_us),
-  FIELD (WB_STATUS_RECONNECTS, "reconnects", "Reconnects", UINT, link.reconnects),
+         link.connected_since_us, FALSE),
+  FIELD (WB_STATUS_NEXT_ATTEMPT, "next_attempt", "NextAttempt", TIMESTAMP, link.next_attempt_us,
+         FALSE),
+  FIELD (WB_STATUS_RECONNECTS, "reconnects", "Reconnects", UINT, link.reconnects, FALSE),
   FIELD (WB_STATUS_LAST_CLOSE_CODE, "last_close_code", "LastCloseCode", UINT16,
-         link.last_close_code),
+         link.last_close_code, FALSE),
   FIELD (WB_STATUS_LAST_CLOSE_REASON, "last_close_reason", "LastCloseReason", STRING,
-         link.last_close_reason),
-  FIELD (WB_STATUS_LAST_ERROR, "last_error", "LastError", STRING, link.last_error),
-  FIELD (WB_STATUS_HELD_SENDS, "held_sends", "HeldSends", UINT, link.held_sends),
+         link.last_close_reason, FALSE),
+  FIELD (WB_STATUS_LAST_ERROR, "last_error", "LastError", STRING, link.last_error, FALSE),
+  FIELD (WB_STATUS_HELD_SENDS, "held_sends", "HeldSends", UINT, link.held_sends, FALSE),
   FIELD (WB_STATUS_INVALID_MESSAGES, "invalid_messages", "InvalidMessages", UINT64,
-         link.invalid_messages),
-  FIELD (WB_STATUS_CLIENTS, "clients", "Clients", UINT, clients),
-  FIELD (WB_STATUS_EVENTS_RECEIVED, "events_received", "EventsReceived", UINT64, events_received),
+         link.invalid_messages, FALSE),
+  FIELD (WB_STATUS_CLIENTS, "clients", "Clients", UINT, clients, FALSE),
+  FIELD (WB_STATUS_EVENTS_RECEIVED, "events_received", "EventsReceived", UINT64, events_received,
+         FALSE),
   FIELD (WB_STATUS_EVENTS_DELIVERED, "events_delivered", "EventsDelivered", UINT64,
-         events_delivered),
-  FIELD (WB_STATUS_EVENTS_DROPPED, "events_dropped", "EventsDropped", UINT64, events_dropped),
-  FIELD (WB_STATUS_VERSION, "version", "Version", STRING, version, .constant = TRUE),
+         events_delivered, FALSE),
+  FIELD (WB_STATUS_EVENTS_DROPPED, "events_dropped", "EventsDropped", UINT64, events_dropped,
+         FALSE),
+  FIELD (WB_STATUS_VERSION, "version", "Version", STRING, version, TRUE),
 };
 
 #undef FIELD

@@ -476,8 +476,8 @@ wb_fuzz_known_gap_name (WbFuzzGap gap)
     [WB_FUZZ_GAP_CONFIG_ERROR_NOT_UTF8]
     = "configuration error text not UTF-8, Reload() cannot answer on D-Bus (fix: config.c)",
     [WB_FUZZ_GAP_URL_FRAGMENT]
-    = "URL with a fragment: the API key goes after it and never reaches the server (fix: "
-      "config.c)",
+    = ("URL with a fragment: the API key goes after it and never reaches the server (fix: "
+       "config.c)"),
   };
 
   g_return_val_if_fail (gap < WB_FUZZ_N_GAPS, NULL);
