@@ -94,6 +94,10 @@ wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gb
   guint sigint_id;
   guint sigterm_id;
 
+  /* Before the first line on stderr: whoever reads "waiting for events"
+   * and then sends SIGTERM must get exit status 0, not death by signal. */
+  sigint_id = g_unix_signal_add (SIGINT, tail_signal_cb, &tail);
+  sigterm_id = g_unix_signal_add (SIGTERM, tail_signal_cb, &tail);
   for (gsize i = 0; streams[i] != NULL; i++)
     {
       g_autoptr (GError) error = NULL;
@@ -102,6 +106,8 @@ wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gb
       if (!wctl_client_subscribe (client, streams[i], events, &error))
         {
           g_printerr ("wavectl: cannot subscribe to %s: %s\n", clean, error->message);
+          g_source_remove (sigint_id);
+          g_source_remove (sigterm_id);
           return WCTL_EXIT_FAILURE;
         }
       /* A stream nobody streams to stays silent; say we are listening. */
@@ -109,8 +115,6 @@ wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gb
     }
   tail_report_upstream (client);
 
-  sigint_id = g_unix_signal_add (SIGINT, tail_signal_cb, &tail);
-  sigterm_id = g_unix_signal_add (SIGTERM, tail_signal_cb, &tail);
   wctl_client_listen (client, tail_message_cb, &tail);
   g_main_loop_run (loop);
   g_source_remove (sigint_id);

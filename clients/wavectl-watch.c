@@ -862,13 +862,15 @@ wctl_watch_run (WctlClient *client, const char *stream_id)
     }
   watch_update_from_status (&watch, status);
 
+  /* Before the screen is read or drawn: a SIGTERM sent once the dashboard
+   * shows must restore the terminal, and a resize must not be lost. */
+  watch.signal_source_ids[0] = g_unix_signal_add (SIGINT, watch_quit_signal_cb, &watch);
+  watch.signal_source_ids[1] = g_unix_signal_add (SIGTERM, watch_quit_signal_cb, &watch);
+  watch.signal_source_ids[2] = g_unix_signal_add (SIGWINCH, watch_winch_cb, &watch);
   watch_read_size (&watch);
   terminal_enter (&watch);
   watch_draw (&watch);
 
-  watch.signal_source_ids[0] = g_unix_signal_add (SIGINT, watch_quit_signal_cb, &watch);
-  watch.signal_source_ids[1] = g_unix_signal_add (SIGTERM, watch_quit_signal_cb, &watch);
-  watch.signal_source_ids[2] = g_unix_signal_add (SIGWINCH, watch_winch_cb, &watch);
   watch.tick_source_id = g_timeout_add (WATCH_TICK_MS, watch_tick_cb, &watch);
   watch.status_source_id = g_timeout_add (WATCH_STATUS_INTERVAL_MS, watch_status_cb, &watch);
   watch.input_source_id

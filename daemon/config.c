@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -160,6 +161,29 @@ read_string (GKeyFile *key_file, const char *source, const char *group, const ch
 }
 
 static gboolean
+read_bool (GKeyFile *key_file, const char *source, const char *group, const char *key,
+           gboolean *value, GError **error)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_key_file_has_key (key_file, group, key, NULL))
+    return TRUE;
+  text = g_key_file_get_value (key_file, group, key, NULL);
+  g_strstrip (text);
+  if (g_strcmp0 (text, "true") == 0)
+    *value = TRUE;
+  else if (g_strcmp0 (text, "false") == 0)
+    *value = FALSE;
+  else
+    {
+      g_autofree char *why = g_strdup_printf ("'%s' is neither true nor false", text);
+
+      return invalid_value (error, source, group, key, why);
+    }
+  return TRUE;
+}
+
+static gboolean
 read_uint64 (GKeyFile *key_file, const char *source, const char *group, const char *key,
              guint64 min, guint64 max, guint64 *value, GError **error)
 {
@@ -233,24 +257,54 @@ read_seconds (GKeyFile *key_file, const char *source, const char *group, const c
   return TRUE;
 }
 
+/* "localhost" or a loopback address: ws:// to it never leaves the machine. */
 static gboolean
-validate_url (const char *url, const char *source, GError **error)
+host_is_loopback (const char *host)
+{
+  g_autoptr (GInetAddress) address = NULL;
+
+  if (g_ascii_strcasecmp (host, "localhost") == 0 || g_ascii_strcasecmp (host, "localhost.") == 0)
+    return TRUE;
+  address = g_inet_address_new_from_string (host);
+  return address != NULL && g_inet_address_get_is_loopback (address);
+}
+
+/* @allow_insecure: [Upstream] AllowInsecure, which permits ws:// to a host
+ * that is not loopback (the key then travels in clear text). */
+static gboolean
+validate_url (const char *url, gboolean allow_insecure, const char *source, GError **error)
 {
   g_autoptr (GUri) uri = NULL;
   g_autoptr (GError) local_error = NULL;
   const char *scheme;
+  const char *host;
 
   uri = g_uri_parse (url, G_URI_FLAGS_NONE, &local_error);
   if (uri == NULL)
     return invalid_value (error, source, "Upstream", "URL", local_error->message);
   scheme = g_uri_get_scheme (uri);
+  host = g_uri_get_host (uri);
   if (g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0)
     return invalid_value (error, source, "Upstream", "URL", "the scheme must be ws or wss");
-  if (g_uri_get_host (uri) == NULL || g_uri_get_host (uri)[0] == '\0')
+  if (host == NULL || host[0] == '\0')
     return invalid_value (error, source, "Upstream", "URL", "the URL has no host");
+  /* It would be sent with every handshake and shown in UpstreamURL. */
+  if (g_uri_get_userinfo (uri) != NULL)
+    return invalid_value (error, source, "Upstream", "URL",
+                          "credentials in the URL (user:password@host) are not allowed; the API "
+                          "key goes in APIKeyFile");
   if (g_uri_get_query (uri) != NULL && strstr (g_uri_get_query (uri), "api_key") != NULL)
     return invalid_value (error, source, "Upstream", "URL",
                           "put the API key in APIKeyFile, never in the URL");
+  if (g_ascii_strcasecmp (scheme, "ws") == 0 && !host_is_loopback (host))
+    {
+      if (!allow_insecure)
+        return invalid_value (error, source, "Upstream", "URL",
+                              "ws:// would send the API key in clear text to a host that is not "
+                              "this machine; use wss://, or set [Upstream] AllowInsecure=true");
+      g_warning ("%s: [Upstream] AllowInsecure=true: the API key goes to %s in clear text (ws://)",
+                 source, host);
+    }
   return TRUE;
 }
 
@@ -272,6 +326,7 @@ typedef enum
   KEY_SECONDS, /* guint milliseconds; the file says seconds, fractions allowed */
   KEY_UINT,    /* guint */
   KEY_SIZE,    /* gsize */
+  KEY_BOOL,    /* gboolean: true or false */
 } KeyKind;
 
 typedef struct
@@ -299,6 +354,10 @@ typedef struct
     .group = (g), .key = (k), .kind = KEY_UINT, .min = (lo), .max = (hi),                          \
     .offset = G_STRUCT_OFFSET (WbConfig, field)                                                    \
   }
+#define BOOL_KEY(g, k, field)                                                                      \
+  {                                                                                                \
+    .group = (g), .key = (k), .kind = KEY_BOOL, .offset = G_STRUCT_OFFSET (WbConfig, field)        \
+  }
 #define SIZE_KEY(g, k, lo, hi, field)                                                              \
   {                                                                                                \
     .group = (g), .key = (k), .kind = KEY_SIZE, .min = (lo), .max = (hi),                          \
@@ -309,6 +368,7 @@ typedef struct
  * reported); anything else in the file draws an "unknown key" warning. */
 static const KeySpec config_keys[] = {
   STRING_KEY ("Upstream", "URL", url),
+  BOOL_KEY ("Upstream", "AllowInsecure", allow_insecure),
   STRING_KEY ("Upstream", "APIKeyFile", api_key_file),
   STRING_KEY ("Upstream", "CAFile", ca_file),
   SECONDS_KEY ("Upstream", "PingInterval", 0.05, ping_interval_ms),
@@ -343,6 +403,7 @@ static const KeySpec config_keys[] = {
 #undef SECONDS_KEY
 #undef UINT_KEY
 #undef SIZE_KEY
+#undef BOOL_KEY
 
 static gboolean
 is_known_key (const char *group, const char *key)
@@ -388,6 +449,8 @@ read_key (GKeyFile *key_file, const char *source, const KeySpec *spec, WbConfig 
     case KEY_SIZE:
       return read_size (key_file, source, spec->group, spec->key, spec->min, spec->max, field,
                         error);
+    case KEY_BOOL:
+      return read_bool (key_file, source, spec->group, spec->key, field, error);
     }
   g_return_val_if_reached (FALSE);
 }
@@ -410,7 +473,7 @@ wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *sourc
     return invalid_value (error, source, up, "URL", "must not be empty");
   if (config->socket_path == NULL)
     return invalid_value (error, source, "Socket", "Path", "must not be empty");
-  if (!validate_url (config->url, source, error)
+  if (!validate_url (config->url, config->allow_insecure, source, error)
       || !validate_socket_path (config->socket_path, source, error))
     return FALSE;
   if (config->pong_timeout_ms >= config->ping_interval_ms)
@@ -429,7 +492,7 @@ apply_overrides (WbConfig *config, const WbConfigOverrides *overrides, GError **
     {
       g_free (config->url);
       config->url = g_strdup (overrides->url);
-      if (!validate_url (config->url, source, error))
+      if (!validate_url (config->url, config->allow_insecure, source, error))
         return FALSE;
     }
   if (overrides->api_key_file != NULL)
@@ -622,10 +685,29 @@ wb_config_redact_url (const char *url)
 {
   GString *redacted;
   const char *p;
+  const char *authority;
 
   g_return_val_if_fail (url != NULL, NULL);
   redacted = g_string_new (NULL);
   p = url;
+  /* Credentials in the authority (user:password@host): validation refuses
+   * them, this keeps them out of logs and status even so. */
+  authority = strstr (url, "://");
+  if (authority != NULL)
+    {
+      gsize authority_length;
+      const char *at;
+
+      authority += strlen ("://");
+      authority_length = strcspn (authority, "/?#");
+      at = g_strrstr_len (authority, (gssize)authority_length, "@");
+      if (at != NULL)
+        {
+          g_string_append_len (redacted, url, authority - url);
+          g_string_append (redacted, REDACTED "@");
+          p = at + 1;
+        }
+    }
   while (*p != '\0')
     {
       const char *found = strstr (p, "api_key=");

@@ -44,6 +44,8 @@ typedef struct
   /* Client → server messages per second (and burst): keeps the bridge under
    * the service's own rate limit. */
   guint messages_per_second;
+  /* ws:// to a host that is not loopback (the key would travel in clear). */
+  gboolean allow_insecure;
 
   /* [Socket] */
   char *socket_path;

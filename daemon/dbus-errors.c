@@ -5,6 +5,7 @@
 
 #include <errno.h>
 
+#include "dbus-text.h"
 #include "hub.h"
 #include "status.h"
 
@@ -68,6 +69,11 @@ wb_dbus_error_set_from_gerror (sd_bus_error *ret_error, const GError *error)
   g_return_val_if_fail (error != NULL, -EINVAL);
 
   info = error_info_from_gerror (error);
-  sd_bus_error_set (ret_error, info.name, error->message);
+  {
+    /* An error text may quote what a client sent; the reply must still go. */
+    g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+
+    sd_bus_error_set (ret_error, info.name, wb_dbus_text_carryable (error->message, keep));
+  }
   return -info.errno_value;
 }

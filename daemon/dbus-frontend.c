@@ -6,6 +6,7 @@
 #include <errno.h>
 
 #include "dbus-errors.h"
+#include "dbus-text.h"
 #include "errno-util.h"
 #include "dbus-private.h"
 
@@ -221,16 +222,35 @@ wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what)
 {
   if (r >= 0)
     return;
+  /* Lost either way, and counted: nothing vanishes silently. */
+  wb_hub_count_dropped (frontend->hub, 1);
+  wb_dbus_manager_status_changed (frontend, FALSE);
   if (r == -ENOBUFS)
     {
       /* The outgoing queue is full: the bus daemon is not reading. Never
-       * wait for it; the message is lost and counted. */
-      wb_hub_count_dropped (frontend->hub, 1);
+       * wait for it. Expected under load: not worth a warning each. */
       g_debug ("D-Bus output queue full, dropped %s", what);
-      wb_dbus_manager_status_changed (frontend, FALSE);
       return;
     }
-  g_debug ("Cannot emit %s: %s", what, g_strerror (-r));
+  /* Text is made carryable before it gets here (dbus-text.h), so this is a
+   * bug or an exhausted resource; at most one line per interval. */
+  if (g_get_monotonic_time () - frontend->last_emit_warning_us >= WB_DBUS_EMIT_WARNING_INTERVAL_US)
+    {
+      frontend->last_emit_warning_us = g_get_monotonic_time ();
+      g_warning ("Cannot emit %s: %s (dropped, counted in EventsDropped)", what, g_strerror (-r));
+    }
+  else
+    g_debug ("Cannot emit %s: %s", what, g_strerror (-r));
+}
+
+int
+wb_dbus_frontend_bad_arguments (sd_bus_error *ret_error, int r)
+{
+  if (r == -EBADMSG || r == -EINVAL)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_INVALID_ARGUMENT,
+                              "An argument is not a string D-Bus can carry "
+                              "(valid UTF-8 without Unicode noncharacters)");
+  return r;
 }
 
 /* ---- hub observer ------------------------------------------------------- */
@@ -473,7 +493,14 @@ wb_dbus_frontend_reload_finished (WbDbusFrontend *frontend, const GError *error)
       int r;
 
       if (error != NULL)
-        r = sd_bus_reply_method_errorf (call, WB_DBUS_ERROR_FAILED, "%s", error->message);
+        {
+          /* The message may quote the file, in whatever encoding it has:
+           * a reply sd-bus refuses to build would leave the caller hanging. */
+          g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+
+          r = sd_bus_reply_method_errorf (call, WB_DBUS_ERROR_FAILED, "%s",
+                                          wb_dbus_text_carryable (error->message, keep));
+        }
       else
         r = sd_bus_reply_method_return (call, NULL);
       if (r < 0)

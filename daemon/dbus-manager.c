@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dbus-errors.h"
+#include "dbus-text.h"
 #include "wb-build-config.h"
 
 /* Reconnect() from the bus: at most one per this many µs. */
@@ -72,7 +73,14 @@ manager_property_get_cb (sd_bus *bus, const char *path, const char *interface, c
   status = wb_hub_get_status (frontend->hub);
   signature = wb_status_field_signature (field);
   if (field_is_string (field))
-    return sd_bus_message_append_basic (reply, 's', wb_status_field_get_string (field, status));
+    {
+      /* Server text is sanitized where it enters (text.h); this is the
+       * bus's own rule, applied to whatever a field holds. */
+      g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+
+      return sd_bus_message_append_basic (
+          reply, 's', wb_dbus_text_carryable (wb_status_field_get_string (field, status), keep));
+    }
   number = wb_status_field_get_uint (field, status);
   switch (signature[0])
     {
@@ -178,11 +186,11 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
 
   r = sd_bus_message_read (call, "s", &stream_id);
   if (r < 0)
-    return r;
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
   /* malloc()ed by sd-bus; GLib allocates with malloc() too, so g_strfreev fits. */
   r = sd_bus_message_read_strv (call, &events);
   if (r < 0)
-    return r;
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
 
   client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, ret_error);
   if (client == NULL)
@@ -206,7 +214,7 @@ manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret
 
   r = sd_bus_message_read (call, "s", &stream_id);
   if (r < 0)
-    return r;
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
 
   client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, ret_error);
   if (client == NULL)
@@ -226,7 +234,7 @@ manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error,
 
   r = sd_bus_message_read (call, "ss", &stream_id, &text);
   if (r < 0)
-    return r;
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
   return wb_dbus_frontend_handle_send (frontend, call, type, stream_id, text, ret_error);
 }
 

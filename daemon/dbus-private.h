@@ -23,6 +23,8 @@ G_BEGIN_DECLS
 
 /* Counters and RTT are published at most this often; State at once. */
 #define WB_DBUS_STATUS_INTERVAL_MS 1000
+/* A failed emit other than ENOBUFS is logged at most this often. */
+#define WB_DBUS_EMIT_WARNING_INTERVAL_US (10 * G_USEC_PER_SEC)
 
 /* What the manager last published (status.h's fields, strings copied), to
  * emit PropertiesChanged only for properties whose values really changed. */
@@ -68,6 +70,7 @@ struct _WbDbusFrontend
   WbDbusManagerSnapshot published;
   guint status_timeout_id;
   gint64 last_status_us;
+  gint64 last_emit_warning_us; /* monotonic; see wb_dbus_frontend_note_emit */
 };
 
 /* dbus-frontend.c */
@@ -78,8 +81,13 @@ WbHubClient *wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_me
 int wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call,
                                   WbMessageType type, const char *stream_id, const char *text,
                                   sd_bus_error *ret_error);
-/* Accounts for the result of emitting a signal: ENOBUFS = dropped. */
+/* Accounts for the result of emitting a signal: any failure (ENOBUFS, or a
+ * message sd-bus refused to build) is a dropped message. */
 void wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what);
+/* The reply to a method call whose arguments sd-bus could not read (it
+ * refuses strings that are not UTF-8 or hold noncharacters): InvalidArgument
+ * rather than sd-bus's errno-named error. */
+int wb_dbus_frontend_bad_arguments (sd_bus_error *ret_error, int r);
 
 /* dbus-manager.c */
 extern const sd_bus_vtable wb_dbus_manager_vtable[];

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbus-text.h"
+
 /* ---- properties -------------------------------------------------------- */
 
 typedef struct
@@ -69,8 +71,12 @@ stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, co
         {
         case 's':
           {
-            const char *value = *(const char *const *)field;
-            return sd_bus_message_append_basic (reply, 's', value != NULL ? value : "");
+            /* Upstream's text: one noncharacter must not fail GetAll and
+             * GetManagedObjects for everyone. */
+            g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+
+            return sd_bus_message_append_basic (
+                reply, 's', wb_dbus_text_carryable (*(const char *const *)field, keep));
           }
         case 'b':
           {
@@ -98,7 +104,7 @@ stream_send (sd_bus_message *call, WbDbusStream *stream, WbMessageType type,
 
   r = sd_bus_message_read (call, "s", &text);
   if (r < 0)
-    return r;
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
   return wb_dbus_frontend_handle_send (stream->frontend, call, type, stream->stream_id, text,
                                        ret_error);
 }
@@ -276,7 +282,11 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
   const char *path = stream->path;
   const char *iface = WB_DBUS_STREAM_INTERFACE;
   const char *member = NULL;
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
   int r;
+
+/* A string member as D-Bus can carry it (dbus-text.h); the socket gets it intact. */
+#define BUS_TEXT(name) wb_dbus_text_carryable (wb_json_get_string (p, (name), ""), keep)
 
   /* D-Bus strings cannot be NULL: an absent or null member (recording_id)
    * is sent as "". Counts are clamped to their fixed unsigned types. */
@@ -284,15 +294,13 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
     {
     case WB_MESSAGE_STREAM_STARTED:
       member = "Started";
-      r = sd_bus_emit_signal (
-          bus, path, iface, member, "sss", wb_json_get_string (p, "started_at", ""),
-          wb_json_get_string (p, "protocol", ""), wb_json_get_string (p, "ingest_endpoint", ""));
+      r = sd_bus_emit_signal (bus, path, iface, member, "sss", BUS_TEXT ("started_at"),
+                              BUS_TEXT ("protocol"), BUS_TEXT ("ingest_endpoint"));
       break;
     case WB_MESSAGE_STREAM_ENDED:
       member = "Ended";
-      r = sd_bus_emit_signal (
-          bus, path, iface, member, "sds", wb_json_get_string (p, "ended_at", ""),
-          wb_json_get_double (p, "duration", 0.0), wb_json_get_string (p, "recording_id", ""));
+      r = sd_bus_emit_signal (bus, path, iface, member, "sds", BUS_TEXT ("ended_at"),
+                              wb_json_get_double (p, "duration", 0.0), BUS_TEXT ("recording_id"));
       break;
     case WB_MESSAGE_STREAM_HEALTH:
       member = "Health";
@@ -303,16 +311,13 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
       break;
     case WB_MESSAGE_VIEWER_JOINED:
       member = "ViewerJoined";
-      r = sd_bus_emit_signal (
-          bus, path, iface, member, "ssss", wb_json_get_string (p, "viewer_id", ""),
-          wb_json_get_string (p, "country", ""), wb_json_get_string (p, "device", ""),
-          wb_json_get_string (p, "joined_at", ""));
+      r = sd_bus_emit_signal (bus, path, iface, member, "ssss", BUS_TEXT ("viewer_id"),
+                              BUS_TEXT ("country"), BUS_TEXT ("device"), BUS_TEXT ("joined_at"));
       break;
     case WB_MESSAGE_VIEWER_LEFT:
       member = "ViewerLeft";
-      r = sd_bus_emit_signal (
-          bus, path, iface, member, "sds", wb_json_get_string (p, "viewer_id", ""),
-          wb_json_get_double (p, "watch_time", 0.0), wb_json_get_string (p, "left_at", ""));
+      r = sd_bus_emit_signal (bus, path, iface, member, "sds", BUS_TEXT ("viewer_id"),
+                              wb_json_get_double (p, "watch_time", 0.0), BUS_TEXT ("left_at"));
       break;
     case WB_MESSAGE_ANALYTICS_UPDATE:
       member = "AnalyticsUpdate";
@@ -324,21 +329,20 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
       break;
     case WB_MESSAGE_CHAT_MESSAGE:
       member = "ChatMessage";
-      r = sd_bus_emit_signal (
-          bus, path, iface, member, "sssss", wb_json_get_string (p, "message_id", ""),
-          wb_json_get_string (p, "user_id", ""), wb_json_get_string (p, "username", ""),
-          wb_json_get_string (p, "message", ""), wb_json_get_string (p, "timestamp", ""));
+      r = sd_bus_emit_signal (bus, path, iface, member, "sssss", BUS_TEXT ("message_id"),
+                              BUS_TEXT ("user_id"), BUS_TEXT ("username"), BUS_TEXT ("message"),
+                              BUS_TEXT ("timestamp"));
       break;
     case WB_MESSAGE_REACTION_RECEIVED:
       member = "ReactionReceived";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sus",
-                              wb_json_get_string (p, "reaction", ""),
+      r = sd_bus_emit_signal (bus, path, iface, member, "sus", BUS_TEXT ("reaction"),
                               (guint32)wb_json_get_count (p, "count", G_MAXUINT32),
-                              wb_json_get_string (p, "timestamp", ""));
+                              BUS_TEXT ("timestamp"));
       break;
     default:
       return; /* not a stream event: nothing on the bus for it */
     }
+#undef BUS_TEXT
   wb_dbus_frontend_note_emit (stream->frontend, r, member);
 }
 

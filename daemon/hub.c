@@ -8,6 +8,7 @@
 
 #include "ratelimit.h"
 #include "stream-cache.h"
+#include "text.h"
 #include "wb-build-config.h"
 
 /*
@@ -18,6 +19,8 @@
  */
 
 #define TYPE_BIT(type) (1u << (type))
+/* How much of an unknown event name an error repeats (bytes, "…" included). */
+#define EVENT_NAME_SHOWN_BYTES 64
 /* Upstream frames dropped under a flood are logged at most this often. */
 #define HUB_DROP_LOG_INTERVAL_US (60 * G_USEC_PER_SEC)
 
@@ -377,9 +380,15 @@ handle_error (WbHub *hub, const WbMessage *message)
   const char *stream_id = wb_event_get_stream_id (event);
   HubStream *stream;
 
-  g_debug ("Upstream error %s: %s%s%s", wb_message_get_string (message, "code"),
-           wb_message_get_string (message, "message"), stream_id != NULL ? ", stream " : "",
-           stream_id != NULL ? stream_id : "");
+  g_autofree char *code
+      = wb_text_sanitize (wb_message_get_string (message, "code"), -1, WB_TEXT_MAX_BYTES);
+  g_autofree char *text
+      = wb_text_sanitize (wb_message_get_string (message, "message"), -1, WB_TEXT_MAX_BYTES);
+  g_autofree char *named
+      = stream_id != NULL ? wb_text_sanitize (stream_id, -1, WB_TEXT_MAX_BYTES) : NULL;
+
+  g_debug ("Upstream error %s: %s%s%s", code, text, named != NULL ? ", stream " : "",
+           named != NULL ? named : "");
   if (stream_id == NULL)
     return;
   stream = g_hash_table_lookup (hub->streams, stream_id);
@@ -828,16 +837,19 @@ set_shutting_down (GError **error)
   return FALSE;
 }
 
+/* Socket and D-Bus alike: a stream id becomes a D-Bus string and object
+ * path for everyone (text.h's identifier rule). */
 static gboolean
 check_stream_id (const char *stream_id, GError **error)
 {
-  gsize length = stream_id != NULL ? strlen (stream_id) : 0;
+  const char *problem = NULL;
 
-  if (length == 0 || length > WB_MESSAGE_MAX_STREAM_ID_BYTES
-      || !g_utf8_validate_len (stream_id, length, NULL))
+  if (!wb_text_check_identifier (stream_id, WB_MESSAGE_MAX_STREAM_ID_BYTES, &problem))
     {
       g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
-                   "A stream id is 1 to %d bytes of UTF-8", WB_MESSAGE_MAX_STREAM_ID_BYTES);
+                   "The stream id %s: a stream id is 1 to %d bytes of UTF-8 without control "
+                   "characters, line separators, noncharacters or format characters",
+                   problem, WB_MESSAGE_MAX_STREAM_ID_BYTES);
       return FALSE;
     }
   return TRUE;
@@ -854,8 +866,11 @@ events_to_mask (const char *const *events, guint32 *out_mask, GError **error)
 
       if (!wb_message_type_is_stream_event (type))
         {
+          /* Cut by characters, controls replaced: the text goes back to the caller. */
+          g_autofree char *shown = wb_text_sanitize (*events, -1, EVENT_NAME_SHOWN_BYTES);
+
           g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
-                       "'%.64s' is not a stream event type", *events);
+                       "'%s' is not a stream event type", shown);
           return FALSE;
         }
       mask |= TYPE_BIT (type);

@@ -21,6 +21,7 @@
 #include "dbus-frontend.h"
 #include "hub.h"
 #include "socket-frontend.h"
+#include "text.h"
 #include "upstream.h"
 #include "wake-monitor.h"
 #include "wb-build-config.h"
@@ -114,16 +115,12 @@ upstream_message_cb (const WbMessage *message, gpointer user_data)
 }
 
 /* The server chooses error texts and close reasons: a newline in them would
- * start a new sd_notify assignment (WATCHDOG=trigger, STOPPING=1 ...). */
+ * start a new sd_notify assignment (WATCHDOG=trigger, STOPPING=1 ...).
+ * upstream.c keeps them sanitized already; this is the rule at this door. */
 static char *
 notify_safe_text (const char *text)
 {
-  char *safe = g_utf8_make_valid (text != NULL ? text : "", -1);
-
-  for (char *p = safe; *p != '\0'; p++)
-    if ((guchar)*p < 0x20 || *p == 0x7f)
-      *p = ' ';
-  return safe;
+  return wb_text_sanitize (text, -1, WB_TEXT_MAX_BYTES);
 }
 
 static void

@@ -3,6 +3,9 @@
 
 #include "message.h"
 
+#include "json-strict.h"
+#include "text.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,143 +233,6 @@ wb_message_type_is_stream_event (WbMessageType type)
          && type_specs[type].stream_event;
 }
 
-/* json-glib recurses once per nesting level; bound it before it parses. */
-static gboolean
-check_depth (const char *data, gsize length, GError **error)
-{
-  gboolean in_string = FALSE;
-  gboolean escaped = FALSE;
-  gboolean value_closed = FALSE;
-  gboolean scalar_seen = FALSE;
-  int depth = 0;
-
-  for (gsize i = 0; i < length; i++)
-    {
-      char c = data[i];
-
-      /* json-glib stops at the end of the first value and ignores the rest,
-       * so "{…}{…}" would silently lose the second request. */
-      if (value_closed && !g_ascii_isspace (c))
-        {
-          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                               "invalid JSON: more data after the message (one object per line)");
-          return FALSE;
-        }
-      if (in_string)
-        {
-          if (escaped)
-            escaped = FALSE;
-          else if (c == '\\')
-            escaped = TRUE;
-          else if (c == '"')
-            in_string = FALSE;
-          continue;
-        }
-      /* json-glib also parses a container after a scalar root ("1{…}"),
-       * and leaks it (found by tests/fuzz). */
-      if (depth == 0 && scalar_seen && (c == '{' || c == '['))
-        {
-          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                               "invalid JSON: more data after the message (one object per line)");
-          return FALSE;
-        }
-      if (depth == 0 && !g_ascii_isspace (c) && c != '{' && c != '[')
-        scalar_seen = TRUE;
-      if (c == '"')
-        in_string = TRUE;
-      else if (c == '\'' || c == '/')
-        {
-          /* json-glib also reads 'strings' and C comments; a '"' hidden in
-           * one would end this count's idea of a string and let unbounded
-           * nesting through. Neither is JSON. */
-          g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                       "invalid JSON: unexpected character '%c'", c);
-          return FALSE;
-        }
-      else if (c == '{' || c == '[')
-        {
-          if (++depth > WB_MESSAGE_MAX_DEPTH)
-            {
-              g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_TOO_DEEP,
-                           "JSON nesting deeper than %d levels", WB_MESSAGE_MAX_DEPTH);
-              return FALSE;
-            }
-        }
-      else if (c == '}' || c == ']')
-        value_closed = --depth == 0;
-    }
-  return TRUE;
-}
-
-/* The four hex digits after "\u" at *@i (moved past what json-glib
- * would read: up to four digits and the character that stops them), or -1
- * if there are fewer. */
-static int
-json_glib_escape_value (const char *data, gsize length, gsize *i)
-{
-  int value = 0;
-
-  for (int n = 0; n < 4; n++)
-    {
-      int digit = *i < length ? g_ascii_xdigit_value (data[*i]) : -1;
-
-      if (*i < length)
-        (*i)++;
-      if (digit < 0)
-        return -1;
-      value = value * 16 + digit;
-    }
-  return value;
-}
-
-/* Escapes, before json-glib reads them. It takes up to four hex digits
- * after "\u" and eats the character that stops it, so "\u12" followed by
- * a quote does not end the string, and check_depth() would count nesting in
- * what json-glib reads as text (and the reverse): a short \u escape is
- * refused. And json-glib 1.6 leaks its string buffer when a surrogate escape
- * is followed by a "\u" escape that does not complete a high-low pair
- * ("\ud800\u0041", "\udc00\udc00"): refused here, as json-glib refuses it
- * too, with the same error code. Both found by tests/fuzz. */
-static gboolean
-check_escapes (const char *data, gsize length, GError **error)
-{
-  gsize i = 0;
-
-  while (i + 1 < length)
-    {
-      int unit;
-      int low;
-
-      if (data[i] != '\\')
-        {
-          i++;
-          continue;
-        }
-      i += 2;
-      /* Another escape ("\\" included), or "\u" without a digit. */
-      if (data[i - 1] != 'u' || i >= length || g_ascii_xdigit_value (data[i]) < 0)
-        continue;
-      unit = json_glib_escape_value (data, length, &i);
-      if (unit < 0)
-        {
-          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                               "invalid JSON: \\u escape without four hex digits");
-          return FALSE;
-        }
-      if (unit < 0xd800 || unit > 0xdfff || length - i < 2 || data[i] != '\\' || data[i + 1] != 'u')
-        continue;
-      i += 2;
-      low = json_glib_escape_value (data, length, &i);
-      if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff)
-        {
-          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                               "invalid JSON: malformed surrogate pair");
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
 static const char *
 field_kind_to_string (FieldKind kind)
 {
@@ -395,60 +261,6 @@ node_is_number (JsonNode *node)
     return FALSE;
   value_type = json_node_get_value_type (node);
   return value_type == G_TYPE_INT64 || value_type == G_TYPE_DOUBLE;
-}
-
-/* What json-glib lets through but cannot be passed on: 1e999 becomes inf,
- * which it would serialize as "inf.0", and an escaped lone low surrogate
- * ("\udc00x") decodes to bytes that are not UTF-8. Recursion is bounded
- * by check_depth(). */
-static gboolean
-check_values (JsonNode *node, GError **error)
-{
-  if (JSON_NODE_HOLDS_VALUE (node))
-    {
-      GType value_type = json_node_get_value_type (node);
-
-      if (value_type == G_TYPE_DOUBLE && !isfinite (json_node_get_double (node)))
-        {
-          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                               "invalid JSON: number out of range");
-          return FALSE;
-        }
-      if (value_type == G_TYPE_STRING && !g_utf8_validate (json_node_get_string (node), -1, NULL))
-        {
-          g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
-                               "message is not valid UTF-8 (escaped lone surrogate)");
-          return FALSE;
-        }
-    }
-  else if (JSON_NODE_HOLDS_ARRAY (node))
-    {
-      JsonArray *array = json_node_get_array (node);
-
-      for (guint i = 0; i < json_array_get_length (array); i++)
-        if (!check_values (json_array_get_element (array, i), error))
-          return FALSE;
-    }
-  else if (JSON_NODE_HOLDS_OBJECT (node))
-    {
-      JsonObjectIter iter;
-      const char *name;
-      JsonNode *member;
-
-      json_object_iter_init (&iter, json_node_get_object (node));
-      while (json_object_iter_next (&iter, &name, &member))
-        {
-          if (!g_utf8_validate (name, -1, NULL))
-            {
-              g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
-                                   "message is not valid UTF-8 (escaped lone surrogate)");
-              return FALSE;
-            }
-          if (!check_values (member, error))
-            return FALSE;
-        }
-    }
-  return TRUE;
 }
 
 static gboolean
@@ -512,14 +324,19 @@ validate_fields (const char *type_name, JsonObject *body, const FieldSpec *field
   return TRUE;
 }
 
+/* Stream ids become hash keys, D-Bus strings and object paths, log words:
+ * held to text.h's identifier rule in both directions. */
 static gboolean
 validate_stream_id (const char *type_name, const char *stream_id, GError **error)
 {
-  if (stream_id[0] == '\0' || strlen (stream_id) > WB_MESSAGE_MAX_STREAM_ID_BYTES)
+  const char *problem = NULL;
+
+  if (!wb_text_check_identifier (stream_id, WB_MESSAGE_MAX_STREAM_ID_BYTES, &problem))
     {
       g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_FIELD,
-                   "%s: field 'stream_id' must be 1 to %d bytes", type_name,
-                   WB_MESSAGE_MAX_STREAM_ID_BYTES);
+                   "%s: field 'stream_id' %s (1 to %d bytes of UTF-8 without control "
+                   "characters, line separators, noncharacters or format characters)",
+                   type_name, problem, WB_MESSAGE_MAX_STREAM_ID_BYTES);
       return FALSE;
     }
   return TRUE;
@@ -677,9 +494,30 @@ validate_message (WbMessage *message, WbDirection direction, GError **error)
   return TRUE;
 }
 
+static WbMessageError
+message_error_from_strict (const GError *strict_error)
+{
+  switch ((WbJsonStrictError)strict_error->code)
+    {
+    case WB_JSON_STRICT_ERROR_ENCODING:
+      return WB_MESSAGE_ERROR_INVALID_UTF8;
+    case WB_JSON_STRICT_ERROR_TOO_DEEP:
+      return WB_MESSAGE_ERROR_TOO_DEEP;
+    case WB_JSON_STRICT_ERROR_NUL:
+      return WB_MESSAGE_ERROR_NUL_CHARACTER;
+    case WB_JSON_STRICT_ERROR_SYNTAX:
+    case WB_JSON_STRICT_ERROR_RANGE:
+    case WB_JSON_STRICT_ERROR_DUPLICATE:
+      break;
+    }
+  return WB_MESSAGE_ERROR_INVALID_JSON;
+}
+
 /* Forwarding the validated text saves a serialization per event and keeps
- * the server's exact number formatting; only a frame spread over several
- * lines would break the socket's framing and must be re-serialized. */
+ * the server's exact number formatting. It passed wb_json_strict_check, so
+ * it is RFC 8259 JSON in valid UTF-8 that every parser reads as the bridge
+ * did; only a frame spread over several lines would break the socket's
+ * framing and must be re-serialized. */
 static GBytes *
 line_from_text (const char *data, gsize length)
 {
@@ -699,6 +537,7 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
   g_autoptr (JsonParser) parser = NULL;
   g_autoptr (WbMessage) message = NULL;
   g_autoptr (GError) json_error = NULL;
+  g_autoptr (GError) strict_error = NULL;
   JsonNode *root;
 
   g_return_val_if_fail (data != NULL || length == 0, NULL);
@@ -707,19 +546,18 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
   /* json-glib refuses NULL even for an empty buffer, without an error. */
   if (data == NULL)
     data = "";
-  if (!g_utf8_validate_len (data, length, NULL))
+  /* json-glib reads much that is not JSON; only RFC 8259 gets that far. */
+  if (!wb_json_strict_check (data, length, WB_MESSAGE_MAX_DEPTH, &strict_error))
     {
-      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_UTF8,
-                           "message is not valid UTF-8");
+      g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, message_error_from_strict (strict_error),
+                           strict_error->message);
       return NULL;
     }
-  if (!check_escapes (data, length, error) || !check_depth (data, length, error))
-    return NULL;
 
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, data, (gssize)length, &json_error))
     {
-      /* json-glib may quote a decoded lone surrogate: not UTF-8. */
+      /* Not expected after the strict check; json-glib's text is its own. */
       g_autofree char *detail = g_utf8_make_valid (json_error->message, -1);
 
       g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
@@ -733,9 +571,6 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
                            "message must be a JSON object");
       return NULL;
     }
-
-  if (!check_values (root, error))
-    return NULL;
 
   message = g_new0 (WbMessage, 1);
   message->root = json_node_ref (root);
@@ -916,7 +751,9 @@ append_shortest_double (GString *out, const char *token, gsize length)
 
 /* json-glib writes every double with 17 significant digits
  * ("2601.8000000000002"); people expect the shortest text that reads back as
- * the same double ("2601.8"). Strings are copied untouched. */
+ * the same double ("2601.8"). Strings are copied, except that a raw control
+ * character is escaped: json-glib 1.6 escapes U+0001…U+001E but writes
+ * U+001F as it is, which is not JSON. */
 static char *
 shorten_doubles (const char *json, gsize length, gsize *out_length)
 {
@@ -939,7 +776,10 @@ shorten_doubles (const char *json, gsize length, gsize *out_length)
             escaped = TRUE;
           else if (c == '"')
             in_string = FALSE;
-          g_string_append_c (out, c);
+          if ((guchar)c < 0x20)
+            g_string_append_printf (out, "\\u%04x", (guint)(guchar)c);
+          else
+            g_string_append_c (out, c);
           i++;
           continue;
         }
@@ -979,6 +819,19 @@ wb_json_to_string (JsonNode *node, gsize *out_length)
   g_return_val_if_fail (node != NULL, NULL);
   json_generator_set_root (generator, node);
   text = json_generator_to_data (generator, &length);
+  /* json-glib copies strings byte for byte. Everything the bridge puts into
+   * a tree is valid UTF-8 (parsed JSON, text.c for text from outside); if
+   * that ever failed, a client still gets UTF-8: the bad bytes (never JSON
+   * syntax, which is ASCII) become U+FFFD. */
+  if (!g_utf8_validate_len (text, length, NULL))
+    {
+      char *valid = g_utf8_make_valid (text, (gssize)length);
+
+      g_warning ("Serializing text that is not UTF-8; replaced with U+FFFD");
+      g_free (text);
+      text = valid;
+      length = strlen (valid);
+    }
   return shorten_doubles (text, length, out_length);
 }
 

@@ -66,6 +66,9 @@ typedef enum
   WB_MESSAGE_ERROR_WRONG_DIRECTION,
   WB_MESSAGE_ERROR_MISSING_FIELD,
   WB_MESSAGE_ERROR_INVALID_FIELD,
+  /* Valid JSON with "\u0000" in a string: json-glib would cut the string
+   * there (a stream id "s\u0000x" would become "s"), so it is refused. */
+  WB_MESSAGE_ERROR_NUL_CHARACTER,
 } WbMessageError;
 
 typedef struct
@@ -77,7 +80,7 @@ typedef struct
   JsonNode *request_id;  /* borrowed from root: the client's "id", or NULL */
   /* Server → client only: the text exactly as received plus '\n', when it
    * was one line already (so it can be forwarded without re-serializing);
-   * NULL otherwise. Owned. */
+   * NULL otherwise. Owned. It passed wb_json_strict_check (json-strict.h). */
   GBytes *line;
 } WbMessage;
 

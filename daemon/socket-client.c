@@ -41,6 +41,8 @@ struct _WbSocketClientGroup
   GSource *source;
   GQueue clients; /* every client, by all_link */
   GQueue dirty;   /* to write, or dead: handled at the next dispatch */
+  GQueue held;    /* with input left over their user's line budget */
+  guint64 serial; /* counts dispatches */
   gboolean wake_pending;
   gint64 next_deadline; /* earliest slow/closing deadline, G_MAXINT64: none */
 };
@@ -56,6 +58,8 @@ struct _WbSocketClient
   GList all_link;
   GList dirty_link;
   gboolean in_dirty;
+  GList held_link;
+  gboolean input_held;    /* lines wait for the next dispatch: not reading */
   guint32 epoll_events;   /* the interest registered with the group */
   gboolean write_blocked; /* the kernel said EAGAIN: wait for EPOLLOUT */
 
@@ -156,7 +160,7 @@ client_update_interest (WbSocketClient *client)
       client_mark_dirty (client);
       return;
     }
-  if (client->reading || client->lingering)
+  if ((client->reading && !client->input_held) || client->lingering)
     events |= EPOLLIN;
   if (client->write_blocked && client->queued_bytes > 0)
     events |= EPOLLOUT;
@@ -339,6 +343,39 @@ client_line_too_long (WbSocketClient *client)
   client->callbacks.line_too_long (client, client->user_data);
 }
 
+/* One more line for the client's user in this dispatch? */
+static gboolean
+client_take_line_budget (WbSocketClient *client)
+{
+  WbSocketAccount *account = client->account;
+
+  if (account == NULL || account->lines_per_dispatch == 0)
+    return TRUE;
+  if (account->serial != client->group->serial)
+    {
+      account->serial = client->group->serial;
+      account->lines_used = 0;
+    }
+  if (account->lines_used >= account->lines_per_dispatch)
+    return FALSE;
+  account->lines_used++;
+  return TRUE;
+}
+
+/* The user's budget is spent: the rest of the input waits for the next
+ * dispatch, and nothing more is read meanwhile (the kernel holds it). */
+static void
+client_hold_input (WbSocketClient *client)
+{
+  WbSocketClientGroup *group = client->group;
+
+  if (client->input_held)
+    return;
+  client->input_held = TRUE;
+  g_queue_push_tail_link (&group->held, &client->held_link);
+  group_schedule (group);
+}
+
 /* Hands complete lines to the owner; with @at_eof the unterminated rest too. */
 static void
 client_process_input (WbSocketClient *client, gboolean at_eof)
@@ -355,6 +392,11 @@ client_process_input (WbSocketClient *client, gboolean at_eof)
 
       if (newline == NULL && !at_eof)
         break;
+      if (!at_eof && !client_take_line_budget (client))
+        {
+          client_hold_input (client);
+          break;
+        }
       line_length = end - start;
       if (line_length > 0 && data[start + line_length - 1] == '\r')
         line_length--;
@@ -374,8 +416,9 @@ client_process_input (WbSocketClient *client, gboolean at_eof)
       return;
     }
   g_byte_array_remove_range (client->input, 0, (guint)start);
-  /* One byte of slack for a '\r' whose '\n' has not arrived yet. */
-  if (client->input->len > client->limits.max_line_bytes + 1)
+  /* One byte of slack for a '\r' whose '\n' has not arrived yet. Held
+   * input still has whole lines in it: it is measured when they are taken. */
+  if (!client->input_held && client->input->len > client->limits.max_line_bytes + 1)
     client_line_too_long (client);
 }
 
@@ -426,7 +469,8 @@ client_handle_events (WbSocketClient *client, guint32 events)
       if (client->queued_bytes > 0)
         client_flush (client);
     }
-  if (!client->dead && client->reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+  if (!client->dead && client->reading && !client->input_held
+      && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
     client_read (client);
   else if (!client->dead && client->lingering && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
     client_drain (client);
@@ -464,11 +508,28 @@ group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
 {
   WbSocketClientGroup *group = ((GroupSource *)source)->group;
   struct epoll_event events[MAX_EPOLL_EVENTS];
+  guint held_count;
   gint64 now;
   int n;
 
   group->wake_pending = FALSE;
   g_source_set_ready_time (source, -1);
+  group->serial++;
+
+  /* Input held over from the last dispatch goes first, in order. */
+  held_count = group->held.length;
+  for (guint i = 0; i < held_count; i++)
+    {
+      GList *link = g_queue_pop_head_link (&group->held);
+      WbSocketClient *client = link->data;
+
+      client->input_held = FALSE;
+      if (!client->dead)
+        {
+          client_process_input (client, FALSE);
+          client_update_interest (client);
+        }
+    }
 
   do
     n = epoll_wait (group->epoll_fd, events, G_N_ELEMENTS (events), 0);
@@ -525,6 +586,7 @@ wb_socket_client_group_new (GError **error)
   group->next_deadline = G_MAXINT64;
   g_queue_init (&group->clients);
   g_queue_init (&group->dirty);
+  g_queue_init (&group->held);
   group->source = g_source_new (&group_source_funcs, sizeof (GroupSource));
   ((GroupSource *)group->source)->group = group;
   g_source_set_static_name (group->source, "wave-bridge socket clients");
@@ -577,6 +639,7 @@ wb_socket_client_new (WbSocketClientGroup *group, int fd, const WbSocketClientLi
   client->group = group;
   client->all_link.data = client;
   client->dirty_link.data = client;
+  client->held_link.data = client;
   g_queue_init (&client->output);
   g_queue_push_tail_link (&group->clients, &client->all_link);
   return client;
@@ -589,6 +652,8 @@ wb_socket_client_free (WbSocketClient *client)
     return;
   if (client->in_dirty)
     g_queue_unlink (&client->group->dirty, &client->dirty_link);
+  if (client->input_held)
+    g_queue_unlink (&client->group->held, &client->held_link);
   g_queue_unlink (&client->group->clients, &client->all_link);
   /* Closing the fd would drop it from the epoll set only if no duplicate
    * existed; say so explicitly. */

@@ -83,6 +83,12 @@ typedef struct
   gsize queued;
   gsize limit;
   gsize hard_limit;
+  /* Request lines taken from the user's connections per dispatch of the
+   * group (0: no bound); the rest wait in their sockets, so a user with
+   * many busy connections cannot make everyone else's requests wait. */
+  guint lines_per_dispatch;
+  guint lines_used;
+  guint64 serial; /* the group dispatch lines_used counts for */
 } WbSocketAccount;
 
 /* NULL: the connection answers only to its own queue_bytes. */

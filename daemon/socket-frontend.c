@@ -31,6 +31,10 @@
 #define ACCEPT_RETRY_MS 250
 /* Replies may use this multiple of ClientQueueBytes before the client is cut. */
 #define HARD_QUEUE_FACTOR 2
+/* Request lines taken from one user's connections per loop iteration: the
+ * time of an iteration, and so everyone's latency, does not grow with the
+ * number of connections one user keeps busy. */
+#define USER_LINES_PER_DISPATCH 64
 /* Reads of a refused connection's first input before closing it. */
 #define REFUSAL_DRAIN_READS 4
 /* At most one "refusing connections" message per interval. */
@@ -170,6 +174,7 @@ parse_error_code (const GError *error)
     case WB_MESSAGE_ERROR_WRONG_DIRECTION:
     case WB_MESSAGE_ERROR_MISSING_FIELD:
     case WB_MESSAGE_ERROR_INVALID_FIELD:
+    case WB_MESSAGE_ERROR_NUL_CHARACTER:
       return "invalid_message";
     }
   return "invalid_message";
@@ -186,7 +191,9 @@ client_reply_parse_error (FrontendClient *client, const char *line, gsize length
   JsonNode *request_id = NULL;
   const char *stream_id = NULL;
 
-  if (g_str_equal (code, "invalid_json"))
+  /* json-glib would cut a "\u0000" id or stream id short: echo neither. */
+  if (g_str_equal (code, "invalid_json")
+      || g_error_matches (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_NUL_CHARACTER))
     {
       client_reply_error (client, code, error->message, NULL, NULL);
       return;
@@ -420,6 +427,7 @@ frontend_account_ref (WbSocketFrontend *frontend, uid_t uid)
       account->uid = key;
       account->total.limit = frontend->max_queued_bytes_per_user;
       account->total.hard_limit = frontend->max_queued_bytes_per_user * HARD_QUEUE_FACTOR;
+      account->total.lines_per_dispatch = USER_LINES_PER_DISPATCH;
       g_hash_table_insert (frontend->accounts, GUINT_TO_POINTER (key), account);
     }
   account->clients++;

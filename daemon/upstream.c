@@ -8,6 +8,7 @@
 
 #include "backoff.h"
 #include "close-policy.h"
+#include "text.h"
 #include "upstream-outbox.h"
 #include "wb-build-config.h"
 
@@ -25,12 +26,14 @@
  *   closed         -      -        -         -                         -
  *
  * Flags: `healthy` (a pong arrived on this connection: held sends may go,
- * the backoff was reset) and `io_error` (libsoup reported one: a close
- * without a code is a write error) describe the current connection and are
- * cleared with it; `retry_is_backoff` says whether the planned retry may be
- * cut short by a network change (a server's fixed wait may not). Which
- * streams lost their coverage, and since when, is the outbox's to track: it
- * reports each one back (a resync) once it is re-sent on a live connection.
+ * the backoff was reset), `io_error` (libsoup reported one: a close
+ * without a code is a write error) and `too_big` (the server sent a frame
+ * over the limit; the bridge answered 1009) describe the current connection
+ * and are cleared with it; `retry_is_backoff` says whether the planned
+ * retry may be cut short by a network change (a server's fixed wait may
+ * not). Which streams lost their coverage, and since when, is the outbox's
+ * to track: it reports each one back (a resync) once it is re-sent on a
+ * live connection.
  *
  * Transitions (the close table's actions are close-policy.c's):
  *   idle, closed   → connecting   local demand (stream, send), reload
@@ -53,6 +56,8 @@
 /* WAVE events are small JSON objects; anything this big is a broken or
  * hostile server, and libsoup's 128 KiB default is too tight for chat bursts. */
 #define WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES (1024 * 1024)
+#define WB_UPSTREAM_TOO_BIG_TEXT "server sent a frame over 1 MiB"
+#define WB_UPSTREAM_TOO_BIG_REASON "frame too big"
 /* Queued upstream frames taken in per main-loop dispatch, and the most
  * bytes of them waiting: a flood cannot freeze the loop or grow memory. */
 #define WB_UPSTREAM_NOTES_PER_DISPATCH 128
@@ -124,6 +129,7 @@ struct _WbUpstream
   SoupWebsocketConnection *ws;
   gboolean healthy;
   gboolean io_error;
+  gboolean too_big;
   WbOutbox *outbox;
 
   WbBackoff backoff;
@@ -280,11 +286,14 @@ is_connected (WbUpstream *self)
          && soup_websocket_connection_get_state (self->ws) == SOUP_WEBSOCKET_STATE_OPEN;
 }
 
+/* Server text (reason phrases, close reasons, error messages) and what the
+ * network stack says go to status, D-Bus, sd_notify and logs: valid UTF-8,
+ * no control characters, bounded (text.h), here and in record_close(). */
 static void
 set_last_error (WbUpstream *self, const char *text)
 {
   g_free (self->last_error);
-  self->last_error = g_strdup (text != NULL ? text : "");
+  self->last_error = wb_text_sanitize (text, -1, WB_TEXT_MAX_BYTES);
   self->status.last_error = self->last_error;
 }
 
@@ -448,6 +457,8 @@ static void
 note_invalid (WbUpstream *self, const char *what)
 {
   gint64 now = g_get_monotonic_time ();
+  /* Parse errors quote what the server sent (an unknown type's name). */
+  g_autofree char *safe_what = wb_text_sanitize (what, -1, WB_TEXT_MAX_BYTES);
 
   self->status.invalid_messages++;
   if (now - self->invalid_window_start_us >= WB_UPSTREAM_INVALID_LOG_WINDOW_US)
@@ -463,7 +474,7 @@ note_invalid (WbUpstream *self, const char *what)
   if (self->invalid_logged_in_window < WB_UPSTREAM_INVALID_LOG_BURST)
     {
       self->invalid_logged_in_window++;
-      g_warning ("ignoring invalid upstream message: %s", what);
+      g_warning ("ignoring invalid upstream message: %s", safe_what);
     }
   else
     self->invalid_suppressed++;
@@ -476,8 +487,8 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
   g_autofree char *text = g_strdup_printf ("%s: %s", wb_message_get_string (message, "code"),
                                            wb_message_get_string (message, "message"));
 
-  g_message ("upstream error: %s", text);
   set_last_error (self, text);
+  g_message ("upstream error: %s", self->last_error);
   notify_status (self);
 }
 
@@ -580,6 +591,7 @@ detach_ws (WbUpstream *self, gushort code, const char *reason)
   wb_outbox_connection_closed (self->outbox);
   self->healthy = FALSE;
   self->io_error = FALSE;
+  self->too_big = FALSE;
   self->status.rtt_us = 0;
   if (ws == NULL)
     return;
@@ -689,7 +701,7 @@ record_close (WbUpstream *self, guint16 code, const char *reason)
 {
   self->status.last_close_code = code;
   g_free (self->last_close_reason);
-  self->last_close_reason = g_strdup (reason != NULL ? reason : "");
+  self->last_close_reason = wb_text_sanitize (reason, -1, WB_TEXT_MAX_BYTES);
   self->status.last_close_reason = self->last_close_reason;
 }
 
@@ -697,20 +709,24 @@ record_close (WbUpstream *self, guint16 code, const char *reason)
 static void
 connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, const char *reason)
 {
+  /* For the log lines: @reason may be the server's. */
+  g_autofree char *safe_reason
+      = reason != NULL ? wb_text_sanitize (reason, -1, WB_TEXT_MAX_BYTES) : NULL;
+
   abandon_attempt (self);
   /* A close by the bridge itself: tell the server politely, count it as 1006. */
   detach_ws (self, WB_UPSTREAM_CLOSE_GOING_AWAY, reason);
   if (code != 0)
     record_close (self, code, reason);
-  if (code != 0 && reason != NULL && reason[0] != '\0')
+  if (code != 0 && safe_reason != NULL && safe_reason[0] != '\0')
     g_message ("upstream %s lost: %s (close code %u: %s)", self->redacted_url, policy->description,
-               code, reason);
+               code, safe_reason);
   else if (code != 0)
     g_message ("upstream %s lost: %s (close code %u)", self->redacted_url, policy->description,
                code);
   else
     g_message ("upstream %s lost: %s (%s)", self->redacted_url, policy->description,
-               reason != NULL ? reason : "no reason given");
+               safe_reason != NULL ? safe_reason : "no reason given");
   apply_policy (self, policy);
   notify_status (self);
 }
@@ -724,7 +740,15 @@ ws_closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
   g_autofree char *reason_copy = g_strdup (reason);
   const WbClosePolicy *policy;
 
-  if (code == 0 && self->io_error)
+  if (code == 0 && self->too_big)
+    {
+      /* Closed by the bridge with 1009 (ws_error_cb); last_error says why. */
+      code = SOUP_WEBSOCKET_CLOSE_TOO_BIG;
+      policy = wb_close_policy_for_close_code (code);
+      g_free (reason_copy);
+      reason_copy = g_strdup (WB_UPSTREAM_TOO_BIG_REASON);
+    }
+  else if (code == 0 && self->io_error)
     {
       policy = wb_close_policy_for_local_failure (WB_LOCAL_FAILURE_WRITE_ERROR);
       code = WB_CLOSE_CODE_ABNORMAL;
@@ -751,9 +775,23 @@ ws_error_cb (SoupWebsocketConnection *ws, GError *error, gpointer user_data)
 {
   WbUpstream *self = user_data;
 
-  g_message ("upstream connection error: %s", error->message);
   self->io_error = TRUE;
-  set_last_error (self, error->message);
+  if (g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG)
+      && soup_websocket_connection_get_state (ws) == SOUP_WEBSOCKET_STATE_OPEN)
+    {
+      /* libsoup 3.2 emits this from reading the frame's header and closes
+       * the TCP connection as soon as we return, without a close frame
+       * (emit_error_and_close with prejudice). Queued now, the 1009 the
+       * protocol asks for is written before that (libsoup writes at once
+       * when the socket takes it; a full send buffer would lose it). */
+      self->too_big = TRUE;
+      soup_websocket_connection_close (ws, SOUP_WEBSOCKET_CLOSE_TOO_BIG,
+                                       WB_UPSTREAM_TOO_BIG_REASON);
+      set_last_error (self, WB_UPSTREAM_TOO_BIG_TEXT "; closed with 1009");
+    }
+  else
+    set_last_error (self, error->message);
+  g_message ("upstream connection error: %s", self->last_error);
   notify_status (self);
 }
 
@@ -801,7 +839,12 @@ accept_certificate_cb (SoupMessage *msg, GTlsCertificate *certificate, GTlsCerti
                                        G_TLS_DATABASE_PURPOSE_AUTHENTICATE_SERVER, identity, NULL,
                                        G_TLS_DATABASE_VERIFY_NONE, NULL, &error);
   if (error != NULL)
-    g_message ("certificate check against CAFile failed: %s", error->message);
+    {
+      /* May name what the server's certificate says. */
+      g_autofree char *text = wb_text_sanitize (error->message, -1, WB_TEXT_MAX_BYTES);
+
+      g_message ("certificate check against CAFile failed: %s", text);
+    }
   else if (flags != 0)
     g_message ("upstream certificate not trusted by CAFile (flags 0x%x)", flags);
   return error == NULL && flags == 0;
@@ -967,15 +1010,16 @@ start_connect (WbUpstream *self)
   attempt->upstream = self;
   attempt->cancellable = g_cancellable_new ();
   attempt->msg = g_object_ref (msg);
-  /* A handshake that hangs (black-holed SYN, a server that never answers)
-   * gets one heartbeat cycle, then counts as a network failure. */
-  attempt->timeout_id
-      = g_timeout_add (MAX (self->config->ping_interval_ms + self->config->pong_timeout_ms, 1),
-                       connect_timeout_cb, attempt);
   self->attempt = attempt;
 
   g_debug ("connecting to %s", self->redacted_url);
   set_state (self, WB_LINK_CONNECTING);
+  /* A handshake that hangs (black-holed SYN, a server that never answers)
+   * gets one heartbeat cycle, then counts as a network failure. Armed after
+   * the change was stamped, so no wait measured from it comes out shorter. */
+  attempt->timeout_id
+      = g_timeout_add (MAX (self->config->ping_interval_ms + self->config->pong_timeout_ms, 1),
+                       connect_timeout_cb, attempt);
   soup_session_websocket_connect_async (self->session, msg, NULL, NULL, G_PRIORITY_DEFAULT,
                                         attempt->cancellable, connect_cb, attempt);
 }

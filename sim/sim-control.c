@@ -16,6 +16,10 @@
 #define SIM_CLOSE_MAX_APP_CODE 4999
 /* A close frame payload is at most 125 bytes, 2 of them the code. */
 #define SIM_CLOSE_MAX_REASON_BYTES 123
+/* An HTTP reason phrase from /sim/reject. */
+#define SIM_REJECT_MAX_REASON_BYTES 1024
+/* /sim/raw "pad_to": frames up to this size. */
+#define SIM_RAW_MAX_PAD_BYTES (16 * 1024 * 1024)
 #define SIM_HTTP_MIN_ERROR 400
 #define SIM_HTTP_MAX_ERROR 599
 
@@ -198,8 +202,11 @@ route_reject (SimControl *self, JsonObject *body, JsonObject *answer, GError **e
   gushort close_code = 0;
   gboolean has_http = json_object_has_member (body, "http_status");
   gboolean has_close = json_object_has_member (body, "close_code");
+  const char *reason_base64 = NULL;
+  g_autofree char *reason = NULL;
 
-  if (!get_int (body, "count", TRUE, 0, 0, SIM_REJECT_MAX_COUNT, &count, error))
+  if (!get_int (body, "count", TRUE, 0, 0, SIM_REJECT_MAX_COUNT, &count, error)
+      || !get_string (body, "reason_base64", FALSE, &reason_base64, error))
     return FALSE;
   if (has_http == has_close)
     return fail (error, "give exactly one of 'http_status' and 'close_code'");
@@ -209,7 +216,23 @@ route_reject (SimControl *self, JsonObject *body, JsonObject *answer, GError **e
     return FALSE;
   if (has_close && !get_close_code (body, "close_code", TRUE, &close_code, error))
     return FALSE;
-  sim_server_reject_next (self->server, (guint)count, (guint)http_status, close_code);
+  if (reason_base64 != NULL)
+    {
+      /* Any bytes (a proxy's Latin-1, say), as long as they stay one
+       * status line: no CR, LF or NUL. */
+      gsize length = 0;
+      g_autofree guchar *bytes = g_base64_decode (reason_base64, &length);
+
+      if (!has_http)
+        return fail (error, "'reason_base64' goes with 'http_status'");
+      if (length == 0 || length > SIM_REJECT_MAX_REASON_BYTES
+          || memchr (bytes, '\r', length) != NULL || memchr (bytes, '\n', length) != NULL
+          || memchr (bytes, '\0', length) != NULL)
+        return fail (error, "'reason_base64' must decode to 1 to %d bytes without CR, LF or NUL",
+                     SIM_REJECT_MAX_REASON_BYTES);
+      reason = g_strndup ((const char *)bytes, length);
+    }
+  sim_server_reject_next (self->server, (guint)count, (guint)http_status, reason, close_code);
   return TRUE;
 }
 
@@ -218,14 +241,28 @@ route_raw (SimControl *self, JsonObject *body, JsonObject *answer, GError **erro
 {
   const char *text = NULL;
   const char *base64 = NULL;
+  gint64 pad_to = 0;
   guint sent;
 
   if (!get_string (body, "text", FALSE, &text, error)
-      || !get_string (body, "binary_base64", FALSE, &base64, error))
+      || !get_string (body, "binary_base64", FALSE, &base64, error)
+      || !get_int (body, "pad_to", FALSE, 0, 0, SIM_RAW_MAX_PAD_BYTES, &pad_to, error))
     return FALSE;
   if ((text == NULL) == (base64 == NULL))
     return fail (error, "give exactly one of 'text' and 'binary_base64'");
-  if (text != NULL)
+  if (pad_to > 0 && text == NULL)
+    return fail (error, "'pad_to' goes with 'text'");
+  if (text != NULL && (gsize)pad_to > strlen (text))
+    {
+      /* Trailing spaces: still the same JSON, only bigger than a control
+       * body may be (frames over the bridge's 1 MiB limit). */
+      g_autoptr (GString) padded = g_string_new (text);
+
+      while (padded->len < (gsize)pad_to)
+        g_string_append_c (padded, ' ');
+      sent = sim_server_send_raw_text (self->server, padded->str);
+    }
+  else if (text != NULL)
     sent = sim_server_send_raw_text (self->server, text);
   else
     {

@@ -60,6 +60,7 @@ struct _SimServer
   gboolean answer_pings;
   guint reject_count;
   guint reject_http_status;
+  char *reject_reason; /* HTTP reason phrase, raw bytes; NULL: the status's own */
   gushort reject_close_code;
 };
 
@@ -162,6 +163,10 @@ send_parse_error (SimConnection *conn, const GError *error, const char *data, gs
       case WB_MESSAGE_ERROR_WRONG_DIRECTION:
         code = "unknown_type";
         break;
+      case WB_MESSAGE_ERROR_NUL_CHARACTER:
+        /* json-glib would cut the strings it could name. */
+        send_error (conn, code, error->message, NULL, NULL);
+        return;
       case WB_MESSAGE_ERROR_NOT_OBJECT:
       case WB_MESSAGE_ERROR_MISSING_FIELD:
       case WB_MESSAGE_ERROR_INVALID_FIELD:
@@ -408,6 +413,8 @@ handshake_cb (SoupServer *soup, SoupServerMessage *msg, const char *path, GHashT
       self->handshakes_rejected++;
       g_message ("handshake rejected with HTTP %u (injected)", self->reject_http_status);
       sim_server_respond_error (msg, self->reject_http_status, "rejected by /sim/reject");
+      if (self->reject_reason != NULL)
+        soup_server_message_set_status (msg, self->reject_http_status, self->reject_reason);
       return;
     }
   if (n_connections (self) >= self->max_connections)
@@ -532,6 +539,7 @@ sim_server_free (SimServer *self)
   g_queue_clear_full (&self->closes, (GDestroyNotify)json_object_unref);
   g_free (self->api_key);
   g_free (self->url);
+  g_free (self->reject_reason);
   g_free (self);
 }
 
@@ -665,11 +673,14 @@ sim_server_set_answer_pings (SimServer *self, gboolean answer)
 }
 
 void
-sim_server_reject_next (SimServer *self, guint count, guint http_status, gushort close_code)
+sim_server_reject_next (SimServer *self, guint count, guint http_status, const char *reason,
+                        gushort close_code)
 {
   g_return_if_fail (self != NULL);
   self->reject_count = count;
   self->reject_http_status = http_status;
+  g_free (self->reject_reason);
+  self->reject_reason = g_strdup (reason);
   self->reject_close_code = close_code;
   g_message ("the next %u handshakes will be rejected (%s %u)", count,
              http_status != 0 ? "HTTP" : "close", http_status != 0 ? http_status : close_code);

@@ -57,9 +57,11 @@ guint sim_server_send_all (SimServer *server, JsonNode *message);
 guint sim_server_close_all (SimServer *server, gushort code, const char *reason);
 guint sim_server_drop_all (SimServer *server);
 void sim_server_set_answer_pings (SimServer *server, gboolean answer);
-/* The next @count handshakes fail with @http_status, or (when @http_status
- * is 0) are accepted then closed at once with @close_code. */
-void sim_server_reject_next (SimServer *server, guint count, guint http_status, gushort close_code);
+/* The next @count handshakes fail with @http_status (and @reason as the
+ * HTTP reason phrase, written as the bytes it is; NULL: the usual one), or
+ * (when @http_status is 0) are accepted then closed at once with @close_code. */
+void sim_server_reject_next (SimServer *server, guint count, guint http_status, const char *reason,
+                             gushort close_code);
 guint sim_server_send_raw_text (SimServer *server, const char *text);
 guint sim_server_send_raw_binary (SimServer *server, GBytes *data);
 

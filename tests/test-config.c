@@ -58,6 +58,7 @@ test_every_key (void)
   g_autoptr (GError) error = NULL;
   g_autoptr (WbConfig) config = load_text ("[Upstream]\n"
                                            "URL=ws://127.0.0.1:9/v1/streams\n"
+                                           "AllowInsecure=true\n"
                                            "APIKeyFile=/tmp/key\n"
                                            "CAFile=/tmp/ca.pem\n"
                                            "PingInterval=2.5\n"
@@ -79,6 +80,7 @@ test_every_key (void)
 
   g_assert_no_error (error);
   g_assert_cmpstr (config->url, ==, "ws://127.0.0.1:9/v1/streams");
+  g_assert_true (config->allow_insecure);
   g_assert_cmpstr (config->api_key_file, ==, "/tmp/key");
   g_assert_cmpstr (config->ca_file, ==, "/tmp/ca.pem");
   g_assert_cmpuint (config->ping_interval_ms, ==, 2500);
@@ -125,6 +127,7 @@ test_shipped_file (void)
   g_assert_no_error (error);
 
   g_assert_cmpstr (config->url, ==, defaults->url);
+  g_assert_false (config->allow_insecure);
   g_assert_null (config->ca_file);
   g_assert_cmpuint (config->ping_interval_ms, ==, defaults->ping_interval_ms);
   g_assert_cmpuint (config->pong_timeout_ms, ==, defaults->pong_timeout_ms);
@@ -161,6 +164,19 @@ test_bad_values (void)
     { "[Upstream]\nURL=not a url\n", "[Upstream] URL" },
     { "[Upstream]\nURL=wss://h/v1?api_key=secret\n", "never in the URL" },
     { "[Upstream]\nURL=\n", "[Upstream] URL: must not be empty" },
+    /* The key in clear text, by accident. */
+    { "[Upstream]\nURL=ws://ws.wave.inc/v1/streams\n",
+      "[Upstream] URL: ws:// would send the API key in clear text to a host that is not this "
+      "machine; use wss://, or set [Upstream] AllowInsecure=true" },
+    { "[Upstream]\nURL=ws://10.0.0.1/v1\nAllowInsecure=false\n", "AllowInsecure=true" },
+    { "[Upstream]\nURL=ws://[::ffff:127.0.0.1]/v1\n", "AllowInsecure=true" },
+    { "[Upstream]\nURL=ws://localhost.example/v1\n", "AllowInsecure=true" },
+    { "[Upstream]\nURL=wss://user:secret@ws.wave.inc/v1\n",
+      "[Upstream] URL: credentials in the URL (user:password@host) are not allowed" },
+    { "[Upstream]\nURL=ws://token@127.0.0.1/v1\nAllowInsecure=true\n", "credentials in the URL" },
+    { "[Upstream]\nURL=wss://@ws.wave.inc/v1\n", "credentials in the URL" },
+    { "[Upstream]\nAllowInsecure=yes\n",
+      "[Upstream] AllowInsecure: 'yes' is neither true nor false" },
     { "[Upstream]\nPingInterval=abc\n", "[Upstream] PingInterval: 'abc' is not a number" },
     { "[Upstream]\nPingInterval=-1\n", "[Upstream] PingInterval" },
     { "[Upstream]\nPingInterval=nan\n", "[Upstream] PingInterval" },
@@ -186,6 +202,41 @@ test_bad_values (void)
       g_assert_nonnull (strstr (error->message, "test.conf: "));
       g_assert_nonnull (strstr (error->message, cases[i].expected_in_message));
     }
+}
+
+/* ws:// is fine to this machine; elsewhere only when the file says so. */
+static void
+test_insecure_urls (void)
+{
+  static const char *const loopback[] = {
+    "ws://127.0.0.1:9/v1/streams",  "ws://127.0.0.2/",
+    "ws://[::1]:8080/v1",           "ws://localhost/",
+    "ws://LOCALHOST:80/",           "ws://localhost./",
+    "wss://ws.wave.inc/v1/streams",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (loopback); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *text = g_strdup_printf ("[Upstream]\nURL=%s\n", loopback[i]);
+      g_autoptr (WbConfig) config = load_text (text, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpstr (config->url, ==, loopback[i]);
+    }
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (WbConfig) config = NULL;
+
+    /* Allowed, and said out loud. */
+    g_test_expect_message ("wave-config", G_LOG_LEVEL_WARNING,
+                           "test.conf: [Upstream] AllowInsecure=true: the API key goes to "
+                           "ws.example in clear text (ws://)");
+    config = load_text ("[Upstream]\nURL=ws://ws.example/v1\nAllowInsecure=true\n", &error);
+    g_test_assert_expected_messages ();
+    g_assert_no_error (error);
+    g_assert_true (config->allow_insecure);
+  }
 }
 
 static void
@@ -248,6 +299,13 @@ test_file_and_overrides (void)
   missing = wb_config_load (&overrides, FALSE, &error);
   g_assert_null (missing);
   g_assert_nonnull (strstr (error->message, "command line: [Upstream] URL"));
+  g_clear_error (&error);
+
+  /* --url is held to the same rule. */
+  overrides = (WbConfigOverrides){ .config_file = path, .url = "ws://x.example/", .bus = -1 };
+  missing = wb_config_load (&overrides, FALSE, &error);
+  g_assert_null (missing);
+  g_assert_nonnull (strstr (error->message, "command line: [Upstream] URL: ws://"));
 
   g_unlink (path);
   g_rmdir (dir);
@@ -357,10 +415,15 @@ test_url_building_and_redaction (void)
   g_autofree char *url = wb_config_build_upstream_url (config, "wave_live_a&b");
   g_autofree char *redacted = wb_config_redact_url (url);
   g_autofree char *two = wb_config_redact_url ("ws://h/?x=1&api_key=abc&y=2#api_key=z");
+  g_autofree char *userinfo = wb_config_redact_url ("wss://user:pw@h:1/p@x?api_key=k");
+  g_autofree char *no_userinfo = wb_config_redact_url ("wss://h/p@x?q=a@b");
 
   g_assert_cmpstr (url, ==, "wss://ws.wave.inc/v1/streams?api_key=wave_live_a%26b");
   g_assert_cmpstr (redacted, ==, "wss://ws.wave.inc/v1/streams?api_key=REDACTED");
   g_assert_cmpstr (two, ==, "ws://h/?x=1&api_key=REDACTED&y=2#api_key=REDACTED");
+  /* Refused by validation; redacted anyway wherever a URL is shown. */
+  g_assert_cmpstr (userinfo, ==, "wss://REDACTED@h:1/p@x?api_key=REDACTED");
+  g_assert_cmpstr (no_userinfo, ==, "wss://h/p@x?q=a@b");
 }
 
 static void
@@ -423,6 +486,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/api-key-sources", test_api_key_sources);
   g_test_add_func ("/config/world-readable-key-warns", test_world_readable_key_warns);
   g_test_add_func ("/config/url-redaction", test_url_building_and_redaction);
+  g_test_add_func ("/config/insecure-urls", test_insecure_urls);
   g_test_add_func ("/config/bus-names", test_bus_names);
   g_test_add_func ("/config/secret-wipe", test_secret_wipe);
   g_test_add_func ("/config/secret-free", test_secret_free);

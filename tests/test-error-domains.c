@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "hub.h"
+#include "json-strict.h"
 #include "message.h"
 #include "status.h"
 
@@ -21,6 +22,7 @@ typedef struct
 static const Domain domains[] = {
   { wb_config_error_quark, "wb-config-error-quark" },
   { wb_hub_error_quark, "wb-hub-error-quark" },
+  { wb_json_strict_error_quark, "wb-json-strict-error-quark" },
   { wb_message_error_quark, "wb-message-error-quark" },
   { wb_send_error_quark, "wb-send-error-quark" },
 };
@@ -45,6 +47,7 @@ test_error_macros (void)
   /* The public macros are the domains the names above belong to. */
   g_assert_cmpstr (g_quark_to_string (WB_CONFIG_ERROR), ==, "wb-config-error-quark");
   g_assert_cmpstr (g_quark_to_string (WB_HUB_ERROR), ==, "wb-hub-error-quark");
+  g_assert_cmpstr (g_quark_to_string (WB_JSON_STRICT_ERROR), ==, "wb-json-strict-error-quark");
   g_assert_cmpstr (g_quark_to_string (WB_MESSAGE_ERROR_DOMAIN), ==, "wb-message-error-quark");
   g_assert_cmpstr (g_quark_to_string (WB_SEND_ERROR), ==, "wb-send-error-quark");
 }

@@ -899,10 +899,29 @@ test_control_reject (void)
     ws_client_sync (accepted);
   }
 
+  {
+    /* A reason phrase that is not UTF-8 ("Accès refusé" in Latin-1), as a
+     * proxy or captive portal might send: the client gets the bytes. */
+    g_autoptr (JsonObject) answer
+        = post_ok (sim, "/sim/reject",
+                   "{\"count\":1,\"http_status\":403,\"reason_base64\":\"QWNj6HMgcmVmdXPp\"}");
+    g_autoptr (WsClient) client = ws_client_try (url, NULL);
+
+    g_assert_nonnull (client->connect_error);
+    g_assert_cmpuint (soup_message_get_status (client->msg), ==, 403);
+    g_assert_cmpstr (soup_message_get_reason_phrase (client->msg), ==, "Acc\xe8s refus\xe9");
+  }
+
   stats = get_stats (sim);
-  g_assert_cmpint (json_object_get_int_member (stats, "handshakes_rejected"), ==, 7);
+  g_assert_cmpint (json_object_get_int_member (stats, "handshakes_rejected"), ==, 8);
   g_assert_cmpint (json_object_get_int_member (stats, "rejects_pending"), ==, 0);
 
+  post_fails (sim, "/sim/reject", "{\"count\":1,\"close_code\":4500,\"reason_base64\":\"eA==\"}",
+              400);
+  /* "a\r\nX: y": would be a header, not a reason. */
+  post_fails (sim, "/sim/reject",
+              "{\"count\":1,\"http_status\":503,\"reason_base64\":\"YQ0KWDogeQ==\"}", 400);
+  post_fails (sim, "/sim/reject", "{\"count\":1,\"http_status\":503,\"reason_base64\":\"\"}", 400);
   post_fails (sim, "/sim/reject", "{\"count\":1}", 400);
   post_fails (sim, "/sim/reject", "{\"count\":1,\"http_status\":503,\"close_code\":4500}", 400);
   post_fails (sim, "/sim/reject", "{\"count\":1,\"http_status\":200}", 400);
@@ -918,6 +937,7 @@ test_control_raw (void)
   g_autoptr (WsClient) client = ws_client_connect (sim);
   g_autoptr (JsonObject) text = NULL;
   g_autoptr (JsonObject) binary = NULL;
+  g_autoptr (JsonObject) padded = NULL;
   GBytes *received;
 
   ws_client_sync (client);
@@ -932,8 +952,15 @@ test_control_raw (void)
   g_assert_cmpmem (g_bytes_get_data (received, NULL), g_bytes_get_size (received),
                    "\x00\x01\x02\xff", 4);
 
+  /* Padded with spaces (still the same JSON), for frames over the body limit. */
+  padded = post_ok (sim, "/sim/raw", "{\"text\":\"{}\",\"pad_to\":10}");
+  WAIT_UNTIL (client->texts->len == 3, WB_TEST_WAIT_MS);
+  g_assert_cmpstr (g_ptr_array_index (client->texts, 2), ==, "{}        ");
+
   post_fails (sim, "/sim/raw", "{}", 400);
   post_fails (sim, "/sim/raw", "{\"text\":\"a\",\"binary_base64\":\"AA==\"}", 400);
+  post_fails (sim, "/sim/raw", "{\"binary_base64\":\"AA==\",\"pad_to\":10}", 400);
+  post_fails (sim, "/sim/raw", "{\"text\":\"a\",\"pad_to\":16777217}", 400);
 }
 
 static void

@@ -522,6 +522,39 @@ test_peer_half_close (Fixture *f, gconstpointer data)
   g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_BY_PEER);
 }
 
+/* A user's request lines are taken a budget per dispatch of the group: the
+ * rest waits (in order, none lost) for the next dispatch, so one user's busy
+ * connections cannot make an iteration, and everyone's latency, grow. */
+static void
+test_line_budget (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  WbSocketAccount account
+      = { .limit = G_MAXSIZE / 4, .hard_limit = G_MAXSIZE / 2, .lines_per_dispatch = 3 };
+  GString *burst = g_string_new (NULL);
+
+  start_client (f, &limits);
+  wb_socket_client_set_account (f->client, &account);
+  for (guint i = 0; i < 10; i++)
+    g_string_append_printf (burst, "l%u\n", i);
+  peer_write (f, burst->str);
+  g_string_free (burst, TRUE);
+
+  /* One dispatch of the group takes three lines, not ten. */
+  WAIT_UNTIL (f->lines->len > 0, WB_TEST_WAIT_MS);
+  g_assert_cmpuint (f->lines->len, ==, 3);
+  WAIT_UNTIL (f->lines->len == 10, WB_TEST_WAIT_MS);
+  for (guint i = 0; i < 10; i++)
+    {
+      g_autofree char *expected = g_strdup_printf ("l%u", i);
+
+      g_assert_cmpstr (g_ptr_array_index (f->lines, i), ==, expected);
+    }
+  /* And the connection reads again afterwards. */
+  peer_write (f, "after\n");
+  WAIT_UNTIL (f->lines->len == 11, WB_TEST_WAIT_MS);
+}
+
 /* A user's connections share an account: past its limit, events to any of
  * them are refused (counted, then announced before the next event that
  * fits), and a reply past its hard limit ends that connection. */
@@ -588,6 +621,8 @@ main (int argc, char **argv)
   g_test_add ("/socket-client/close-after-flush", Fixture, NULL, fixture_setup,
               test_close_after_flush, fixture_teardown);
   g_test_add ("/socket-client/account", Fixture, NULL, fixture_setup, test_account,
+              fixture_teardown);
+  g_test_add ("/socket-client/line-budget", Fixture, NULL, fixture_setup, test_line_budget,
               fixture_teardown);
   g_test_add ("/socket-client/peer-half-close", Fixture, NULL, fixture_setup, test_peer_half_close,
               fixture_teardown);

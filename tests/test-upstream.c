@@ -312,7 +312,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   f->config->backoff_max_ms = TEST_BACKOFF_MAX_MS;
   f->config->going_away_wait_ms = TEST_GOING_AWAY_MS;
   f->config->rate_limited_wait_ms = TEST_RATE_LIMITED_MS;
-  f->config->send_queue_size = 8;
+  /* One test owner may hold SendQueueSize / 16 of it: two. */
+  f->config->send_queue_size = 32;
   f->config->send_queue_timeout_ms = 20000;
   f->api_key = g_strdup (SIM_FIXTURE_DEFAULT_KEY);
   f->tmpdir = g_dir_make_tmp ("test-upstream-XXXXXX", &error);
@@ -1129,7 +1130,8 @@ test_queue_full (Fixture *f, gconstpointer data)
 {
   SendResult results[3] = { { 0 } };
 
-  f->config->send_queue_size = 2;
+  /* The test's one user holds its share (32 / 16 = 2), then is refused. */
+  f->config->send_queue_size = 32;
   sim_post (f, "/sim/reject", "{\"count\":1000,\"http_status\":503}");
   for (guint i = 0; i < G_N_ELEMENTS (results); i++)
     send_chat (f, "held", &results[i]);

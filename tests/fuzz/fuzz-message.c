@@ -20,7 +20,7 @@ check_rejection (const GError *error)
   FUZZ_CHECK (error != NULL);
   FUZZ_CHECK (error->domain == WB_MESSAGE_ERROR_DOMAIN);
   FUZZ_CHECK (error->code >= WB_MESSAGE_ERROR_INVALID_UTF8
-              && error->code <= WB_MESSAGE_ERROR_INVALID_FIELD);
+              && error->code <= WB_MESSAGE_ERROR_NUL_CHARACTER);
   /* Error texts are sent back to clients inside JSON. */
   FUZZ_CHECK (g_utf8_validate (error->message, -1, NULL));
 }

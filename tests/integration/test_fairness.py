@@ -13,7 +13,9 @@ import tempfile
 import time
 import unittest
 
-from wbtest import WAVECTL_BIN, Bridge, Sim, wait_until
+import platform
+
+from wbtest import BRIDGE_BIN, WAVECTL_BIN, Bridge, Sim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOSTILE_UIDS = range(31001, 31011)
@@ -22,9 +24,24 @@ FLOOD_SECONDS = 12
 # Defaults of daemon/config.c, as docs/configuration.md states them.
 MAX_CLIENTS_PER_USER = 64
 MAX_SUBSCRIPTIONS_PER_USER = 256
-# docs/configuration.md "Limits": the daemon's RSS at the default quotas
-# with these users is bounded by this (measured: see the issue note).
+# docs/configuration.md "Quotas per user": the daemon's RSS at the default
+# quotas with these users stays under this.
 RSS_BOUND_KIB = 96 * 1024
+# The latency targets (1 s) are for a normal build; a sanitizer build (CI's
+# second run sets ASAN_OPTIONS) does the same work several times slower.
+SLOWDOWN = 3 if 'ASAN_OPTIONS' in os.environ else 1
+# ASan's shadow memory counts in RSS too.
+RSS_BOUND_KIB *= SLOWDOWN
+
+
+def emulated(binary):
+    """The binary is for another machine (scripts/cross-test runs it under
+    qemu-user): its timing then says nothing about fairness."""
+    with open(binary, 'rb') as f:
+        header = f.read(20)
+    machine = int.from_bytes(header[18:20], 'little')
+    host = {'x86_64': 62, 'aarch64': 183, 'armv7l': 40, 'i686': 3}.get(platform.machine())
+    return host is not None and machine != host
 
 
 def as_user(uid):
@@ -39,6 +56,8 @@ class TestFairness(unittest.TestCase):
     def setUp(self):
         if os.geteuid() != 0:
             raise unittest.SkipTest('needs root to run clients as other users')
+        if emulated(BRIDGE_BIN):
+            raise unittest.SkipTest('the daemon runs under qemu-user; latency targets do not apply')
         # The checkout may sit where other users cannot enter (/root is 0700).
         self.tools = tempfile.mkdtemp(prefix='wb-fair-')
         os.chmod(self.tools, 0o755)
@@ -61,14 +80,21 @@ class TestFairness(unittest.TestCase):
             before = self.polite(bridge, sim, stream, rounds=1)
 
             hostile = [subprocess.Popen(self.script('hostile_user.py')
-                                        + [bridge.socket_path, str(FLOOD_SECONDS), f'h{uid}-'],
-                                        stdout=subprocess.PIPE, text=True,
+                                        + [bridge.socket_path, str(FLOOD_SECONDS * SLOWDOWN),
+                                           f'h{uid}-'],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         preexec_fn=as_user(uid))
                        for uid in HOSTILE_UIDS]
             try:
-                wait_until(lambda: bridge.status()['clients']
-                           >= len(HOSTILE_UIDS) * MAX_CLIENTS_PER_USER,
-                           timeout=30, what='every hostile user at its connection quota')
+                for proc in hostile:
+                    self.assertEqual(json.loads(proc.stdout.readline()),
+                                     {'ready': MAX_CLIENTS_PER_USER})
+                # (+1: the connection that asks for the status.)
+                self.assertEqual(bridge.status()['clients'],
+                                 len(HOSTILE_UIDS) * MAX_CLIENTS_PER_USER + 1)
+                for proc in hostile:
+                    proc.stdin.write('go\n')
+                    proc.stdin.flush()
                 time.sleep(2)  # the subscribe flood under way
                 during = self.polite(bridge, sim, stream, rounds=3)
                 polite_status = self.wavectl_status(bridge, POLITE_UID)
@@ -76,7 +102,7 @@ class TestFairness(unittest.TestCase):
                 rss_kib = bridge.rss_kib()
                 status = bridge.status()
             finally:
-                summaries = [json.loads(p.communicate(timeout=FLOOD_SECONDS + 60)[0])
+                summaries = [json.loads(p.communicate(timeout=FLOOD_SECONDS * SLOWDOWN + 120)[0])
                              for p in hostile]
 
             print(f'\npolite user before: {before}\nduring: {during}\n'
@@ -96,10 +122,10 @@ class TestFairness(unittest.TestCase):
 
             for seconds in during['subscribe_s']:
                 self.assertIsNotNone(seconds, during)
-                self.assertLess(seconds, 1.0, during)
+                self.assertLess(seconds, 1.0 * SLOWDOWN, during)
             for seconds in during['chat_sent_s']:
                 self.assertIsInstance(seconds, float, during)
-                self.assertLess(seconds, 1.0, during)
+                self.assertLess(seconds, 1.0 * SLOWDOWN, during)
             self.assertEqual(during['status_ok'], 3, during)
             self.assertEqual(polite_status.returncode, 0, polite_status.stderr)
             self.assertIn('Upstream:', polite_status.stdout)

@@ -59,7 +59,10 @@ class InstalledUnits(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             units = [self.rooted_copy(self.find('system/wave-bridge.service'), tmp),
                      self.rooted_copy(self.find('system/wave-bridge.socket'), tmp)]
-            out = subprocess.run(['systemd-analyze', 'verify'] + units, capture_output=True, text=True)
+            # Documentation=man:... must resolve to the pages installed with the units.
+            manpath = os.path.dirname(os.path.dirname(self.find('man8/wave-bridged.8')))
+            out = subprocess.run(['systemd-analyze', 'verify'] + units, capture_output=True, text=True,
+                                 env=dict(os.environ, MANPATH=manpath))
             problems = [line for line in (out.stdout + out.stderr).splitlines()
                         if 'wave-bridge' in line]
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)

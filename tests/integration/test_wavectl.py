@@ -521,7 +521,8 @@ class Watch(BridgeCase):
         proc, master, slave, text = self.spawn(self.stream)
         wait_until(lambda: '\x1b[?1049h' in text(), timeout=TIMEOUT, what='alternate screen')
         self.assertIn('\x1b[?25l', text())
-        self.assertIn(self.stream, text())
+        # The first frame is written after the escapes that take the screen.
+        wait_until(lambda: self.stream in text(), timeout=TIMEOUT, what='first frame')
         # Raw mode: no echo, no line buffering, while the dashboard runs.
         lflag = termios.tcgetattr(slave)[3]
         self.assertFalse(lflag & termios.ECHO)
