@@ -234,7 +234,8 @@ class CoreDumpsAndProc(unittest.TestCase):
                 # setpriv has become the daemon (its socket is there), as nobody.
                 self.assertIn('wave-bridged', proc_read(pid, 'cmdline'))
                 self.assertEqual(proc_uid(pid), NOBODY)
-                wait_until(lambda: 'sleep' in proc_read(witness.pid, 'cmdline'),
+                # Until setpriv has become sleep (its own arguments name sleep).
+                wait_until(lambda: proc_read(witness.pid, 'comm').strip() == 'sleep',
                            what='the witness running')
                 self.assertEqual(proc_uid(witness.pid), NOBODY)
                 with bridge.connect() as client:
