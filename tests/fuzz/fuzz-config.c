@@ -2,9 +2,9 @@
 /*
  * Fuzz target: the configuration file. Each input is a GKeyFile read by
  * wb_config_load_key_file() in system and in user mode. Refused, it must
- * be refused with a WB_CONFIG_ERROR whose text, made carryable as the D-Bus
- * frontend makes it, sd-bus takes as the error reply of a Reload() that
- * failed. Accepted, the configuration must hold
+ * be refused with a WB_CONFIG_ERROR whose text is UTF-8 and, made carryable
+ * as the D-Bus frontend makes it, is taken by sd-bus as the error reply of
+ * a Reload() that failed. Accepted, the configuration must hold
  * what config.c promises (a ws/wss URL with a host, an absolute socket
  * path that fits sockaddr_un, the ordering of the timeouts, the lower
  * bounds of the limits), the API key must reach the server in the URL's
@@ -147,7 +147,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
           continue;
         }
       FUZZ_CHECK (g_error_matches (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE));
-      /* The D-Bus error reply of a Reload() that failed quotes it. */
+      /* Logged, and quoted by the D-Bus error reply of a failed Reload(). */
+      if (!g_utf8_validate (error->message, -1, NULL))
+        FUZZ_KNOWN_GAP (WB_FUZZ_GAP_CONFIG_ERROR_NOT_UTF8, "not UTF-8: %s", error->message);
       check_carryable (error->message, "the error message");
     }
   return 0;

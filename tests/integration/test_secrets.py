@@ -234,7 +234,8 @@ class CoreDumpsAndProc(unittest.TestCase):
                 # setpriv has become the daemon (its socket is there), as nobody.
                 self.assertIn('wave-bridged', proc_read(pid, 'cmdline'))
                 self.assertEqual(proc_uid(pid), NOBODY)
-                # Until setpriv has become sleep (its own arguments name sleep).
+                # 'comm', not 'cmdline': setpriv's own command line names sleep
+                # before it has dropped to nobody and exec'd it.
                 wait_until(lambda: proc_read(witness.pid, 'comm').strip() == 'sleep',
                            what='the witness running')
                 self.assertEqual(proc_uid(witness.pid), NOBODY)
