@@ -202,12 +202,13 @@ rate_check (SimConnection *conn)
 static void
 handle_ping (SimConnection *conn, WbMessage *message)
 {
-  JsonObject *payload = json_object_new ();
   JsonNode *timestamp = json_object_get_member (message->body, "timestamp");
   g_autoptr (JsonNode) pong = NULL;
+  JsonObject *payload;
 
   if (!conn->server->answer_pings)
     return;
+  payload = json_object_new ();
   if (timestamp != NULL)
     json_object_set_member (payload, "timestamp", json_node_copy (timestamp));
   pong = wb_message_new_enveloped ("pong", payload);

@@ -2,8 +2,9 @@
 /*
  * Fuzz target: the configuration file. Each input is a GKeyFile read by
  * wb_config_load_key_file() in system and in user mode. Refused, it must
- * be refused with a WB_CONFIG_ERROR whose text can travel (journal, the
- * D-Bus error reply of Reload()). Accepted, the configuration must hold
+ * be refused with a WB_CONFIG_ERROR whose text is UTF-8 and, made carryable
+ * as the D-Bus frontend makes it, is taken by sd-bus as the error reply of
+ * a Reload() that failed. Accepted, the configuration must hold
  * what config.c promises (a ws/wss URL with a host, an absolute socket
  * path that fits sockaddr_un, the ordering of the timeouts, the lower
  * bounds of the limits), the API key must reach the server in the URL's
@@ -15,6 +16,7 @@
 #include <sys/un.h>
 
 #include "config.h"
+#include "dbus-text.h"
 #include "fuzz.h"
 
 /* Only characters g_uri_escape_string leaves alone, so the key appears in
@@ -37,15 +39,15 @@ count_occurrences (const char *haystack, const char *needle)
   return n;
 }
 
+/* What the D-Bus frontend makes of @text (dbus-text.h) must be a string
+ * sd-bus takes: a property, or the error reply of a Reload() that failed. */
 static void
-check_text (const char *text, const char *what)
+check_carryable (const char *text, const char *what)
 {
-  if (!g_utf8_validate (text, -1, NULL))
-    wb_fuzz_fail (__FILE__, __LINE__, "%s is not UTF-8: %s", what, text);
-  if (wb_fuzz_dbus_accepts_string (text))
-    return;
-  FUZZ_CHECK (wb_fuzz_has_noncharacter (text, -1));
-  FUZZ_KNOWN_GAP (WB_FUZZ_GAP_DBUS_NONCHARACTER, "%s cannot travel on D-Bus", what);
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+
+  if (!wb_fuzz_dbus_accepts_string (wb_dbus_text_carryable (text, keep)))
+    wb_fuzz_fail (__FILE__, __LINE__, "%s cannot travel on D-Bus: %s", what, text);
 }
 
 /* As the server reads the query: "&"-separated, the key's value decoded. */
@@ -119,7 +121,8 @@ check_accepted (const WbConfig *config)
   if (count_occurrences (redacted, FUZZ_API_KEY) > count_occurrences (config->url, FUZZ_API_KEY))
     wb_fuzz_fail (__FILE__, __LINE__, "the key survives redaction: %s", redacted);
   FUZZ_CHECK (strstr (redacted, "api_key=REDACTED") != NULL);
-  check_text (redacted, "the redacted URL (UpstreamURL)");
+  FUZZ_CHECK (g_utf8_validate (redacted, -1, NULL));
+  check_carryable (redacted, "the redacted URL (UpstreamURL)");
   logged = wb_config_redact_url (config->url);
   FUZZ_CHECK (g_strcmp0 (logged, config->url) == 0 || strstr (config->url, "api_key=") != NULL);
 }
@@ -144,11 +147,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
           continue;
         }
       FUZZ_CHECK (g_error_matches (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE));
-      /* Logged, and the D-Bus error reply of a Reload() that failed. */
+      /* Logged, and quoted by the D-Bus error reply of a failed Reload(). */
       if (!g_utf8_validate (error->message, -1, NULL))
         FUZZ_KNOWN_GAP (WB_FUZZ_GAP_CONFIG_ERROR_NOT_UTF8, "not UTF-8: %s", error->message);
-      else
-        check_text (error->message, "the error message");
+      check_carryable (error->message, "the error message");
     }
   return 0;
 }

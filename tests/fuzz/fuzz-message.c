@@ -91,16 +91,10 @@ check_forwarded_line (const WbMessage *message)
 {
   gsize length = 0;
   const char *text = g_bytes_get_data (message->line, &length);
-  WbFuzzJsonResult strict;
-  gsize offset = 0;
 
   FUZZ_CHECK (length >= 1 && text[length - 1] == '\n');
   FUZZ_CHECK (memchr (text, '\n', length - 1) == NULL && memchr (text, '\r', length) == NULL);
-  strict = wb_fuzz_json_check (text, length - 1, &offset);
-  FUZZ_CHECK (strict != WB_FUZZ_JSON_BAD_UTF8);
-  if (strict != WB_FUZZ_JSON_OK)
-    FUZZ_KNOWN_GAP (WB_FUZZ_GAP_NOT_STRICT_JSON, "forwarded line is %s at byte %" G_GSIZE_FORMAT,
-                    wb_fuzz_json_result_to_string (strict), offset);
+  wb_fuzz_check_serialized (text, length - 1, "forwarded line");
 }
 
 static void
