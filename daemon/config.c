@@ -37,6 +37,16 @@
 G_DEFINE_QUARK (wb-config-error-quark, wb_config_error)
 /* clang-format on */
 
+gboolean
+wb_config_is_user_mode (uid_t uid, int bus_override)
+{
+  if (bus_override == WB_BUS_SYSTEM)
+    return FALSE;
+  if (bus_override == WB_BUS_SESSION)
+    return TRUE;
+  return uid != 0;
+}
+
 WbConfig *
 wb_config_new_defaults (gboolean user_mode)
 {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/types.h>
 
 G_BEGIN_DECLS
 
@@ -85,6 +86,11 @@ typedef struct
   const char *socket_path;
   int bus; /* WbBusType or -1 */
 } WbConfigOverrides;
+
+/* User mode (XDG paths, session bus) or system mode (/etc, /run, system
+ * bus): --bus=system or --bus=session decides, else running as root is the
+ * system service. The system unit runs as its own user with --bus=system. */
+gboolean wb_config_is_user_mode (uid_t uid, int bus_override);
 
 WbConfig *wb_config_new_defaults (gboolean user_mode);
 void wb_config_free (WbConfig *config);

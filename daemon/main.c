@@ -522,7 +522,6 @@ main (int argc, char **argv)
   if (verbose)
     g_log_set_debug_enabled (TRUE);
 
-  daemon.user_mode = getuid () != 0;
   daemon.overrides.config_file = config_file;
   daemon.overrides.url = url;
   daemon.overrides.api_key_file = api_key_file;
@@ -538,6 +537,7 @@ main (int argc, char **argv)
         }
       daemon.overrides.bus = (int)bus_type;
     }
+  daemon.user_mode = wb_config_is_user_mode (getuid (), daemon.overrides.bus);
 
   signal (SIGPIPE, SIG_IGN);
   raise_fd_limit ();

@@ -18,6 +18,34 @@ load_text (const char *text, GError **error)
   return g_steal_pointer (&config);
 }
 
+/* The system unit runs as the wave-bridge user with --bus=system: that must
+ * read /etc and serve /run, not the wave-bridge user's XDG directories. */
+static void
+test_mode (void)
+{
+  const uid_t service_user = 998;
+  g_autofree char *service_path = NULL;
+  g_autofree char *system_path = wb_config_default_path (FALSE);
+  g_autoptr (WbConfig) system = wb_config_new_defaults (FALSE);
+  g_autoptr (WbConfig) service = NULL;
+
+  g_assert_false (wb_config_is_user_mode (0, -1));
+  g_assert_true (wb_config_is_user_mode (service_user, -1));
+  g_assert_false (wb_config_is_user_mode (service_user, WB_BUS_SYSTEM));
+  g_assert_true (wb_config_is_user_mode (0, WB_BUS_SESSION));
+  /* --bus=none says nothing about the mode. */
+  g_assert_true (wb_config_is_user_mode (service_user, WB_BUS_NONE));
+  g_assert_false (wb_config_is_user_mode (0, WB_BUS_NONE));
+
+  service = wb_config_new_defaults (wb_config_is_user_mode (service_user, WB_BUS_SYSTEM));
+  service_path = wb_config_default_path (service->user_mode);
+  g_assert_cmpstr (service_path, ==, system_path);
+  g_assert_false (g_str_has_prefix (service_path, g_get_user_config_dir ()));
+  g_assert_cmpstr (service->socket_path, ==, "/run/wave-bridge/wave.sock");
+  g_assert_cmpstr (service->api_key_file, ==, system->api_key_file);
+  g_assert_cmpint (service->bus, ==, WB_BUS_SYSTEM);
+}
+
 static void
 test_defaults (void)
 {
@@ -478,6 +506,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/config/defaults", test_defaults);
+  g_test_add_func ("/config/mode", test_mode);
   g_test_add_func ("/config/every-key", test_every_key);
   g_test_add_func ("/config/shipped-file", test_shipped_file);
   g_test_add_func ("/config/bad-values", test_bad_values);
