@@ -303,6 +303,10 @@ validate_url (const char *url, gboolean allow_insecure, const char *source, GErr
     return invalid_value (error, source, "Upstream", "URL",
                           "credentials in the URL (user:password@host) are not allowed; the API "
                           "key goes in APIKeyFile");
+  /* The key is appended as a query; after a fragment it would never be sent. */
+  if (g_uri_get_fragment (uri) != NULL)
+    return invalid_value (error, source, "Upstream", "URL",
+                          "a fragment (#...) is never sent to the server; remove it");
   if (g_uri_get_query (uri) != NULL && strstr (g_uri_get_query (uri), "api_key") != NULL)
     return invalid_value (error, source, "Upstream", "URL",
                           "put the API key in APIKeyFile, never in the URL");

@@ -721,7 +721,13 @@ frontend_bind (WbSocketFrontend *frontend, const char *path, GError **error)
     g_clear_pointer (&temp_path, g_free);
   if (!fill_address (&bind_address, temp_path != NULL ? temp_path : path, error))
     return FALSE;
-  if (g_mkdir_with_parents (dir, SOCKET_DIR_MODE) < 0)
+  /* Exactly SOCKET_DIR_MODE whatever the umask: under UMask=0077 the group
+   * could not reach the socket in a 0700 directory. An existing directory
+   * is the administrator's and left as it is. */
+  old_umask = umask (0);
+  r = g_mkdir_with_parents (dir, SOCKET_DIR_MODE);
+  umask (old_umask);
+  if (r < 0)
     return wb_set_error_from_errno (error, errno, "Cannot create directory %s", dir);
   if (!remove_stale_socket (path, &address, error))
     return FALSE;

@@ -203,6 +203,9 @@ test_bad_values (void)
       "[Upstream] URL: credentials in the URL (user:password@host) are not allowed" },
     { "[Upstream]\nURL=ws://token@127.0.0.1/v1\nAllowInsecure=true\n", "credentials in the URL" },
     { "[Upstream]\nURL=wss://@ws.wave.inc/v1\n", "credentials in the URL" },
+    /* The key is appended as a query: after a fragment it is never sent. */
+    { "[Upstream]\nURL=wss://ws.wave.inc/v1/streams#live\n",
+      "[Upstream] URL: a fragment (#...) is never sent to the server; remove it" },
     { "[Upstream]\nAllowInsecure=yes\n",
       "[Upstream] AllowInsecure: 'yes' is neither true nor false" },
     { "[Upstream]\nPingInterval=abc\n", "[Upstream] PingInterval: 'abc' is not a number" },

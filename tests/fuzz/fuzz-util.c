@@ -453,9 +453,6 @@ wb_fuzz_known_gap_name (WbFuzzGap gap)
   static const char *const names[WB_FUZZ_N_GAPS] = {
     [WB_FUZZ_GAP_CONFIG_ERROR_NOT_UTF8]
     = "configuration error text quotes bytes that are not UTF-8 (fix: config.c)",
-    [WB_FUZZ_GAP_URL_FRAGMENT]
-    = ("URL with a fragment: the API key goes after it and never reaches the server (fix: "
-       "config.c)"),
   };
 
   g_return_val_if_fail (gap < WB_FUZZ_N_GAPS, NULL);

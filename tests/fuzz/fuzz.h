@@ -86,11 +86,6 @@ typedef enum
    * failed Reload() is made carryable since f634bb3 (and checked); the text
    * itself is config.c's to fix; reported to the lead. */
   WB_FUZZ_GAP_CONFIG_ERROR_NOT_UTF8,
-  /* URL=wss://host/path#frag is accepted, and the key is appended after
-   * the fragment ("#frag?api_key=..."), which is never sent: every connect
-   * fails with 4401. config.c should refuse a fragment (or build the URL
-   * with GUri); reported to the lead. */
-  WB_FUZZ_GAP_URL_FRAGMENT,
   WB_FUZZ_N_GAPS
 } WbFuzzGap;
 

@@ -177,11 +177,8 @@ class SocketMode(unittest.TestCase):
                     bridge.__exit__(None, None, None)
 
 
-    # Known gap, reported to the lead: g_mkdir_with_parents() applies the
-    # umask, so under 077 the directory is 0700 and the group cannot reach
-    # the 0660 socket. When fixed, this test passes unexpectedly and fails
-    # the run: remove the decorator then.
-    @unittest.expectedFailure
+    # Under 077 a umasked directory would be 0700 and the group could not
+    # reach the 0660 socket.
     def test_missing_directory_is_created_0755_whatever_the_umask(self):
         for mask in (0o022, 0o077):
             with self.subTest(umask=oct(mask)), Sim(streams=1) as sim:
