@@ -9,11 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "text.h"
 #include "wb-build-config.h"
 
 #define DEFAULT_URL "wss://ws.wave.inc/v1/streams"
 #define SYSTEM_CONFIG_FILE WB_SYSCONFDIR "/wave-bridge/wave-bridge.conf"
 #define SYSTEM_API_KEY_FILE WB_SYSCONFDIR "/wave-bridge/api-key"
+#define CONFIG_ERROR_MAX_BYTES 4096
 #define SYSTEM_SOCKET_PATH WB_RUNSTATEDIR "/wave-bridge/wave.sock"
 #define CREDENTIAL_NAME "wave-api-key"
 #define API_KEY_ENV "WAVE_API_KEY"
@@ -143,13 +145,33 @@ wb_bus_type_from_string (const char *name, WbBusType *out_bus)
 
 /* ---- typed key readers: absent keys keep the default ------------------- */
 
+/* Messages quote the file's bytes (ours and GKeyFile's: "'12\xff' is not
+ * a whole number"), and go to the journal and into Reload()'s D-Bus reply:
+ * made valid UTF-8 without controls, like any other text from outside. */
+static gboolean set_config_error (GError **error, gint code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+static gboolean
+set_config_error (GError **error, gint code, const char *format, ...)
+{
+  g_autofree char *raw = NULL;
+  g_autofree char *safe = NULL;
+  va_list args;
+
+  va_start (args, format);
+  raw = g_strdup_vprintf (format, args);
+  va_end (args);
+  safe = wb_text_sanitize (raw, -1, CONFIG_ERROR_MAX_BYTES);
+  g_set_error_literal (error, WB_CONFIG_ERROR, code, safe);
+  return FALSE;
+}
+
 static gboolean
 invalid_value (GError **error, const char *source, const char *group, const char *key,
                const char *why)
 {
-  g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE, "%s: [%s] %s: %s", source,
-               group, key, why);
-  return FALSE;
+  return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE, "%s: [%s] %s: %s", source, group,
+                           key, why);
 }
 
 static gboolean
@@ -549,8 +571,7 @@ wb_config_load (const WbConfigOverrides *overrides, gboolean user_mode, GError *
     }
   else if (explicit_file || !g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
     {
-      g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE, "%s: %s", path,
-                   local_error->message);
+      set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE, "%s: %s", path, local_error->message);
       return NULL;
     }
 

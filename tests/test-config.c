@@ -203,6 +203,11 @@ test_bad_values (void)
       "[Upstream] URL: credentials in the URL (user:password@host) are not allowed" },
     { "[Upstream]\nURL=ws://token@127.0.0.1/v1\nAllowInsecure=true\n", "credentials in the URL" },
     { "[Upstream]\nURL=wss://@ws.wave.inc/v1\n", "credentials in the URL" },
+    /* The file's bytes are quoted, made valid UTF-8 (U+FFFD) for the
+     * journal and the D-Bus reply to Reload(). */
+    { "[Limits]\nMaxClients=12\xff\n", "[Limits] MaxClients: " },
+    { "[Limits]\nMaxClients=12\xff\n", "\xef\xbf\xbd" },
+    { "[Limits]\nMaxClients=1\x1b[2J\n", "\xef\xbf\xbd" },
     /* The key is appended as a query: after a fragment it is never sent. */
     { "[Upstream]\nURL=wss://ws.wave.inc/v1/streams#live\n",
       "[Upstream] URL: a fragment (#...) is never sent to the server; remove it" },
@@ -232,6 +237,8 @@ test_bad_values (void)
       g_assert_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE);
       g_assert_nonnull (strstr (error->message, "test.conf: "));
       g_assert_nonnull (strstr (error->message, cases[i].expected_in_message));
+      g_assert_true (g_utf8_validate (error->message, -1, NULL));
+      g_assert_null (strchr (error->message, '\x1b'));
     }
 }
 
