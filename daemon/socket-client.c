@@ -71,6 +71,9 @@ struct _WbSocketClient
   gsize queued_bytes;       /* not yet written, offset deducted */
   WbSocketAccount *account; /* the user's total, or NULL */
 
+  GList starved_link; /* in account->starved */
+  gboolean starved;   /* missed events to the account's total: announce when under */
+
   gboolean congested;     /* refusing events until drained to the low-water mark */
   gint64 congested_since; /* monotonic µs */
   guint dropped_pending;  /* refused since the last bridge.dropped */
@@ -223,6 +226,34 @@ client_queue_dropped_notice (WbSocketClient *client)
 }
 
 static void
+client_unstarve (WbSocketClient *client)
+{
+  if (!client->starved)
+    return;
+  client->starved = FALSE;
+  g_queue_unlink (&client->account->starved, &client->starved_link);
+}
+
+/* The user's total is under its limit again: every connection that missed
+ * events to it is told how many now, not at its next event (which may
+ * never come: a stream's last event, such as stream.ended, lost silently).
+ * One that is congested on its own gets its notice when it drains. */
+static void
+account_announce_drops (WbSocketAccount *account)
+{
+  while (account->starved.length > 0 && account->queued < account->limit)
+    {
+      WbSocketClient *client = g_queue_peek_head (&account->starved);
+
+      client_unstarve (client);
+      if (client->dead || client->closing || client->congested || client->dropped_pending == 0)
+        continue;
+      client_queue_dropped_notice (client);
+      client_update_interest (client);
+    }
+}
+
+static void
 client_consume (WbSocketClient *client, gsize written)
 {
   client->queued_bytes -= written;
@@ -331,6 +362,8 @@ client_flush (WbSocketClient *client)
       if (client->dropped_pending > 0)
         client_queue_dropped_notice (client);
     }
+  if (client->account != NULL)
+    account_announce_drops (client->account);
   if (client->closing && client->queued_bytes == 0)
     client_linger (client);
 }
@@ -640,6 +673,7 @@ wb_socket_client_new (WbSocketClientGroup *group, int fd, const WbSocketClientLi
   client->all_link.data = client;
   client->dirty_link.data = client;
   client->held_link.data = client;
+  client->starved_link.data = client;
   g_queue_init (&client->output);
   g_queue_push_tail_link (&group->clients, &client->all_link);
   return client;
@@ -708,6 +742,11 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
     {
       client->dropped_pending++;
       client->dropped_total++;
+      if (!client->starved)
+        {
+          client->starved = TRUE;
+          g_queue_push_tail_link (&client->account->starved, &client->starved_link);
+        }
       return FALSE;
     }
   if (client->dropped_pending > 0 && !client->congested)
@@ -724,11 +763,46 @@ wb_socket_client_set_account (WbSocketClient *client, WbSocketAccount *account)
 {
   g_return_if_fail (client != NULL);
 
-  if (client->account != NULL)
-    client->account->queued -= client->queued_bytes;
+  WbSocketAccount *old = client->account;
+
+  if (old != NULL)
+    {
+      client_unstarve (client);
+      old->queued -= client->queued_bytes;
+    }
   client->account = account;
   if (account != NULL)
     account->queued += client->queued_bytes;
+  /* What this one had queued may have been what kept the others waiting. */
+  if (old != NULL && old != account)
+    account_announce_drops (old);
+}
+
+static gboolean
+client_over_hard_bound (const WbSocketClient *client)
+{
+  return client->queued_bytes > client->limits.hard_queue_bytes
+         || (client->account != NULL && client->account->queued > client->account->hard_limit);
+}
+
+static void
+client_flush_now (WbSocketClient *client)
+{
+  if (!client->dead && !client->write_blocked && client->queued_bytes > 0)
+    client_flush (client);
+}
+
+/* Writes what is queued for @account's connections that can take it now. */
+static void
+group_flush_account (WbSocketClientGroup *group, WbSocketAccount *account)
+{
+  for (GList *l = group->dirty.head; l != NULL && account->queued > 0; l = l->next)
+    {
+      WbSocketClient *client = l->data;
+
+      if (client->account == account)
+        client_flush_now (client);
+    }
 }
 
 void
@@ -739,8 +813,19 @@ wb_socket_client_queue_control (WbSocketClient *client, GBytes *line)
   if (client->dead)
     return;
   client_push (client, line);
-  if (client->queued_bytes > client->limits.hard_queue_bytes
-      || (client->account != NULL && client->account->queued > client->account->hard_limit))
+  if (client_over_hard_bound (client))
+    {
+      /* Output is written once per loop iteration, so replies to requests
+       * of this one have not been yet: a user whose connections each asked
+       * for something large at the same moment is not a user who does not
+       * read. Judge by what the kernel does not take. */
+      client_flush_now (client);
+      if (client->account != NULL && client->account->queued > client->account->hard_limit)
+        group_flush_account (client->group, client->account);
+    }
+  if (client->dead)
+    return;
+  if (client_over_hard_bound (client))
     client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
   else if (client->queued_bytes > client->limits.queue_bytes)
     client_set_congested (client);
