@@ -182,6 +182,7 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
   g_autofree char *path = NULL;
   const char *stream_id = NULL;
   WbHubClient *client;
+  gboolean deferred;
   int r;
 
   r = sd_bus_message_read (call, "s", &stream_id);
@@ -192,7 +193,10 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
 
-  client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, ret_error);
+  client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, manager_subscribe_cb, user_data,
+                                           &deferred, ret_error);
+  if (deferred)
+    return 1;
   if (client == NULL)
     return -sd_bus_error_get_errno (ret_error);
   if (!wb_hub_client_subscribe (client, stream_id, (const char *const *)events, NULL, &error))
@@ -210,19 +214,27 @@ manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret
   g_autoptr (GError) error = NULL;
   const char *stream_id = NULL;
   WbHubClient *client;
+  gboolean deferred;
   int r;
 
   r = sd_bus_message_read (call, "s", &stream_id);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
 
-  client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, ret_error);
+  client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, manager_unsubscribe_cb, user_data,
+                                           &deferred, ret_error);
+  if (deferred)
+    return 1;
   if (client == NULL)
     return -sd_bus_error_get_errno (ret_error);
   if (!wb_hub_client_unsubscribe (client, stream_id, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
   return sd_bus_reply_method_return (call, NULL);
 }
+
+static int manager_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error);
+static int manager_send_reaction_cb (sd_bus_message *call, void *user_data,
+                                     sd_bus_error *ret_error);
 
 static int
 manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error, WbMessageType type)
@@ -235,7 +247,10 @@ manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error,
   r = sd_bus_message_read (call, "ss", &stream_id, &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_handle_send (frontend, call, type, stream_id, text, ret_error);
+  return wb_dbus_frontend_handle_send (frontend, call, type, stream_id, text,
+                                       type == WB_MESSAGE_CHAT_MESSAGE ? manager_send_chat_cb
+                                                                       : manager_send_reaction_cb,
+                                       user_data, ret_error);
 }
 
 static int

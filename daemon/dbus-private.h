@@ -59,7 +59,10 @@ struct _WbDbusFrontend
   GPtrArray *pending_reloads; /* sd_bus_message: Reload() calls to answer */
   guint observer_id;
 
-  GHashTable *clients; /* unique name → WbDbusClient */
+  GHashTable *clients;   /* unique name → WbDbusClient */
+  GHashTable *newcomers; /* unique name → WbDbusNewcomer: credentials asked for */
+  GHashTable *refused;   /* unique name → GError, while its waiting calls are answered */
+  sd_bus_slot *name_lost_slot;
   GHashTable *streams; /* stream id → WbDbusStream */
 
   sd_bus_slot *manager_slot;
@@ -74,12 +77,20 @@ struct _WbDbusFrontend
 };
 
 /* dbus-frontend.c */
-/* NULL with @ret_error set if the caller cannot be a client (see dbus-frontend.c). */
+/* The caller's client. A caller not known yet (@create) is asked of the bus
+ * without waiting: then NULL with *@out_deferred, and @handler runs again
+ * with @call (rewound) and @user_data once the bus has answered; the
+ * handler returns 1 meanwhile. Otherwise NULL with @ret_error set if the
+ * caller cannot be a client, or, unless @create, has no subscriptions. */
 WbHubClient *wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call,
-                                             gboolean create, sd_bus_error *ret_error);
-/* SendChatMessage / SendReaction from either interface: replies later. */
+                                             gboolean create, sd_bus_message_handler_t handler,
+                                             void *user_data, gboolean *out_deferred,
+                                             sd_bus_error *ret_error);
+/* SendChatMessage / SendReaction from either interface: replies later.
+ * @handler / @user_data: the method handler, for a caller not known yet. */
 int wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call,
                                   WbMessageType type, const char *stream_id, const char *text,
+                                  sd_bus_message_handler_t handler, void *user_data,
                                   sd_bus_error *ret_error);
 /* Accounts for the result of emitting a signal: any failure (ENOBUFS, or a
  * message sd-bus refused to build) is a dropped message. */

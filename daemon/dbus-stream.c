@@ -94,10 +94,15 @@ stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, co
 
 /* ---- methods ------------------------------------------------------------ */
 
+static int stream_send_chat_again_cb (sd_bus_message *call, void *user_data,
+                                      sd_bus_error *ret_error);
+static int stream_send_reaction_again_cb (sd_bus_message *call, void *user_data,
+                                          sd_bus_error *ret_error);
+
 /* Both stream send methods take one string: the chat text or the reaction. */
 static int
-stream_send (sd_bus_message *call, WbDbusStream *stream, WbMessageType type,
-             sd_bus_error *ret_error)
+stream_send (sd_bus_message *call, WbDbusFrontend *frontend, const char *stream_id,
+             WbMessageType type, sd_bus_error *ret_error)
 {
   const char *text = NULL;
   int r;
@@ -105,20 +110,56 @@ stream_send (sd_bus_message *call, WbDbusStream *stream, WbMessageType type,
   r = sd_bus_message_read (call, "s", &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_handle_send (stream->frontend, call, type, stream->stream_id, text,
-                                       ret_error);
+  /* Run again for a caller not known yet, with the frontend (the stream
+   * object may be gone by then; the stream id is in the path). */
+  return wb_dbus_frontend_handle_send (
+      frontend, call, type, stream_id, text,
+      type == WB_MESSAGE_CHAT_MESSAGE ? stream_send_chat_again_cb : stream_send_reaction_again_cb,
+      frontend, ret_error);
+}
+
+static int
+stream_send_again (sd_bus_message *call, WbDbusFrontend *frontend, WbMessageType type,
+                   sd_bus_error *ret_error)
+{
+  char *stream_id = NULL;
+  int r;
+
+  if (sd_bus_path_decode (sd_bus_message_get_path (call), WB_DBUS_STREAM_PREFIX, &stream_id) <= 0)
+    return sd_bus_error_setf (ret_error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No such stream object");
+  r = stream_send (call, frontend, stream_id, type, ret_error);
+  free (stream_id);
+  return r;
+}
+
+static int
+stream_send_chat_again_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  return stream_send_again (call, user_data, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+}
+
+static int
+stream_send_reaction_again_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  return stream_send_again (call, user_data, WB_MESSAGE_REACTION_SENT, ret_error);
 }
 
 static int
 stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return stream_send (call, user_data, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+  WbDbusStream *stream = user_data;
+
+  return stream_send (call, stream->frontend, stream->stream_id, WB_MESSAGE_CHAT_MESSAGE,
+                      ret_error);
 }
 
 static int
 stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return stream_send (call, user_data, WB_MESSAGE_REACTION_SENT, ret_error);
+  WbDbusStream *stream = user_data;
+
+  return stream_send (call, stream->frontend, stream->stream_id, WB_MESSAGE_REACTION_SENT,
+                      ret_error);
 }
 
 #define STREAM_PROP(name, type, flags)                                                             \

@@ -742,7 +742,16 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
     {
       client->dropped_pending++;
       client->dropped_total++;
-      if (!client->starved)
+      if (client->write_blocked)
+        {
+          /* It does not read either: one of the connections holding the
+           * user over. Its own slow deadline runs, so a user's stuck
+           * connections cannot keep the others silent for longer than
+           * SlowClientTimeout; its notice comes when it drains. */
+          client_set_congested (client);
+          client_update_interest (client);
+        }
+      else if (!client->starved)
         {
           client->starved = TRUE;
           g_queue_push_tail_link (&client->account->starved, &client->starved_link);
