@@ -3,6 +3,7 @@
 
 #include "hub.h"
 
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -1050,19 +1051,19 @@ wb_hub_get_history_limit (WbHub *hub)
 }
 
 gboolean
-wb_hub_check_history (WbHub *hub, gint64 requested, guint *out_count, GError **error)
+wb_hub_check_history (WbHub *hub, double requested, guint *out_count, GError **error)
 {
   g_return_val_if_fail (hub != NULL && out_count != NULL, FALSE);
 
-  if (requested < 0)
+  if (!isfinite (requested) || requested < 0 || requested != floor (requested))
     {
       g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
-                   "history is a count of events, 0 or more (at most %u are kept: "
+                   "history is a whole number of events, 0 or more (at most %u are kept: "
                    "HistoryPerStream)",
                    hub->config->history_per_stream);
       return FALSE;
     }
-  *out_count = (guint)MIN (requested, (gint64)hub->config->history_per_stream);
+  *out_count = (guint)MIN (requested, (double)hub->config->history_per_stream);
   return TRUE;
 }
 

@@ -128,10 +128,10 @@ void wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id);
  *
  * The most a client can ask for: HistoryPerStream (0: history is off). */
 guint wb_hub_get_history_limit (WbHub *hub);
-/* A requested count (the socket's "history", D-Bus GetHistory's count):
- * negative is WB_HUB_ERROR_INVALID_ARGUMENT; more than HistoryPerStream is
- * cut to it (@out_count). */
-gboolean wb_hub_check_history (WbHub *hub, gint64 requested, guint *out_count, GError **error);
+/* A requested count (a JSON "history" member, D-Bus GetHistory's count):
+ * negative, fractional or not finite is WB_HUB_ERROR_INVALID_ARGUMENT;
+ * more than HistoryPerStream is cut to it (@out_count). */
+gboolean wb_hub_check_history (WbHub *hub, double requested, guint *out_count, GError **error);
 /* Call right after acknowledging a subscribe (wb_hub_client_subscribe):
  * delivers through the sink the cache replay, then at most @history (capped
  * at HistoryPerStream) of the stream's recent chat.message /

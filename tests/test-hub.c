@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define G_LOG_DOMAIN "wave-test-hub"
 
+#include <math.h>
 #include <string.h>
 
 #include "hub.h"
@@ -982,8 +983,17 @@ test_history_bounds (Fixture *fixture, gconstpointer data)
   g_assert_cmpuint (count, ==, 99);
   g_assert_true (wb_hub_check_history (fixture->hub, 0, &count, NULL));
   g_assert_cmpuint (count, ==, 0);
-  g_assert_true (wb_hub_check_history (fixture->hub, G_MAXINT64, &count, NULL));
+  g_assert_true (wb_hub_check_history (fixture->hub, 1e300, &count, NULL));
   g_assert_cmpuint (count, ==, 50);
+  g_assert_true (wb_hub_check_history (fixture->hub, 7.0, &count, NULL));
+  g_assert_cmpuint (count, ==, 7);
+  g_clear_error (&error);
+  g_assert_false (wb_hub_check_history (fixture->hub, 2.5, &count, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (wb_hub_check_history (fixture->hub, NAN, &count, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpuint (count, ==, 7);
 
   fixture->config->history_per_stream = 5;
   wb_hub_set_config (fixture->hub, fixture->config);
