@@ -5,15 +5,24 @@
 
 #include <string.h>
 
+/* Only the line is kept, not the parsed event: a parsed chat message takes
+ * about ten times its line (json-glib's objects and hash tables; measured
+ * 2.8 KiB for a 254-byte line), and history is read far less often than it
+ * is written. A replay parses the few lines it hands out. */
 typedef struct
 {
-  WbEvent *event;
+  GBytes *line; /* the event's line, shared with its WbEvent while that lives */
   guint64 seq;
   gint64 received_us;
-  gsize bytes;
+  gsize bytes; /* what it counts against the byte budget */
   WbHistoryKind kind;
-  const char *message_id; /* in @event's payload; NULL if none */
+  char *message_id; /* NULL if none */
 } HistoryEntry;
+
+/* What an entry costs beside its line: the entry, the GBytes, the queue
+ * link, the message id's copy and its hash table slot, rounded up. So the
+ * byte budget bounds memory, not only text. */
+#define HISTORY_ENTRY_OVERHEAD_BYTES 256
 
 struct _WbStreamHistory
 {
@@ -43,7 +52,8 @@ wb_stream_history_new (guint max_events, gsize max_bytes)
 static void
 entry_free (HistoryEntry *entry)
 {
-  wb_event_unref (entry->event);
+  g_bytes_unref (entry->line);
+  g_free (entry->message_id);
   g_free (entry);
 }
 
@@ -114,6 +124,7 @@ wb_stream_history_add (WbStreamHistory *history, WbEvent *event, gint64 now_us)
   HistoryEntry *entry;
   WbHistoryKind kind;
   const char *message_id = NULL;
+  GBytes *line;
   gsize bytes;
 
   g_return_val_if_fail (history != NULL && event != NULL, FALSE);
@@ -121,7 +132,8 @@ wb_stream_history_add (WbStreamHistory *history, WbEvent *event, gint64 now_us)
   if (history->max_events == 0
       || !wb_stream_history_kind_of (wb_event_get_message_type (event), &kind))
     return FALSE;
-  bytes = g_bytes_get_size (wb_event_get_line (event));
+  line = wb_event_get_line (event);
+  bytes = g_bytes_get_size (line) + HISTORY_ENTRY_OVERHEAD_BYTES;
   if (bytes > history->max_bytes)
     return FALSE;
   if (kind == WB_HISTORY_KIND_CHAT)
@@ -134,16 +146,16 @@ wb_stream_history_add (WbStreamHistory *history, WbEvent *event, gint64 now_us)
     }
 
   entry = g_new0 (HistoryEntry, 1);
-  entry->event = wb_event_ref (event);
+  entry->line = g_bytes_ref (line);
   entry->seq = history->next_seq++;
   entry->received_us = now_us;
-  entry->bytes = bytes;
+  entry->bytes = bytes + (message_id != NULL ? strlen (message_id) : 0);
   entry->kind = kind;
-  entry->message_id = message_id;
-  if (message_id != NULL)
-    g_hash_table_insert (history->message_ids, (gpointer)message_id, entry);
+  entry->message_id = g_strdup (message_id);
+  if (entry->message_id != NULL)
+    g_hash_table_insert (history->message_ids, entry->message_id, entry);
   g_queue_push_tail (&history->entries, entry);
-  history->bytes += bytes;
+  history->bytes += entry->bytes;
   trim (history);
   return TRUE;
 }
@@ -187,6 +199,27 @@ wb_stream_history_cursor_update (WbStreamHistory *history, WbHistoryCursor *curs
     }
 }
 
+/* The event again from its line: it parsed once when it came in, so it
+ * parses now; NULL (logged) would mean memory went bad. */
+static WbEvent *
+entry_parse (HistoryEntry *entry)
+{
+  gsize length = 0;
+  const char *data = g_bytes_get_data (entry->line, &length);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (WbMessage) message = NULL;
+
+  if (length > 0 && data[length - 1] == '\n')
+    length--;
+  message = wb_message_parse (data, length, WB_DIRECTION_TO_CLIENT, &error);
+  if (message == NULL)
+    {
+      g_warning ("A kept event no longer parses, left out of the history: %s", error->message);
+      return NULL;
+    }
+  return wb_event_new_from_message (message);
+}
+
 GPtrArray *
 wb_stream_history_build_replay (WbStreamHistory *history, WbHistoryCursor *cursor, guint count,
                                 gint64 now_us)
@@ -209,10 +242,12 @@ wb_stream_history_build_replay (WbStreamHistory *history, WbHistoryCursor *curso
   for (guint i = picked->len; i > 0; i--)
     {
       HistoryEntry *entry = g_ptr_array_index (picked, i - 1);
+      g_autoptr (WbEvent) event = entry_parse (entry);
 
-      g_ptr_array_add (events,
-                       wb_event_new_cached (entry->event, (now_us - entry->received_us) / 1000));
+      /* Handed out or not, it counts as seen: it cannot come back. */
       oldest = MIN (oldest, entry->seq);
+      if (event != NULL)
+        g_ptr_array_add (events, wb_event_new_cached (event, (now_us - entry->received_us) / 1000));
     }
   g_ptr_array_unref (picked);
 

@@ -23,7 +23,8 @@ G_BEGIN_DECLS
 #define WB_STREAM_HISTORY_DEFAULT_EVENTS 50
 #define WB_STREAM_HISTORY_MAX_EVENTS 1000
 /* [Limits] HistoryBytesPerStream: default, floor and ceiling, counted as
- * the events' JSON lines (what a socket client would receive). */
+ * the events' JSON lines (what a socket client would receive) plus a fixed
+ * cost per event for the bookkeeping: only the lines are kept. */
 #define WB_STREAM_HISTORY_DEFAULT_BYTES (64 * 1024)
 #define WB_STREAM_HISTORY_MIN_BYTES 1024
 #define WB_STREAM_HISTORY_MAX_BYTES (16 * 1024 * 1024)

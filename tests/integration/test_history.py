@@ -18,6 +18,7 @@ import struct
 import subprocess
 import termios
 import threading
+import time
 import unittest
 
 import gi
@@ -71,6 +72,7 @@ def key(message):
 
 class HistoryCase(unittest.TestCase):
     history_limit = LIMIT
+    limits = {}
 
     def setUp(self):
         self.sim = Sim(streams=1, speed=0.2).__enter__()
@@ -78,7 +80,7 @@ class HistoryCase(unittest.TestCase):
         self.bus = PrivateBus().__enter__()
         self.addCleanup(self.bus.__exit__, None, None, None)
         self.bridge = Bridge(self.sim, bus=self.bus, config={
-            'Limits': {'HistoryPerStream': str(self.history_limit)}}).__enter__()
+            'Limits': {'HistoryPerStream': str(self.history_limit), **self.limits}}).__enter__()
         self.addCleanup(self.bridge.__exit__, None, None, None)
         self.env = base_env(WAVE_BRIDGE_SOCKET=self.bridge.socket_path, **self.bus.env)
 
@@ -283,6 +285,60 @@ class Socket(HistoryCase):
         self.wait_upstream()
         got = self.replay_then_live(client, chat(902))
         self.assertEqual(got, [])
+
+
+class Quotas(HistoryCase):
+    """History goes through the client's queue like any event: its bound
+    holds, and what did not fit is announced with bridge.dropped."""
+    history_limit = 1000
+    limits = {'HistoryBytesPerStream': str(16 * 1024 * 1024), 'ClientQueueBytes': '65536'}
+
+    def test_history_within_queue_bound(self):
+        # The holder is a D-Bus subscriber: signals are broadcast, with no
+        # queue of the bridge's to overflow while the flood goes by.
+        holder = BusClient(self.bus.address)
+        self.addCleanup(holder.conn.close_sync, None)
+        holder.call('Subscribe', 'sas', (STREAM, ['chat.message']))
+        self.wait_upstream()
+        count, size = 300, 4096
+        self.sim.post('/sim/flood', {'stream_id': STREAM, 'type': 'chat.message', 'rate': 2000,
+                                     'size': size, 'count': count})
+        wait_until(lambda: all(f['done'] for f in self.sim.stats()['floods']), timeout=TIMEOUT,
+                   what='the flood to be sent')
+        self.assertTrue(self.sim.post('/sim/emit', chat(1)).get('ok'))
+        holder.wait_signal('ChatMessage', where=lambda s: s.args[0] == 'msg_1')
+
+        client = self.connect()
+        # Asked for and not read: 1.2 MiB for a queue of 64 KiB.
+        client.send({'type': 'subscribe', 'stream_id': STREAM, 'events': ['chat.message'],
+                     'history': 1000})
+        time.sleep(1)
+        # Read what the queue holds; once it has drained, a live event
+        # brings the count of those discarded (bridge.dropped) before it.
+        lines = []
+        while True:
+            try:
+                lines.append(client.recv(1.0))
+            except (TimeoutError, OSError):
+                break
+        marker = chat(2)
+        self.assertTrue(self.sim.post('/sim/emit', marker).get('ok'))
+        replayed, dropped, reply = 0, 0, None
+        while True:
+            message = lines.pop(0) if lines else client.recv(TIMEOUT)
+            if message['type'] == 'subscribed':
+                reply = message
+            elif message['type'] == 'bridge.dropped':
+                dropped += message['payload']['count']
+            elif message.get('cached'):
+                replayed += 1
+            elif key(message) == 'msg_2':
+                break
+        self.assertEqual(reply['payload']['history'], 1000)
+        self.assertGreater(dropped, 0)
+        self.assertLess(replayed, count)
+        self.assertEqual(replayed + dropped, count + 1)
+        self.assertGreater(self.bridge.status()['events_dropped'], 0)
 
 
 class Disabled(HistoryCase):
