@@ -94,31 +94,54 @@ stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, co
 
 /* ---- methods ------------------------------------------------------------ */
 
-/* Both stream send methods take one string: the chat text or the reaction. */
+/* Both stream send methods take one string: the chat text or the reaction.
+ * The stream is the object's: read from the path, since the object itself
+ * may be gone by the time a new caller's call runs. */
 static int
-stream_send (sd_bus_message *call, WbDbusStream *stream, WbMessageType type,
-             sd_bus_error *ret_error)
+stream_send (WbHubClient *client, sd_bus_message *call, WbMessageType type, sd_bus_error *ret_error)
 {
+  g_autofree char *stream_id = wb_dbus_stream_id_from_path (sd_bus_message_get_path (call));
   const char *text = NULL;
   int r;
 
+  if (stream_id == NULL)
+    return sd_bus_error_set (ret_error, SD_BUS_ERROR_UNKNOWN_OBJECT, "Not a stream object");
   r = sd_bus_message_read (call, "s", &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_handle_send (stream->frontend, call, type, stream->stream_id, text,
-                                       ret_error);
+  return wb_dbus_frontend_send (client, call, type, stream_id, text, ret_error);
+}
+
+static int
+send_chat_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                     sd_bus_error *ret_error)
+{
+  return stream_send (client, call, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+}
+
+static int
+send_reaction_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                         sd_bus_error *ret_error)
+{
+  return stream_send (client, call, WB_MESSAGE_REACTION_SENT, ret_error);
 }
 
 static int
 stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return stream_send (call, user_data, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+  WbDbusStream *stream = user_data;
+
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_chat_as_client,
+                                            ret_error);
 }
 
 static int
 stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return stream_send (call, user_data, WB_MESSAGE_REACTION_SENT, ret_error);
+  WbDbusStream *stream = user_data;
+
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_reaction_as_client,
+                                            ret_error);
 }
 
 #define STREAM_PROP(name, type, flags)                                                             \
@@ -216,22 +239,30 @@ wb_dbus_stream_free (WbDbusStream *stream)
   g_free (stream);
 }
 
+char *
+wb_dbus_stream_id_from_path (const char *path)
+{
+  char *sd_stream_id = NULL;
+  char *stream_id;
+
+  if (path == NULL || sd_bus_path_decode (path, WB_DBUS_STREAM_PREFIX, &sd_stream_id) <= 0)
+    return NULL;
+  /* malloc()ed by sd-bus: handed over as a GLib string. */
+  stream_id = g_strdup (sd_stream_id);
+  free (sd_stream_id);
+  return stream_id;
+}
+
 int
 wb_dbus_stream_find_cb (sd_bus *bus, const char *path, const char *interface, void *user_data,
                         void **out_found, sd_bus_error *ret_error)
 {
   WbDbusFrontend *frontend = user_data;
-  g_autofree char *stream_id = NULL;
-  char *sd_stream_id = NULL;
+  g_autofree char *stream_id = wb_dbus_stream_id_from_path (path);
   WbDbusStream *stream;
-  int r;
 
-  r = sd_bus_path_decode (path, WB_DBUS_STREAM_PREFIX, &sd_stream_id);
-  if (r <= 0)
-    return r;
-  stream_id = g_strdup (sd_stream_id);
-  free (sd_stream_id);
-
+  if (stream_id == NULL)
+    return 0;
   stream = g_hash_table_lookup (frontend->streams, stream_id);
   if (stream == NULL)
     return 0;
