@@ -378,7 +378,8 @@ def main():
     parser.add_argument('--socket', help=argparse.SUPPRESS)
     parser.add_argument('--bus', help=argparse.SUPPRESS)
     parser.add_argument('--seconds', type=float, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    # scripts/bench passes its own options on; the ones for bench.py are not ours.
+    args, _ = parser.parse_known_args()
     os.environ['WB_BUILD_DIR'] = os.path.abspath(args.build_dir)
     sys.path.insert(0, INTEGRATION)
     if args.mix:
