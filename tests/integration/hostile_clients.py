@@ -61,7 +61,10 @@ class Connector:
         for _ in range(count):
             message, fds, _, _ = socket.recv_fds(self.ctl, 64, 1)
             if message.startswith(b'+') and fds:
-                result.append(socket.socket(fileno=fds[0]))
+                sock = socket.socket(fileno=fds[0])
+                # The helper's timeout left the descriptor non-blocking.
+                sock.setblocking(True)
+                result.append(sock)
             else:
                 result.append(None)
         return result

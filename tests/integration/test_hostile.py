@@ -432,11 +432,15 @@ class StuckReader(HostileCase):
         wait_until(lambda: self.bridge.status()['clients'] == self.baseline_clients,
                    timeout=WAIT, what='the stuck client to be gone')
 
+class StuckUser(HostileCase):
+    LIMITS = dict(LIMITS, ClientQueueBytes=str(1024 * 1024))
+
     def test_stuck_connections_do_not_silence_their_user_for_ever(self):
         """A user's connections that never read hold its total over
-        MaxQueuedBytesPerUser, so its reading connection gets nothing: it
-        is told how much it missed at the latest when SlowClientTimeout
-        cuts the stuck ones."""
+        MaxQueuedBytesPerUser while each stays under its own (larger)
+        ClientQueueBytes, so its reading connection gets nothing: the stuck
+        ones count as over their bound all the same, SlowClientTimeout cuts
+        them, and the reader is told how much it missed."""
         uid = 31113
         count = 4 * FLOOD_RATE
         stuck, reader, events, dropped = SlowReaders.stuck_and_reader(self, uid, count)
