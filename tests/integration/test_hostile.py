@@ -110,11 +110,19 @@ class HostileCase(unittest.TestCase):
         self.bridge = Bridge(self.sim, bus=self.bus, config={'Limits': dict(self.LIMITS)}, args=['--verbose'] if os.environ.get('WB_HOSTILE_VERBOSE') else [])
         self.bridge.__enter__()
         self.addCleanup(self.bridge.__exit__, None, None, None)
+        # Runs before the bridge's own cleanup: a clean exit, whatever the
+        # test did to it (under ASan, no leak or error report either).
+        self.addCleanup(self.check_exit)
         # Other users need the socket (the default 0660 admits group wave).
         os.chmod(self.bridge.socket_path, 0o666)
         self.connectors = {}
         self.witness = self.start_witness()
         self.baseline_clients = self.bridge.status()['clients']
+
+    def check_exit(self):
+        self.assertEqual(self.bridge.stop(), 0, self.bridge.log()[-3000:])
+        for report in ('AddressSanitizer', 'LeakSanitizer', 'runtime error'):
+            self.assertNotIn(report, self.bridge.log())
 
     def tearDown(self):
         for connector in self.connectors.values():
