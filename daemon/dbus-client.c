@@ -20,6 +20,11 @@
 /* Calls one new caller may queue while its credentials are asked; more are
  * refused rather than held without bound. */
 #define WB_DBUS_MAX_WAITING_CALLS 32
+/* And the bytes they may hold (paths and string arguments): a bus message may
+ * be 32 MiB (system bus) or more, so 32 calls alone bound nothing. 32 of the
+ * largest calls the bridge accepts (4096 bytes of text, a 256-byte stream id,
+ * its object path) fit; the whole is at most MaxClients times this. */
+#define WB_DBUS_MAX_WAITING_BYTES (256 * 1024)
 
 #define BUS_DRIVER "org.freedesktop.DBus"
 #define BUS_DRIVER_PATH "/org/freedesktop/DBus"
@@ -32,6 +37,7 @@ typedef struct
 {
   WbDbusClientFunc func;
   sd_bus_message *call;
+  gsize bytes; /* see call_weight */
 } WbDbusWaitingCall;
 
 struct _WbDbusClient
@@ -41,6 +47,7 @@ struct _WbDbusClient
   WbHubClient *hub_client;       /* NULL while its credentials are asked */
   sd_bus_slot *credentials_slot; /* the GetConnectionCredentials in flight */
   GQueue waiting;                /* WbDbusWaitingCall, oldest first */
+  gsize waiting_bytes;           /* the sum of their bytes */
 };
 
 static void
@@ -96,6 +103,7 @@ client_refuse (WbDbusClient *client, const sd_bus_error *error)
     {
       g_auto (sd_bus_error) copy = SD_BUS_ERROR_NULL;
 
+      client->waiting_bytes -= waiting->bytes;
       sd_bus_error_copy (&copy, error);
       reply_if_failed (waiting->call, -EACCES, &copy);
       waiting_call_free (waiting);
@@ -115,6 +123,7 @@ client_run_waiting (WbDbusClient *client)
       g_auto (sd_bus_error) error = SD_BUS_ERROR_NULL;
       int r;
 
+      client->waiting_bytes -= waiting->bytes;
       r = waiting->func (client->frontend, client->hub_client, waiting->call, &error);
       reply_if_failed (waiting->call, r, &error);
       waiting_call_free (waiting);
@@ -257,6 +266,69 @@ wb_dbus_clients_watch (WbDbusFrontend *frontend, GError **error)
   return TRUE;
 }
 
+/* Adds the wire size of the strings (at any depth) from the read position on. */
+static int
+add_string_bytes (sd_bus_message *call, gsize *bytes)
+{
+  const char *contents = NULL;
+  char type;
+  int r;
+
+  while ((r = sd_bus_message_peek_type (call, &type, &contents)) > 0)
+    {
+      if (type == SD_BUS_TYPE_STRING || type == SD_BUS_TYPE_OBJECT_PATH
+          || type == SD_BUS_TYPE_SIGNATURE)
+        {
+          const char *text = NULL;
+
+          r = sd_bus_message_read_basic (call, type, &text);
+          if (r < 0)
+            return r;
+          *bytes += strlen (text) + sizeof (uint32_t) + 1; /* length, text, NUL */
+        }
+      else if (contents != NULL)
+        {
+          /* A container: D-Bus bounds their nesting (64). */
+          r = sd_bus_message_enter_container (call, type, contents);
+          if (r >= 0)
+            r = add_string_bytes (call, bytes);
+          if (r >= 0)
+            r = sd_bus_message_exit_container (call);
+          if (r < 0)
+            return r;
+        }
+      else
+        {
+          const char signature[] = { type, '\0' };
+
+          r = sd_bus_message_skip (call, signature);
+          if (r < 0)
+            return r;
+        }
+    }
+  return r;
+}
+
+/* What holding @call costs beyond its fixed size: its path and its string
+ * arguments, which are all the bridge's client methods take. Reads them
+ * and rewinds, so the call's function reads them again; a negative errno
+ * if they cannot be read (the function would fail the same way). */
+static int
+call_weight (sd_bus_message *call, gsize *out_bytes)
+{
+  const char *path = sd_bus_message_get_path (call);
+  gsize bytes = path != NULL ? strlen (path) : 0;
+  int r;
+
+  r = add_string_bytes (call, &bytes);
+  if (r >= 0)
+    r = sd_bus_message_rewind (call, 1);
+  if (r < 0)
+    return r;
+  *out_bytes = bytes;
+  return 0;
+}
+
 int
 wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
                                    WbDbusClientFunc func, sd_bus_error *ret_error)
@@ -264,6 +336,7 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
   const char *sender = sd_bus_message_get_sender (call);
   WbDbusWaitingCall *waiting;
   WbDbusClient *client;
+  gsize bytes = 0;
   int r;
 
   g_return_val_if_fail (frontend != NULL, -EINVAL);
@@ -276,16 +349,31 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
   if (client != NULL && client->hub_client != NULL)
     return func (frontend, client->hub_client, call, ret_error);
 
+  if (client == NULL && !create)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_NOT_SUBSCRIBED, "%s has no subscriptions",
+                              sender);
+  /* Callers of unknown users are not counted per user yet: bound them all
+   * by the bridge's own limit. */
+  if (client == NULL && frontend->n_resolving >= frontend->config->max_clients)
+    return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                             "Too many new D-Bus callers at once, try again");
+  if (client != NULL && client->waiting.length >= WB_DBUS_MAX_WAITING_CALLS)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                              "%s has %u calls waiting for the bus already", sender,
+                              WB_DBUS_MAX_WAITING_CALLS);
+
+  /* What would it hold while it waits? Unreadable arguments are refused
+   * now, as the call's function would refuse them. */
+  r = call_weight (call, &bytes);
+  if (r < 0)
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
+  if ((client != NULL ? client->waiting_bytes : 0) + bytes > WB_DBUS_MAX_WAITING_BYTES)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                              "Calls of %s waiting for the bus may hold at most %u bytes", sender,
+                              WB_DBUS_MAX_WAITING_BYTES);
+
   if (client == NULL)
     {
-      if (!create)
-        return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_NOT_SUBSCRIBED,
-                                  "%s has no subscriptions", sender);
-      /* Callers of unknown users are not counted per user yet: bound them
-       * all by the bridge's own limit. */
-      if (frontend->n_resolving >= frontend->config->max_clients)
-        return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
-                                 "Too many new D-Bus callers at once, try again");
       client = g_new0 (WbDbusClient, 1);
       client->frontend = frontend;
       client->name = g_strdup (sender);
@@ -302,14 +390,12 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
         }
       g_hash_table_insert (frontend->clients, client->name, client);
     }
-  else if (client->waiting.length >= WB_DBUS_MAX_WAITING_CALLS)
-    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
-                              "%s has %u calls waiting for the bus already", sender,
-                              WB_DBUS_MAX_WAITING_CALLS);
 
   waiting = g_new0 (WbDbusWaitingCall, 1);
   waiting->func = func;
   waiting->call = sd_bus_message_ref (call);
+  waiting->bytes = bytes;
   g_queue_push_tail (&client->waiting, waiting);
+  client->waiting_bytes += bytes;
   return 1; /* answered once the bus says who the caller is */
 }

@@ -33,6 +33,7 @@ TIMEOUT = 15.0
 # bus synchronously would not answer a ping for this long.
 SD_BUS_CALL_TIMEOUT = 25.0
 MAX_WAITING_CALLS = 32  # WB_DBUS_MAX_WAITING_CALLS in daemon/dbus-client.c
+MAX_WAITING_BYTES = 256 * 1024  # WB_DBUS_MAX_WAITING_BYTES in daemon/dbus-client.c
 
 
 def bus_socket_address(address):
@@ -288,6 +289,31 @@ class TestNewCallersWithAStalledBus(unittest.TestCase):
             expected = ('inc.wave.Bridge1.Error.NotSubscribed' if i < MAX_WAITING_CALLS
                         else 'inc.wave.Bridge1.Error.LimitsExceeded')
             self.assertEqual(outcome[i], ('error', expected), (i, caller.answers))
+
+    def test_bytes_waiting_for_credentials_are_bounded(self):
+        """32 calls of a few MiB each are 100 MiB or more held for one caller
+        (a system bus message may be 32 MiB): the bytes are bounded too."""
+        caller = self.caller()
+        self.proxy.hold()
+        big = 'x' * (MAX_WAITING_BYTES // 4)  # far over the 4096 bytes of a message
+        caller.call(0, 'Subscribe', 'sas', ('stream-a', []))
+        for i in range(1, 9):
+            caller.call(i, 'SendChatMessage', 'ss', ('stream-a', big))
+        # Small calls still fit after the refused big ones.
+        caller.call(9, 'Unsubscribe', 's', ('stream-a',))
+        self.wait_delivered_to_bridge('Unsubscribe')
+        self.proxy.release()
+        wait_until(lambda: (pump(), len(caller.answers) == 10)[1], timeout=TIMEOUT,
+                   what='ten answers')
+        outcome = {tag: (kind, value) for tag, kind, value in caller.answers}
+        self.assertEqual(outcome[0][0], 'ok', caller.answers)
+        # Three fit beside the Subscribe (and fail when they run: too long);
+        # the fourth would pass the bound and is refused at once.
+        for i in range(1, 4):
+            self.assertEqual(outcome[i], ('error', 'inc.wave.Bridge1.Error.InvalidArgument'), i)
+        for i in range(4, 9):
+            self.assertEqual(outcome[i], ('error', 'inc.wave.Bridge1.Error.LimitsExceeded'), i)
+        self.assertEqual(outcome[9], ('ok', ()), caller.answers)
 
 
 if __name__ == '__main__':
