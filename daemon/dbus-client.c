@@ -17,6 +17,9 @@
 #include "dbus-errors.h"
 #include "errno-util.h"
 
+/* Privileged calls (Reload) waiting for the bus to say who their callers are:
+ * the bus policy lets only root send them, so a handful is plenty. */
+#define WB_DBUS_MAX_PRIVILEGED_WAITING 32
 /* Calls one new caller may queue while its credentials are asked; more are
  * refused rather than held without bound. */
 #define WB_DBUS_MAX_WAITING_CALLS 32
@@ -39,6 +42,15 @@ typedef struct
   sd_bus_message *call;
   gsize bytes; /* see call_weight */
 } WbDbusWaitingCall;
+
+/* A privileged call waiting for its caller's credentials. */
+typedef struct
+{
+  WbDbusFrontend *frontend;
+  WbDbusPrivilegedFunc func;
+  sd_bus_message *call;
+  sd_bus_slot *credentials_slot;
+} WbDbusPrivilegedCall;
 
 struct _WbDbusClient
 {
@@ -397,5 +409,78 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
   waiting->bytes = bytes;
   g_queue_push_tail (&client->waiting, waiting);
   client->waiting_bytes += bytes;
+  return 1; /* answered once the bus says who the caller is */
+}
+
+/* ---- privileged calls: root and the daemon's own user -------------------- */
+
+void
+wb_dbus_privileged_call_free (gpointer data)
+{
+  WbDbusPrivilegedCall *privileged = data;
+
+  /* Cancels the credentials callback if it has not run; unanswered, as the
+   * bus is going. */
+  privileged->credentials_slot = sd_bus_slot_unref (privileged->credentials_slot);
+  sd_bus_message_unref (privileged->call);
+  g_free (privileged);
+}
+
+static int
+privileged_credentials_cb (sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusPrivilegedCall *privileged = user_data;
+  g_autoptr (WbPeerCredentials) credentials = NULL;
+  g_auto (sd_bus_error) error = SD_BUS_ERROR_NULL;
+  int r;
+
+  if (!sd_bus_message_is_method_error (reply, NULL) && read_credentials (reply, &credentials)
+      && wb_hub_uid_is_exempt (credentials->uid))
+    r = privileged->func (privileged->frontend, privileged->call, &error);
+  else
+    r = sd_bus_error_setf (&error, SD_BUS_ERROR_ACCESS_DENIED,
+                           "Only root and the daemon's own user may call %s",
+                           sd_bus_message_get_member (privileged->call));
+  reply_if_failed (privileged->call, r, &error);
+  /* sd-bus keeps the slot alive until we return. */
+  g_hash_table_remove (privileged->frontend->privileged_calls, privileged);
+  return 0;
+}
+
+int
+wb_dbus_frontend_call_if_privileged (WbDbusFrontend *frontend, sd_bus_message *call,
+                                     WbDbusPrivilegedFunc func, sd_bus_error *ret_error)
+{
+  const char *sender = sd_bus_message_get_sender (call);
+  WbDbusPrivilegedCall *privileged;
+  int r;
+
+  g_return_val_if_fail (frontend != NULL, -EINVAL);
+  g_return_val_if_fail (func != NULL, -EINVAL);
+
+  /* A user bus is the user's own: sd-bus checks nobody there either. */
+  if (sd_bus_is_trusted (frontend->bus) > 0)
+    return func (frontend, call, ret_error);
+  if (sender == NULL)
+    return sd_bus_error_set (ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                             "Calls must come through a bus (no sender)");
+  if (g_hash_table_size (frontend->privileged_calls) >= WB_DBUS_MAX_PRIVILEGED_WAITING)
+    return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                             "Too many privileged calls waiting for the bus, try again");
+
+  privileged = g_new0 (WbDbusPrivilegedCall, 1);
+  privileged->frontend = frontend;
+  privileged->func = func;
+  privileged->call = sd_bus_message_ref (call);
+  r = sd_bus_call_method_async (frontend->bus, &privileged->credentials_slot, BUS_DRIVER,
+                                BUS_DRIVER_PATH, BUS_DRIVER, "GetConnectionCredentials",
+                                privileged_credentials_cb, privileged, "s", sender);
+  if (r < 0)
+    {
+      wb_dbus_privileged_call_free (privileged);
+      return sd_bus_error_set_errnof (ret_error, -r, "Cannot ask who %s is: %s", sender,
+                                      g_strerror (-r));
+    }
+  g_hash_table_add (frontend->privileged_calls, privileged);
   return 1; /* answered once the bus says who the caller is */
 }
