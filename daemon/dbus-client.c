@@ -222,6 +222,17 @@ credentials_cb (sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
       g_hash_table_remove (frontend->clients, client->name);
       return 0;
     }
+  if (sd_bus_message_is_method_error (reply, SD_BUS_ERROR_NO_REPLY)
+      || sd_bus_message_is_method_error (reply, SD_BUS_ERROR_TIMEOUT))
+    {
+      /* sd-bus gave up waiting (its method call timeout): the bus is slow,
+       * which refuses nobody. Its next call asks again. */
+      g_debug ("No credentials for %s in time", client->name);
+      sd_bus_error_setf (&refusal, SD_BUS_ERROR_TIMEOUT,
+                         "The bus did not say who %s is in time; try again", client->name);
+      client_refuse (client, &refusal);
+      return 0;
+    }
   if (sd_bus_message_is_method_error (reply, NULL) || !read_credentials (reply, &credentials))
     {
       /* Counting it as a user of its own would give every such bus name a
@@ -437,6 +448,10 @@ privileged_credentials_cb (sd_bus_message *reply, void *user_data, sd_bus_error 
   if (!sd_bus_message_is_method_error (reply, NULL) && read_credentials (reply, &credentials)
       && wb_hub_uid_is_exempt (credentials->uid))
     r = privileged->func (privileged->frontend, privileged->call, &error);
+  else if (sd_bus_message_is_method_error (reply, SD_BUS_ERROR_NO_REPLY)
+           || sd_bus_message_is_method_error (reply, SD_BUS_ERROR_TIMEOUT))
+    r = sd_bus_error_set (&error, SD_BUS_ERROR_TIMEOUT,
+                          "The bus did not say who the caller is in time; try again");
   else
     r = sd_bus_error_setf (&error, SD_BUS_ERROR_ACCESS_DENIED,
                            "Only root and the daemon's own user may call %s",

@@ -380,6 +380,33 @@ class TestNewCallersWithAStalledBus(unittest.TestCase):
             self.assertEqual(outcome[i], ('error', 'inc.wave.Bridge1.Error.LimitsExceeded'), i)
         self.assertEqual(outcome[9], ('ok', ()), caller.answers)
 
+    def test_a_bus_too_slow_to_answer_is_no_refusal(self):
+        """sd-bus gives up on the credentials question after its method call
+        timeout (25 s; SYSTEMD_BUS_TIMEOUT here): the caller is told to try
+        again, not that it is denied, and its next call asks again."""
+        self.bridge.__exit__(None, None, None)
+        self.proxy.close()
+        self.proxy = BusProxy(self.bus.address)
+        self.bridge = Bridge(self.sim, bus=self.bus, env={
+            'DBUS_SESSION_BUS_ADDRESS': self.proxy.address,
+            'SYSTEMD_BUS_TIMEOUT': '1',
+        }).__enter__()
+        caller = self.caller()
+        self.proxy.hold()
+        caller.call(0, 'Subscribe', 'sas', ('stream-a', []))
+        caller.call(1, 'Unsubscribe', 's', ('stream-a',))
+        self.wait_delivered_to_bridge('Unsubscribe')
+        time.sleep(2)  # past the timeout
+        self.proxy.release()
+        wait_until(lambda: (pump(), len(caller.answers) == 2)[1], timeout=TIMEOUT,
+                   what='two answers')
+        self.assertEqual(caller.answers, [(0, 'error', 'org.freedesktop.DBus.Error.Timeout'),
+                                          (1, 'error', 'org.freedesktop.DBus.Error.Timeout')])
+        caller.call(2, 'Subscribe', 'sas', ('stream-a', []))
+        wait_until(lambda: (pump(), len(caller.answers) == 3)[1], timeout=TIMEOUT,
+                   what='the third answer')
+        self.assertEqual(caller.answers[2][:2], (2, 'ok'), caller.answers)
+
 
 class TestReloadWithAStalledSystemBus(unittest.TestCase):
     """On a system bus sd-bus checks an unprivileged-less method's caller
@@ -427,6 +454,26 @@ class TestReloadWithAStalledSystemBus(unittest.TestCase):
         wait_until(lambda: 'Reload() over D-Bus' in self.bridge.log(), timeout=TIMEOUT,
                    what='the reload')
         socket_client.close()
+
+    def test_reload_with_a_bus_too_slow_to_answer(self):
+        self.bridge.__exit__(None, None, None)
+        self.proxy.close()
+        self.proxy = BusProxy(self.bus.address)
+        self.bridge = Bridge(self.sim, bus=self.bus, args=['--bus=system'], env={
+            'DBUS_SYSTEM_BUS_ADDRESS': self.proxy.address,
+            'SYSTEMD_BUS_TIMEOUT': '1',
+        }).__enter__()
+        self.proxy.hold()
+        self.caller.call('reload', 'Reload', '', ())
+        wait_until(lambda: b'Reload' in self.proxy.bytes_to_client(), timeout=TIMEOUT,
+                   what='Reload delivered to the bridge')
+        time.sleep(2)  # past the timeout
+        self.proxy.release()
+        wait_until(lambda: (pump(), self.caller.answers)[1], timeout=TIMEOUT,
+                   what='the Reload answer')
+        self.assertEqual(self.caller.answers,
+                         [('reload', 'error', 'org.freedesktop.DBus.Error.Timeout')])
+        self.assertNotIn('Reload() over D-Bus', self.bridge.log())
 
 
 class TestReloadRefusedToOtherUsers(unittest.TestCase):
