@@ -26,8 +26,11 @@
 /* And the bytes they may hold (paths and string arguments): a bus message may
  * be 32 MiB (system bus) or more, so 32 calls alone bound nothing. 32 of the
  * largest calls the bridge accepts (4096 bytes of text, a 256-byte stream id,
- * its object path) fit; the whole is at most MaxClients times this. */
+ * its object path) fit. */
 #define WB_DBUS_MAX_WAITING_BYTES (256 * 1024)
+/* All new callers' waiting calls together: MaxClients (1024) times the bound
+ * above would be 256 MiB; ordinary calls are a few hundred bytes. */
+#define WB_DBUS_MAX_WAITING_BYTES_TOTAL (16 * 1024 * 1024)
 
 #define BUS_DRIVER "org.freedesktop.DBus"
 #define BUS_DRIVER_PATH "/org/freedesktop/DBus"
@@ -78,6 +81,7 @@ wb_dbus_client_free (WbDbusClient *client)
     return;
   if (client->hub_client == NULL)
     client->frontend->n_resolving--;
+  client->frontend->waiting_bytes -= client->waiting_bytes;
   /* Its calls are owed no reply: the caller left, or the bus is going. */
   g_queue_clear_full (&client->waiting, waiting_call_free);
   /* Cancels the credentials callback if it has not run. */
@@ -103,6 +107,20 @@ reply_if_failed (sd_bus_message *call, int r, sd_bus_error *error)
              sd_bus_message_get_sender (call), g_strerror (-r));
 }
 
+/* The oldest waiting call, no longer counted as waiting; NULL if none. */
+static WbDbusWaitingCall *
+client_pop_waiting (WbDbusClient *client)
+{
+  WbDbusWaitingCall *waiting = g_queue_pop_head (&client->waiting);
+
+  if (waiting != NULL)
+    {
+      client->waiting_bytes -= waiting->bytes;
+      client->frontend->waiting_bytes -= waiting->bytes;
+    }
+  return waiting;
+}
+
 /* Refuses every waiting call with @error and forgets the caller: its next
  * call starts again. */
 static void
@@ -111,11 +129,10 @@ client_refuse (WbDbusClient *client, const sd_bus_error *error)
   WbDbusFrontend *frontend = client->frontend;
   WbDbusWaitingCall *waiting;
 
-  while ((waiting = g_queue_pop_head (&client->waiting)) != NULL)
+  while ((waiting = client_pop_waiting (client)) != NULL)
     {
       g_auto (sd_bus_error) copy = SD_BUS_ERROR_NULL;
 
-      client->waiting_bytes -= waiting->bytes;
       sd_bus_error_copy (&copy, error);
       reply_if_failed (waiting->call, -EACCES, &copy);
       waiting_call_free (waiting);
@@ -130,12 +147,11 @@ client_run_waiting (WbDbusClient *client)
 {
   WbDbusWaitingCall *waiting;
 
-  while ((waiting = g_queue_pop_head (&client->waiting)) != NULL)
+  while ((waiting = client_pop_waiting (client)) != NULL)
     {
       g_auto (sd_bus_error) error = SD_BUS_ERROR_NULL;
       int r;
 
-      client->waiting_bytes -= waiting->bytes;
       r = waiting->func (client->frontend, client->hub_client, waiting->call, &error);
       reply_if_failed (waiting->call, r, &error);
       waiting_call_free (waiting);
@@ -394,6 +410,9 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
     return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
                               "Calls of %s waiting for the bus may hold at most %u bytes", sender,
                               WB_DBUS_MAX_WAITING_BYTES);
+  if (frontend->waiting_bytes + bytes > WB_DBUS_MAX_WAITING_BYTES_TOTAL)
+    return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                             "Too many calls of new D-Bus callers at once, try again");
 
   if (client == NULL)
     {
@@ -420,6 +439,7 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
   waiting->bytes = bytes;
   g_queue_push_tail (&client->waiting, waiting);
   client->waiting_bytes += bytes;
+  frontend->waiting_bytes += bytes;
   return 1; /* answered once the bus says who the caller is */
 }
 

@@ -292,6 +292,7 @@ wb_dbus_frontend_free (WbDbusFrontend *frontend)
   /* Ends the D-Bus peers' subscriptions; the observer is gone, so no
    * InterfacesRemoved on a bus we are leaving. */
   g_clear_pointer (&frontend->clients, g_hash_table_unref);
+  g_warn_if_fail (frontend->n_resolving == 0 && frontend->waiting_bytes == 0);
   frontend->caller_left_slot = sd_bus_slot_unref (frontend->caller_left_slot);
   g_clear_pointer (&frontend->streams, g_hash_table_unref);
   frontend->enumerator_slot = sd_bus_slot_unref (frontend->enumerator_slot);

@@ -61,6 +61,7 @@ struct _WbDbusFrontend
 
   GHashTable *clients; /* unique name → WbDbusClient */
   guint n_resolving;   /* clients whose credentials are being asked */
+  gsize waiting_bytes; /* what their calls hold (dbus-client.c) */
   sd_bus_slot *caller_left_slot;
   GHashTable *privileged_calls; /* set of privileged calls asking who their callers are */
   GHashTable *streams;          /* stream id → WbDbusStream */

@@ -37,6 +37,7 @@ TIMEOUT = 15.0
 SD_BUS_CALL_TIMEOUT = 25.0
 MAX_WAITING_CALLS = 32  # WB_DBUS_MAX_WAITING_CALLS in daemon/dbus-client.c
 MAX_WAITING_BYTES = 256 * 1024  # WB_DBUS_MAX_WAITING_BYTES in daemon/dbus-client.c
+MAX_WAITING_BYTES_TOTAL = 16 * 1024 * 1024  # WB_DBUS_MAX_WAITING_BYTES_TOTAL
 NOBODY = 65534
 # A system-style bus that lets anyone call anything: what the daemon itself
 # refuses is all that is refused.
@@ -379,6 +380,31 @@ class TestNewCallersWithAStalledBus(unittest.TestCase):
         for i in range(4, 9):
             self.assertEqual(outcome[i], ('error', 'inc.wave.Bridge1.Error.LimitsExceeded'), i)
         self.assertEqual(outcome[9], ('ok', ()), caller.answers)
+
+    def test_bytes_waiting_for_credentials_are_bounded_in_all(self):
+        """Each caller within its own bound, many callers together are bounded
+        too (MaxClients times the caller's bound would be 256 MiB)."""
+        text = 'x' * (250 * 1024)
+        fit = MAX_WAITING_BYTES_TOTAL // len(text)  # a little less: paths, ids
+        callers = [self.caller() for _ in range(fit + 5)]
+        self.proxy.hold()
+        for c in callers:
+            c.call('big', 'SendChatMessage', 'ss', ('stream-a', text))
+        self.wait_delivered_to_bridge('SendChatMessage', len(callers))
+        self.proxy.release()
+        wait_until(lambda: (pump(), all(c.answers for c in callers))[1], timeout=TIMEOUT,
+                   what='every caller answered')
+        outcome = [c.answers[0][2] for c in callers]
+        # Those that waited ran and failed (too long for a chat message).
+        self.assertGreaterEqual(outcome.count('inc.wave.Bridge1.Error.InvalidArgument'), fit - 2)
+        self.assertGreaterEqual(outcome.count('inc.wave.Bridge1.Error.LimitsExceeded'), 5)
+        self.assertEqual(len(outcome), outcome.count('inc.wave.Bridge1.Error.InvalidArgument')
+                         + outcome.count('inc.wave.Bridge1.Error.LimitsExceeded'), outcome)
+        # Nothing stays counted: a new caller still gets in.
+        late = self.caller()
+        late.call('late', 'Subscribe', 'sas', ('stream-a', []))
+        wait_until(lambda: (pump(), late.answers)[1], timeout=TIMEOUT, what='the late answer')
+        self.assertEqual(late.answers[0][:2], ('late', 'ok'), late.answers)
 
     def test_a_bus_too_slow_to_answer_is_no_refusal(self):
         """sd-bus gives up on the credentials question after its method call
