@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbus-errors.h"
 #include "dbus-text.h"
 
 /* ---- properties -------------------------------------------------------- */
@@ -144,6 +145,92 @@ stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *re
                                             ret_error);
 }
 
+/* Appends one history event as (s type, t age_ms, a{sv} fields): the fields
+ * are the ChatMessage / ReactionReceived signal's arguments, by name. */
+static int
+append_history_event (sd_bus_message *reply, WbEvent *event, GPtrArray *keep)
+{
+  JsonObject *p = wb_event_get_payload (event);
+  gint64 age_ms = wb_event_get_age_ms (event);
+  int r;
+
+#define BUS_TEXT(name) wb_dbus_text_carryable (wb_json_get_string (p, (name), ""), keep)
+  r = sd_bus_message_open_container (reply, 'r', "sta{sv}");
+  if (r >= 0)
+    r = sd_bus_message_append (reply, "st", wb_event_get_type_name (event),
+                               (guint64)MAX (age_ms, 0));
+  if (r < 0)
+    return r;
+  switch (wb_event_get_message_type (event))
+    {
+    case WB_MESSAGE_CHAT_MESSAGE:
+      r = sd_bus_message_append (reply, "a{sv}", 5, "message_id", "s", BUS_TEXT ("message_id"),
+                                 "user_id", "s", BUS_TEXT ("user_id"), "username", "s",
+                                 BUS_TEXT ("username"), "message", "s", BUS_TEXT ("message"),
+                                 "timestamp", "s", BUS_TEXT ("timestamp"));
+      break;
+    case WB_MESSAGE_REACTION_RECEIVED:
+      r = sd_bus_message_append (reply, "a{sv}", 3, "reaction", "s", BUS_TEXT ("reaction"), "count",
+                                 "u", (guint32)wb_json_get_count (p, "count", G_MAXUINT32),
+                                 "timestamp", "s", BUS_TEXT ("timestamp"));
+      break;
+    default:
+      r = sd_bus_message_append (reply, "a{sv}", 0);
+      break;
+    }
+#undef BUS_TEXT
+  if (r < 0)
+    return r;
+  return sd_bus_message_close_container (reply);
+}
+
+/* Only a subscriber gets history, of the types it subscribed to; the stream
+ * is read from the path, as for the sends. */
+static int
+get_history_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                       sd_bus_error *ret_error)
+{
+  g_autofree char *stream_id = wb_dbus_stream_id_from_path (sd_bus_message_get_path (call));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) events = NULL;
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (sd_bus_message) reply = NULL;
+  guint32 requested = 0;
+  guint count = 0;
+  int r;
+
+  if (stream_id == NULL)
+    return sd_bus_error_set (ret_error, SD_BUS_ERROR_UNKNOWN_OBJECT, "Not a stream object");
+  r = sd_bus_message_read (call, "u", &requested);
+  if (r < 0)
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
+  if (!wb_hub_check_history (frontend->hub, requested, &count, &error))
+    return wb_dbus_error_set_from_gerror (ret_error, error);
+  events = wb_hub_client_take_history (client, stream_id, count, &error);
+  if (events == NULL)
+    return wb_dbus_error_set_from_gerror (ret_error, error);
+
+  r = sd_bus_message_new_method_return (call, &reply);
+  if (r >= 0)
+    r = sd_bus_message_open_container (reply, 'a', "(sta{sv})");
+  for (guint i = 0; r >= 0 && i < events->len; i++)
+    r = append_history_event (reply, g_ptr_array_index (events, i), keep);
+  if (r >= 0)
+    r = sd_bus_message_close_container (reply);
+  if (r >= 0)
+    r = sd_bus_send (NULL, reply, NULL);
+  return r;
+}
+
+static int
+stream_get_history_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusStream *stream = user_data;
+
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, FALSE, get_history_as_client,
+                                            ret_error);
+}
+
 #define STREAM_PROP(name, type, flags)                                                             \
   SD_BUS_PROPERTY (name, type, stream_property_get_cb, 0, flags)
 #define CHANGES SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
@@ -155,6 +242,9 @@ const sd_bus_vtable wb_dbus_stream_vtable[] = {
                             stream_send_chat_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "s", SD_BUS_PARAM (reaction), "", "",
                             stream_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
+  SD_BUS_METHOD_WITH_NAMES ("GetHistory", "u", SD_BUS_PARAM (count), "a(sta{sv})",
+                            SD_BUS_PARAM (events), stream_get_history_cb,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_SIGNAL_WITH_NAMES (
       "Started", "sss",
       SD_BUS_PARAM (started_at) SD_BUS_PARAM (protocol) SD_BUS_PARAM (ingest_endpoint), 0),
