@@ -174,14 +174,13 @@ wb_dbus_manager_clear (WbDbusFrontend *frontend)
 /* ---- methods ------------------------------------------------------------ */
 
 static int
-manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+subscribe_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                     sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) events = NULL;
   g_autofree char *path = NULL;
   const char *stream_id = NULL;
-  WbHubClient *client;
   int r;
 
   r = sd_bus_message_read (call, "s", &stream_id);
@@ -191,10 +190,6 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
   r = sd_bus_message_read_strv (call, &events);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-
-  client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, ret_error);
-  if (client == NULL)
-    return -sd_bus_error_get_errno (ret_error);
   if (!wb_hub_client_subscribe (client, stream_id, (const char *const *)events, NULL, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
 
@@ -204,30 +199,38 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
 }
 
 static int
-manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, subscribe_as_client, ret_error);
+}
+
+static int
+unsubscribe_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                       sd_bus_error *ret_error)
+{
   g_autoptr (GError) error = NULL;
   const char *stream_id = NULL;
-  WbHubClient *client;
   int r;
 
   r = sd_bus_message_read (call, "s", &stream_id);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-
-  client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, ret_error);
-  if (client == NULL)
-    return -sd_bus_error_get_errno (ret_error);
   if (!wb_hub_client_unsubscribe (client, stream_id, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
   return sd_bus_reply_method_return (call, NULL);
 }
 
 static int
-manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error, WbMessageType type)
+manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
+  return wb_dbus_frontend_call_with_client (user_data, call, FALSE, unsubscribe_as_client,
+                                            ret_error);
+}
+
+static int
+send_as_client (WbHubClient *client, sd_bus_message *call, WbMessageType type,
+                sd_bus_error *ret_error)
+{
   const char *stream_id = NULL;
   const char *text = NULL;
   int r;
@@ -235,19 +238,34 @@ manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error,
   r = sd_bus_message_read (call, "ss", &stream_id, &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_handle_send (frontend, call, type, stream_id, text, ret_error);
+  return wb_dbus_frontend_send (client, call, type, stream_id, text, ret_error);
+}
+
+static int
+send_chat_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                     sd_bus_error *ret_error)
+{
+  return send_as_client (client, call, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+}
+
+static int
+send_reaction_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                         sd_bus_error *ret_error)
+{
+  return send_as_client (client, call, WB_MESSAGE_REACTION_SENT, ret_error);
 }
 
 static int
 manager_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return manager_send_cb (call, user_data, ret_error, WB_MESSAGE_CHAT_MESSAGE);
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_chat_as_client, ret_error);
 }
 
 static int
 manager_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return manager_send_cb (call, user_data, ret_error, WB_MESSAGE_REACTION_SENT);
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_reaction_as_client,
+                                            ret_error);
 }
 
 static int
@@ -278,10 +296,8 @@ manager_reconnect_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
 }
 
 static int
-manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+reload_as_privileged (WbDbusFrontend *frontend, sd_bus_message *call, sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
-
   g_message ("Reload requested over D-Bus by %s", sd_bus_message_get_sender (call));
   /* The daemon reloads from the main loop and we answer then
    * (wb_dbus_frontend_reload_finished): the reload reconfigures us too. */
@@ -291,13 +307,21 @@ manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_erro
   return 1;
 }
 
+static int
+manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  return wb_dbus_frontend_call_if_privileged (user_data, call, reload_as_privileged, ret_error);
+}
+
 #define MANAGER_PROP(name, type, flags)                                                            \
   SD_BUS_PROPERTY (name, type, manager_property_get_cb, 0, flags)
 #define CHANGES SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
 
 /* Who may call what is the bus policy's business (dbus/inc.wave.Bridge1.conf),
- * so methods are UNPRIVILEGED, except Reload(): re-reading configuration and
- * key stays with root and the daemon's own user, like SIGHUP. */
+ * so methods are UNPRIVILEGED. Reload() too, but it checks its caller
+ * itself (wb_dbus_frontend_call_if_privileged): re-reading configuration and
+ * key stays with root and the daemon's own user, like SIGHUP. sd-bus's own
+ * check would ask the bus synchronously. */
 const sd_bus_vtable wb_dbus_manager_vtable[] = {
   SD_BUS_VTABLE_START (0),
   SD_BUS_METHOD_WITH_NAMES ("Subscribe", "sas", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (events), "o",
@@ -311,7 +335,7 @@ const sd_bus_vtable wb_dbus_manager_vtable[] = {
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "ss", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (reaction),
                             "", "", manager_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reconnect", "", "", manager_reconnect_cb, SD_BUS_VTABLE_UNPRIVILEGED),
-  SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, 0),
+  SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   /* status.h's wb_status_fields, in its order (tests/test-status.c checks). */
   MANAGER_PROP ("State", "s", CHANGES),
   MANAGER_PROP ("StateSince", "t", CHANGES),
