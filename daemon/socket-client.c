@@ -26,6 +26,17 @@
  * end of the loop iteration: libsoup hands over a whole upstream burst in one
  * dispatch, and the clients must not wait for all of it. */
 #define FLUSH_EARLY_BYTES (64 * 1024)
+/* During an upstream burst the loop iteration is long (a bounded share of
+ * frames, each fanned out), and its first events would wait for the last.
+ * So the clients are also written in the middle of it, as soon as the time
+ * since the last write is EARLY_WRITE_COST_RATIO times what that write
+ * cost (so writing early adds at most about 1/ratio to the work), and at
+ * least EARLY_WRITE_MIN_US: one client is written every ~0.1 ms, a
+ * thousand, whose writes cost more, in proportion. The clock is read every
+ * EARLY_WRITE_CHECK_LINES queued lines, not for each. */
+#define EARLY_WRITE_COST_RATIO 16
+#define EARLY_WRITE_MIN_US 100
+#define EARLY_WRITE_CHECK_LINES 8
 /* Readiness events taken per epoll_wait(); the rest come next iteration. */
 #define MAX_EPOLL_EVENTS 256
 
@@ -33,18 +44,21 @@ typedef struct
 {
   GSource source;
   WbSocketClientGroup *group;
+  gpointer fd_tag; /* the epoll descriptor */
 } GroupSource;
 
 struct _WbSocketClientGroup
 {
   int epoll_fd;
   GSource *source;
-  GQueue clients; /* every client, by all_link */
-  GQueue dirty;   /* to write, or dead: handled at the next dispatch */
-  GQueue held;    /* with input left over their user's line budget */
-  guint64 serial; /* counts dispatches */
-  gboolean wake_pending;
-  gint64 next_deadline; /* earliest slow/closing deadline, G_MAXINT64: none */
+  GQueue clients;          /* every client, by all_link */
+  GQueue dirty;            /* to write, or dead: handled at the next dispatch */
+  GQueue held;             /* with input left over their user's line budget */
+  guint64 serial;          /* counts dispatches */
+  gint64 last_write_us;    /* monotonic: when the dirty list was last written */
+  gint64 write_cost_us;    /* what that took */
+  guint lines_since_check; /* queued since the clock was last read */
+  gint64 next_deadline;    /* earliest slow/closing deadline, G_MAXINT64: none */
 };
 
 struct _WbSocketClient
@@ -114,16 +128,8 @@ client_mark_dead (WbSocketClient *client, WbSocketClientCloseReason reason)
   client->reading = FALSE;
 }
 
-static void
-group_schedule (WbSocketClientGroup *group)
-{
-  if (group->wake_pending)
-    return;
-  /* set_ready_time wakes the context every time: once per iteration is enough. */
-  group->wake_pending = TRUE;
-  g_source_set_ready_time (group->source, 0);
-}
-
+/* Nothing to arm: the group's prepare() sees the dirty and held lists at
+ * the end of every loop iteration (see group_source_prepare). */
 static void
 client_mark_dirty (WbSocketClient *client)
 {
@@ -131,7 +137,6 @@ client_mark_dirty (WbSocketClient *client)
     return;
   client->in_dirty = TRUE;
   g_queue_push_tail_link (&client->group->dirty, &client->dirty_link);
-  group_schedule (client->group);
 }
 
 static gint64
@@ -185,11 +190,7 @@ client_update_interest (WbSocketClient *client)
 
   deadline = client_deadline (client);
   if (deadline < group->next_deadline)
-    {
-      group->next_deadline = deadline;
-      if (!group->wake_pending)
-        g_source_set_ready_time (group->source, deadline);
-    }
+    group->next_deadline = deadline;
 }
 
 static void
@@ -406,7 +407,6 @@ client_hold_input (WbSocketClient *client)
     return;
   client->input_held = TRUE;
   g_queue_push_tail_link (&group->held, &client->held_link);
-  group_schedule (group);
 }
 
 /* Hands complete lines to the owner; with @at_eof the unterminated rest too. */
@@ -536,6 +536,101 @@ group_sweep_deadlines (WbSocketClientGroup *group, gint64 now)
     }
 }
 
+/* Writes every dirty client's queue, one sendmsg each (more only past a
+ * full batch). TRUE if a client died meanwhile: handing it to its owner is
+ * dispatch's work, never done from here. */
+static gboolean
+group_write_dirty (WbSocketClientGroup *group)
+{
+  GQueue pending = group->dirty;
+  GList *link;
+  gint64 started_us;
+
+  if (g_queue_is_empty (&pending))
+    return FALSE;
+  started_us = g_get_monotonic_time ();
+  g_queue_init (&group->dirty);
+  while ((link = g_queue_pop_head_link (&pending)) != NULL)
+    {
+      WbSocketClient *client = link->data;
+
+      client->in_dirty = FALSE;
+      if (!client->dead && client->queued_bytes > 0 && !client->write_blocked)
+        client_flush (client);
+      /* Dead clients go back on the list; others may ask for EPOLLOUT. */
+      client_update_interest (client);
+    }
+  group->last_write_us = g_get_monotonic_time ();
+  group->write_cost_us = group->last_write_us - started_us;
+  return !g_queue_is_empty (&group->dirty);
+}
+
+/* A line was queued in the middle of a loop iteration: write everyone now
+ * if the iteration has run long enough (see EARLY_WRITE_COST_RATIO). */
+static void
+group_line_queued (WbSocketClientGroup *group)
+{
+  gint64 now;
+
+  if (++group->lines_since_check < EARLY_WRITE_CHECK_LINES)
+    return;
+  group->lines_since_check = 0;
+  now = g_get_monotonic_time ();
+  if (now - group->last_write_us
+      >= MAX (EARLY_WRITE_MIN_US, EARLY_WRITE_COST_RATIO * group->write_cost_us))
+    group_write_dirty (group);
+}
+
+/*
+ * The end of a loop iteration: every source has run, and what they queued
+ * for the clients is written now, before the loop sleeps. So an upstream
+ * event reaches its clients in the iteration that read it, and all the
+ * events of a burst go out in one sendmsg per client. Nothing is armed
+ * when a line is queued: g_source_set_ready_time() and a blocked source's
+ * poll changes each write the context's wakeup eventfd on GLib 2.74 (an
+ * extra write() and an extra loop iteration per event at light load), so
+ * the group keeps its state in its lists and reads them here.
+ */
+static gboolean
+group_source_prepare (GSource *source, gint *out_timeout)
+{
+  WbSocketClientGroup *group = ((GroupSource *)source)->group;
+  gint64 now;
+
+  *out_timeout = -1;
+  if (group_write_dirty (group) || !g_queue_is_empty (&group->held))
+    {
+      *out_timeout = 0;
+      return TRUE;
+    }
+  if (group->next_deadline == G_MAXINT64)
+    return FALSE;
+  now = g_get_monotonic_time ();
+  if (now >= group->next_deadline)
+    {
+      *out_timeout = 0;
+      return TRUE;
+    }
+  /* Rounded up, or the loop would wake just before the deadline and spin. */
+  *out_timeout = (gint)MIN ((group->next_deadline - now + G_TIME_SPAN_MILLISECOND - 1)
+                                / G_TIME_SPAN_MILLISECOND,
+                            G_MAXINT);
+  return FALSE;
+}
+
+static gboolean
+group_source_check (GSource *source)
+{
+  GroupSource *group_source = (GroupSource *)source;
+  WbSocketClientGroup *group = group_source->group;
+
+  if (g_source_query_unix_fd (source, group_source->fd_tag) != 0)
+    return TRUE;
+  if (!g_queue_is_empty (&group->dirty) || !g_queue_is_empty (&group->held))
+    return TRUE;
+  return group->next_deadline != G_MAXINT64 && g_get_monotonic_time () >= group->next_deadline;
+}
+
 static gboolean
 group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
@@ -545,8 +640,6 @@ group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
   gint64 now;
   int n;
 
-  group->wake_pending = FALSE;
-  g_source_set_ready_time (source, -1);
   group->serial++;
 
   /* Input held over from the last dispatch goes first, in order. */
@@ -593,13 +686,12 @@ group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
       /* Output left over a full batch puts the client back in the queue. */
       client_update_interest (client);
     }
-
-  if (!group->wake_pending && group->next_deadline != G_MAXINT64)
-    g_source_set_ready_time (source, group->next_deadline);
   return G_SOURCE_CONTINUE;
 }
 
 static GSourceFuncs group_source_funcs = {
+  .prepare = group_source_prepare,
+  .check = group_source_check,
   .dispatch = group_source_dispatch,
 };
 
@@ -623,7 +715,12 @@ wb_socket_client_group_new (GError **error)
   group->source = g_source_new (&group_source_funcs, sizeof (GroupSource));
   ((GroupSource *)group->source)->group = group;
   g_source_set_static_name (group->source, "wave-bridge socket clients");
-  g_source_add_unix_fd (group->source, epoll_fd, G_IO_IN);
+  ((GroupSource *)group->source)->fd_tag = g_source_add_unix_fd (group->source, epoll_fd, G_IO_IN);
+  /* Never dispatched recursively (no nested loops); without the flag GLib
+   * "blocks" the source around every dispatch, taking its fd out of the
+   * poll set and back, and each of the two changes writes the wakeup
+   * eventfd: two write()s and a spurious iteration per dispatch. */
+  g_source_set_can_recurse (group->source, TRUE);
   g_source_attach (group->source, NULL);
   return group;
 }
@@ -764,6 +861,7 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
   if (client->queued_bytes >= FLUSH_EARLY_BYTES && !client->write_blocked)
     client_flush (client);
   client_update_interest (client);
+  group_line_queued (client->group);
   return TRUE;
 }
 

@@ -706,6 +706,48 @@ test_account_replies_written_before_judging (Fixture *f, gconstpointer data)
   g_clear_pointer (&f->client, wb_socket_client_free);
 }
 
+/* Queued events are written at the end of the loop iteration that queued
+ * them, before the loop sleeps (the group's prepare), with no dispatch of
+ * the group; and in a long iteration (an upstream burst) already in the
+ * middle of it, without waiting for its end. */
+static void
+test_written_before_the_loop_sleeps (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  guint n = 0;
+
+  start_client (f, &limits);
+  dispatch_pending ();
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr (GBytes) line = event_line (n++);
+
+      g_assert_true (wb_socket_client_queue_event (f->client, line));
+    }
+  /* A short iteration: nothing written yet... */
+  g_assert_false (peer_read_available (f));
+  /* ...and all of it by the next prepare, whether or not anything is
+   * dispatched then. */
+  g_main_context_iteration (NULL, FALSE);
+  g_assert_true (peer_read_available (f));
+  g_assert_cmpuint (f->received->len, ==, 3 * EVENT_LINE_BYTES);
+
+  /* A long iteration: ~6 ms of queueing with no loop iteration at all. */
+  for (guint i = 0; i < 64; i++)
+    {
+      g_autoptr (GBytes) line = event_line (n++);
+
+      g_assert_true (wb_socket_client_queue_event (f->client, line));
+      g_usleep (100);
+    }
+  g_assert_true (peer_read_available (f));
+  g_assert_cmpuint (f->received->len, >, 3 * EVENT_LINE_BYTES);
+  g_assert_cmpuint (f->received->len, <, 67 * EVENT_LINE_BYTES);
+  dispatch_pending ();
+  peer_read_available (f);
+  g_assert_cmpuint (f->received->len, ==, 67 * EVENT_LINE_BYTES);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -735,6 +777,8 @@ main (int argc, char **argv)
               test_account_replies_written_before_judging, fixture_teardown);
   g_test_add ("/socket-client/line-budget", Fixture, NULL, fixture_setup, test_line_budget,
               fixture_teardown);
+  g_test_add ("/socket-client/written-before-the-loop-sleeps", Fixture, NULL, fixture_setup,
+              test_written_before_the_loop_sleeps, fixture_teardown);
   g_test_add ("/socket-client/peer-half-close", Fixture, NULL, fixture_setup, test_peer_half_close,
               fixture_teardown);
   return g_test_run ();
