@@ -400,10 +400,10 @@ client_message_cb (WbWsClient *connection, gboolean is_text, const char *text, g
     default:
       /* `status` is the Unix socket's; WAVE has no such request. */
       {
-        g_autofree char *text = g_strdup_printf ("unknown message type '%s'",
-                                                 wb_message_type_to_string (message->type));
+        g_autofree char *reply = g_strdup_printf ("unknown message type '%s'",
+                                                  wb_message_type_to_string (message->type));
 
-        client_reply_error (client, "unknown_type", text, message->request_id, NULL,
+        client_reply_error (client, "unknown_type", reply, message->request_id, NULL,
                             message->stream_id);
       }
       break;
