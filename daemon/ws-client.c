@@ -267,6 +267,12 @@ client_apply_limits (WbWsClient *client, const WbWsClientLimits *limits)
   client->limits = *limits;
   soup_websocket_connection_set_max_incoming_payload_size (client->connection,
                                                            limits->max_message_bytes);
+#if SOUP_CHECK_VERSION(3, 8, 0)
+  /* Before 3.8 only each frame is bounded, not a message of many fragments
+   * (docs/websocket.md, "Limits"). */
+  soup_websocket_connection_set_max_total_message_size (client->connection,
+                                                        limits->max_message_bytes);
+#endif
 }
 
 WbWsClient *

@@ -270,20 +270,27 @@ client_reply_hub_error (FrontendClient *client, const GError *error, const WbMes
 }
 
 /* WAVE answers a subscribe with nothing but the events: so does this
- * endpoint, after the cached state of the stream (marked "cached"). */
+ * endpoint, after the cached state of the stream and, if the request asked
+ * for "history": N (the bridge's own member, docs/websocket.md), the last N
+ * chat messages and reactions, all marked "cached". */
 static void
 client_handle_subscribe (FrontendClient *client, const WbMessage *message)
 {
   g_auto (GStrv) events = wb_message_dup_events (message);
   g_autoptr (GError) error = NULL;
+  guint history = 0;
 
-  if (!wb_hub_client_subscribe (client->hub_client, message->stream_id, (const char *const *)events,
-                                NULL, &error))
+  /* Checked first: a refused request subscribes nothing. */
+  if ((wb_json_has_number (message->body, "history")
+       && !wb_hub_check_history (client->frontend->hub, wb_message_get_double (message, "history"),
+                                 &history, &error))
+      || !wb_hub_client_subscribe (client->hub_client, message->stream_id,
+                                   (const char *const *)events, NULL, &error))
     {
       client_reply_hub_error (client, error, message);
       return;
     }
-  wb_hub_client_replay_cache (client->hub_client, message->stream_id);
+  wb_hub_client_replay (client->hub_client, message->stream_id, history);
 }
 
 /* Unsubscribing from a stream not subscribed is no error in WAVE. */
@@ -580,6 +587,17 @@ frontend_client_new (WbWsFrontend *frontend, SoupWebsocketConnection *connection
   return client;
 }
 
+/* A refused connection is not waited for: its close frame is written
+ * (the socket is new and empty), then the connection goes at once. libsoup
+ * would otherwise keep reading for up to 5 s, waiting for the peer's close,
+ * and before 3.8 it gathers a fragmented message without bound: that
+ * would let anyone without a key fill the daemon's memory. */
+static void
+frontend_drop_refused (WbWsFrontend *frontend, FrontendClient *client)
+{
+  g_hash_table_remove (frontend->clients, client);
+}
+
 static gboolean
 query_flag_is_set (GHashTable *query, const char *name)
 {
@@ -621,6 +639,7 @@ frontend_websocket_cb (SoupServer *server, SoupServerMessage *msg, const char *p
     {
       frontend_log_refusal (frontend, "Refusing %s: not the local key", client->name);
       wb_ws_client_close (client->connection, CLOSE_INVALID_AUTH, "Invalid API key");
+      frontend_drop_refused (frontend, client);
       return;
     }
   client->hub_client
@@ -632,6 +651,7 @@ frontend_websocket_cb (SoupServer *server, SoupServerMessage *msg, const char *p
       frontend_log_refusal (frontend, "Refusing %s: %s", client->name, error->message);
       client_close_with_error (client, shutting_down ? CLOSE_GOING_AWAY : CLOSE_RATE_LIMITED,
                                hub_error_code (error), error->message);
+      frontend_drop_refused (frontend, client);
       return;
     }
   client->bridge_notices = query_flag_is_set (query, BRIDGE_NOTICES_PARAM);

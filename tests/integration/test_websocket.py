@@ -309,6 +309,49 @@ class WebSocketEndpoint(unittest.TestCase):
         self.assertTrue(replay['cached'])
         self.assertEqual(replay['payload']['concurrent_viewers'], 33)
 
+    def test_history_on_subscribe(self):
+        stream = 'stream_wshist'
+        bridge = self.bridge(config={'Limits': {'HistoryPerStream': '8'}})
+        key = self.local_key(bridge)
+        live = self.probe(self.url(key))
+        self.assertTrue(live.opened())
+        live.send({'type': 'subscribe', 'stream_id': stream,
+                   'events': ['chat.message', 'reaction.received']})
+        wait_until(lambda: upstream_has(self.sim, stream), what='the upstream subscription')
+        for n in range(12):
+            self.sim.post('/sim/emit', {'type': 'chat.message', 'payload': {
+                'stream_id': stream, 'message_id': f'm{n}', 'user_id': 'u', 'username': 'a',
+                'message': f'line {n}', 'timestamp': '2026-01-01T00:00:00Z'}})
+        live.message('chat.message', where=lambda m: m['payload']['message'] == 'line 11')
+
+        late = self.probe(self.url(key))
+        self.assertTrue(late.opened())
+        # Not a number of events: refused, nothing subscribed.
+        late.send({'type': 'subscribe', 'stream_id': stream, 'history': -1})
+        error = late.message('error')
+        self.assertEqual(error['payload']['code'], 'invalid_message')
+        # More than HistoryPerStream is cut to it; oldest first, marked cached.
+        late.send({'type': 'subscribe', 'stream_id': stream, 'events': ['chat.message'],
+                   'history': 50})
+        self.sim.post('/sim/emit', {'type': 'chat.message', 'payload': {
+            'stream_id': stream, 'message_id': 'm12', 'user_id': 'u', 'username': 'a',
+            'message': 'line 12', 'timestamp': '2026-01-01T00:00:00Z'}})
+        got = []
+        while not got or got[-1]['payload']['message'] != 'line 12':
+            got.append(late.message('chat.message'))
+        self.assertEqual([m['payload']['message'] for m in got],
+                         [f'line {n}' for n in range(4, 13)])
+        self.assertTrue(all(m.get('cached') for m in got[:-1]))
+        self.assertNotIn('cached', got[-1])
+        # What a client took live is never replayed to it.
+        live.send({'type': 'subscribe', 'stream_id': stream, 'events': ['chat.message'],
+                   'history': 8})
+        live.send({'type': 'ping', 'timestamp': 99})
+        live.message('pong')
+        replayed = [json.loads(line)['message'] for line in live.seen
+                    if line.startswith('{"message"')]
+        self.assertFalse([m for m in replayed if m.get('cached')], replayed)
+
     # ---- bridge notices -------------------------------------------------
 
     def test_bridge_notices_only_on_request(self):
