@@ -398,6 +398,10 @@ wb_config_parse_listen (const char *text, char **out_host, guint16 *out_port, GE
         return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
                                  "'%s' has no port (ADDRESS:PORT, e.g. 127.0.0.1:8765)", text);
       host = g_strndup (text, colon - text);
+      /* "::1:8765" could be an address without a port. */
+      if (strchr (host, ':') != NULL)
+        return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
+                                 "'%s': write an IPv6 address in brackets, [::1]:PORT", text);
     }
   if (!g_ascii_string_to_unsigned (colon + 1, 10, 1, G_MAXUINT16, &port, NULL))
     return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
