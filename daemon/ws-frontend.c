@@ -12,9 +12,9 @@
 #include "local-key.h"
 #include "peer-credentials.h"
 #include "ratelimit.h"
-#include "tcp-peer.h"
 #include "wb-build-config.h"
 #include "ws-client.h"
+#include "ws-listener.h"
 
 /* The WAVE doc's close codes, and RFC 6455's going away. */
 #define CLOSE_GOING_AWAY 1001
@@ -65,6 +65,7 @@ struct _WbWsFrontend
 {
   WbHub *hub;
   SoupServer *server;
+  WbWsListener *listener;
   char *url;
   WbLocalKey *key;
   char **origins;
@@ -546,26 +547,25 @@ static const WbWsClientCallbacks client_callbacks = {
   .closed = client_closed_cb,
 };
 
-/* Over TCP there is no SO_PEERCRED: the kernel still knows who owns the
- * peer's socket (tcp-peer.c). The groups are the uid's in the group
- * database, looked up only when SendGroup makes them matter. */
+/* Over TCP there is no SO_PEERCRED: the listener asked the kernel who owns
+ * the peer's socket when it accepted the connection (tcp-peer.c). A uid it
+ * could not name counts as one shared user (WB_WS_UID_UNKNOWN), so a flood
+ * of such clients is bounded by MaxClientsPerUser like any user's. The
+ * groups are the uid's in the group database, looked up only when
+ * SendGroup makes them matter. */
 static WbPeerCredentials *
 frontend_lookup_credentials (WbWsFrontend *frontend, SoupServerMessage *msg)
 {
-  g_autoptr (GError) error = NULL;
+  uid_t uid
+      = wb_ws_listener_claim (frontend->listener, soup_server_message_get_remote_address (msg));
   gid_t groups[MAX_GROUPS];
   int n_groups = MAX_GROUPS;
   struct passwd pwd;
   struct passwd *found = NULL;
   char buffer[4096];
-  uid_t uid;
 
-  if (!wb_tcp_peer_lookup_uid (soup_server_message_get_local_address (msg),
-                               soup_server_message_get_remote_address (msg), &uid, &error))
-    {
-      g_debug ("The uid of a local WebSocket client is unknown: %s", error->message);
-      return wb_peer_credentials_new (0, WB_WS_UID_UNKNOWN, (gid_t)WB_WS_UID_UNKNOWN, NULL, 0);
-    }
+  if (uid == WB_WS_UID_UNKNOWN)
+    return wb_peer_credentials_new (0, WB_WS_UID_UNKNOWN, (gid_t)WB_WS_UID_UNKNOWN, NULL, 0);
   if (!frontend->send_group_set || getpwuid_r (uid, &pwd, buffer, sizeof buffer, &found) != 0
       || found == NULL)
     return wb_peer_credentials_new (0, uid, (gid_t)-1, NULL, 0);
@@ -754,7 +754,11 @@ wb_ws_frontend_new (WbHub *hub, const WbConfig *config, GError **error)
   soup_server_add_websocket_handler (frontend->server, WB_WS_PATH, NULL, NULL,
                                      frontend_websocket_cb, frontend, NULL);
   address = g_inet_socket_address_new_from_string (host, port);
-  if (address == NULL || !soup_server_listen (frontend->server, address, 0, error))
+  if (address == NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "not an address");
+  else
+    frontend->listener = wb_ws_listener_new (frontend->server, address, error);
+  if (frontend->listener == NULL)
     {
       g_prefix_error (error, "[WebSocket] Listen=%s: ", config->ws_listen);
       return NULL;
@@ -777,6 +781,7 @@ wb_ws_frontend_free (WbWsFrontend *frontend)
 
   if (frontend == NULL)
     return;
+  g_clear_pointer (&frontend->listener, wb_ws_listener_free);
   if (frontend->server != NULL)
     soup_server_disconnect (frontend->server);
   /* WAVE's going away: the doc's clients come back after 5 s. */

@@ -17,11 +17,6 @@ G_BEGIN_DECLS
 
 /* The path WAVE serves its WebSocket on. */
 #define WB_WS_PATH "/v1/streams"
-/* A local client whose uid the kernel cannot name (its socket closed
- * already, sock_diag unavailable) counts as this one user, so a flood of
- * them is bounded by MaxClientsPerUser like any user's. Not a real uid:
- * (uid_t)-2, never root, in no group. */
-#define WB_WS_UID_UNKNOWN ((uid_t)-2)
 
 typedef struct _WbWsFrontend WbWsFrontend;
 
