@@ -500,6 +500,52 @@ class WebSocketEndpoint(unittest.TestCase):
             return 'message' in value
         wait_until(one_more, what='a free slot for nobody')
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'),
+                         'needs root and setpriv to run clients as nobody')
+    def test_handshakes_are_bounded_per_user_and_in_time(self):
+        # Connections that never send a request: 16 of one user wait for
+        # their handshake at once, the rest are shut at once; those 16
+        # are shut after 10 s; others are not affected meanwhile.
+        bridge = self.bridge()
+        script = '''
+import json, socket, sys, time
+port = int(sys.argv[1])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+def state():
+    closed = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+time.sleep(1)
+print(json.dumps({"closed": state()}), flush=True)
+time.sleep(10.5)
+print(json.dumps({"closed": state()}), flush=True)
+'''
+        child = subprocess.Popen(AS_NOBODY + ['python3', '-c', script, str(self.port)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(child.stdout.readline())
+            self.assertEqual(first, {'closed': 4})
+            self.assertIn('too many handshakes of this user at once', bridge.log())
+            # Root (another user) still gets in while nobody's 16 wait.
+            probe = self.probe(self.url(self.local_key(bridge)))
+            self.assertTrue(probe.opened())
+            probe.send({'type': 'ping', 'timestamp': 4})
+            probe.message('pong')
+            second = json.loads(child.stdout.readline())
+            self.assertEqual(second, {'closed': 20})
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+
     def test_message_too_big_ends_the_connection(self):
         bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
         key = self.local_key(bridge)
