@@ -3,6 +3,7 @@
 
 #include "ws-listener.h"
 
+#include "hub.h"
 #include "tcp-peer.h"
 
 /* At most one log line per interval for refused connections. */
@@ -124,7 +125,12 @@ service_incoming_cb (GSocketService *service, GSocketConnection *connection, GOb
       g_debug ("The uid of a local WebSocket peer is unknown: %s", error->message);
       uid = WB_WS_UID_UNKNOWN;
     }
-  of_user = GPOINTER_TO_UINT (g_hash_table_lookup (listener->per_user, GUINT_TO_POINTER (uid)));
+  /* Root and the daemon's own user answer only to the global bound, as
+   * they do for the hub's per-user quotas. */
+  of_user
+      = wb_hub_uid_is_exempt (uid)
+            ? 0
+            : GPOINTER_TO_UINT (g_hash_table_lookup (listener->per_user, GUINT_TO_POINTER (uid)));
   if (g_hash_table_size (listener->pending) >= WB_WS_MAX_PENDING
       || of_user >= WB_WS_MAX_PENDING_PER_USER)
     {

@@ -4,7 +4,8 @@
  * hands them to the SoupServer (soup_server_accept_iostream), so that what
  * a connection may cost before it is a WebSocket client is bounded here:
  * at most WB_WS_MAX_PENDING handshakes at once, WB_WS_MAX_PENDING_PER_USER
- * of one uid, each for at most WB_WS_HANDSHAKE_TIMEOUT_MS. (libsoup 3.2's
+ * of one uid (root and the daemon's user: only the first bound), each
+ * for at most WB_WS_HANDSHAKE_TIMEOUT_MS. (libsoup 3.2's
  * own listener has no such bounds, and leaks a GSocket per connection.)
  * The uid of each peer is looked up once, at accept (tcp-peer.c).
  */
