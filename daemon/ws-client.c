@@ -14,6 +14,7 @@
 struct _WbWsClient
 {
   SoupWebsocketConnection *connection;
+  WbWsMeter *meter;              /* what the peer sends, or NULL */
   GPollableOutputStream *output; /* the connection's, to ask whether it takes more */
   WbWsClientLimits limits;
   WbWsClientCallbacks callbacks;
@@ -239,6 +240,8 @@ connection_message_cb (SoupWebsocketConnection *connection, gint type, GBytes *m
   gsize length = 0;
   const char *data = g_bytes_get_data (message, &length);
 
+  if (client->meter != NULL)
+    wb_ws_meter_mark (client->meter);
   if (client->closing)
     return;
   client->callbacks.message (client, type == SOUP_WEBSOCKET_DATA_TEXT, data != NULL ? data : "",
@@ -255,6 +258,16 @@ connection_closed_cb (SoupWebsocketConnection *connection, gpointer user_data)
                             client->user_data);
 }
 
+/* The answer to the keepalive ping: also a whole frame from the peer. */
+static void
+connection_pong_cb (SoupWebsocketConnection *connection, GBytes *message, gpointer user_data)
+{
+  WbWsClient *client = user_data;
+
+  if (client->meter != NULL)
+    wb_ws_meter_mark (client->meter);
+}
+
 static void
 connection_error_cb (SoupWebsocketConnection *connection, GError *error, gpointer user_data)
 {
@@ -265,6 +278,8 @@ static void
 client_apply_limits (WbWsClient *client, const WbWsClientLimits *limits)
 {
   client->limits = *limits;
+  if (client->meter != NULL)
+    wb_ws_meter_set_budget (client->meter, limits->max_message_bytes + WB_WS_CLIENT_CONTROL_SLACK);
   soup_websocket_connection_set_max_incoming_payload_size (client->connection,
                                                            limits->max_message_bytes);
 #if SOUP_CHECK_VERSION(3, 8, 0)
@@ -276,7 +291,8 @@ client_apply_limits (WbWsClient *client, const WbWsClientLimits *limits)
 }
 
 WbWsClient *
-wb_ws_client_new (SoupWebsocketConnection *connection, const WbWsClientLimits *limits,
+wb_ws_client_new (SoupWebsocketConnection *connection, WbWsMeter *meter,
+                  const WbWsClientLimits *limits,
                   GBytes *(*dropped_notice) (guint count, gpointer user_data),
                   const WbWsClientCallbacks *callbacks, gpointer user_data)
 {
@@ -287,6 +303,7 @@ wb_ws_client_new (SoupWebsocketConnection *connection, const WbWsClientLimits *l
 
   client = g_new0 (WbWsClient, 1);
   client->connection = g_object_ref (connection);
+  client->meter = meter != NULL ? g_object_ref (meter) : NULL;
   client->output = G_POLLABLE_OUTPUT_STREAM (
       g_io_stream_get_output_stream (soup_websocket_connection_get_io_stream (connection)));
   client->callbacks = *callbacks;
@@ -299,6 +316,7 @@ wb_ws_client_new (SoupWebsocketConnection *connection, const WbWsClientLimits *l
   client->closed_handler
       = g_signal_connect (connection, "closed", G_CALLBACK (connection_closed_cb), client);
   g_signal_connect (connection, "error", G_CALLBACK (connection_error_cb), client);
+  g_signal_connect (connection, "pong", G_CALLBACK (connection_pong_cb), client);
   return client;
 }
 
@@ -322,6 +340,7 @@ wb_ws_client_free (WbWsClient *client)
       g_bytes_unref (line);
     }
   g_clear_object (&client->connection);
+  g_clear_object (&client->meter);
   g_free (client);
 }
 

@@ -15,6 +15,8 @@
 #include <glib.h>
 #include <libsoup/soup.h>
 
+#include "ws-meter.h"
+
 G_BEGIN_DECLS
 
 typedef struct _WbWsClient WbWsClient;
@@ -59,10 +61,18 @@ typedef struct
   void (*closed) (WbWsClient *client, WbWsClientCloseReason reason, gpointer user_data);
 } WbWsClientCallbacks;
 
-/* Takes a ref on @connection (open, server side). @dropped_notice builds
+/* Control frames (pings) a peer may send between two messages, beyond
+ * max_message_bytes, before the meter ends the connection. */
+#define WB_WS_CLIENT_CONTROL_SLACK (64 * 1024)
+
+/* Takes a ref on @connection (open, server side) and on @meter (may be
+ * NULL), the meter of what the peer sends: each message may take
+ * max_message_bytes (plus WB_WS_CLIENT_CONTROL_SLACK); past it the
+ * connection ends, however the message is fragmented. @dropped_notice builds
  * the line announcing @count dropped events (queued as a reply once the
  * queue has drained); called only from inside wb_ws_client_queue_event(). */
-WbWsClient *wb_ws_client_new (SoupWebsocketConnection *connection, const WbWsClientLimits *limits,
+WbWsClient *wb_ws_client_new (SoupWebsocketConnection *connection, WbWsMeter *meter,
+                              const WbWsClientLimits *limits,
                               GBytes *(*dropped_notice) (guint count, gpointer user_data),
                               const WbWsClientCallbacks *callbacks, gpointer user_data);
 /* Drops the connection at once (no close frame) without emitting closed.

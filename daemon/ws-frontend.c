@@ -554,10 +554,10 @@ static const WbWsClientCallbacks client_callbacks = {
  * groups are the uid's in the group database, looked up only when
  * SendGroup makes them matter. */
 static WbPeerCredentials *
-frontend_lookup_credentials (WbWsFrontend *frontend, SoupServerMessage *msg)
+frontend_lookup_credentials (WbWsFrontend *frontend, SoupServerMessage *msg, WbWsMeter **out_meter)
 {
-  uid_t uid
-      = wb_ws_listener_claim (frontend->listener, soup_server_message_get_remote_address (msg));
+  uid_t uid = wb_ws_listener_claim (frontend->listener,
+                                    soup_server_message_get_remote_address (msg), out_meter);
   gid_t groups[MAX_GROUPS];
   int n_groups = MAX_GROUPS;
   struct passwd pwd;
@@ -575,14 +575,15 @@ frontend_lookup_credentials (WbWsFrontend *frontend, SoupServerMessage *msg)
 }
 
 static FrontendClient *
-frontend_client_new (WbWsFrontend *frontend, SoupWebsocketConnection *connection, char *name)
+frontend_client_new (WbWsFrontend *frontend, SoupWebsocketConnection *connection, WbWsMeter *meter,
+                     char *name)
 {
   FrontendClient *client = g_new0 (FrontendClient, 1);
 
   client->frontend = frontend;
   client->name = name;
-  client->connection = wb_ws_client_new (connection, &frontend->limits, client_dropped_notice,
-                                         &client_callbacks, client);
+  client->connection = wb_ws_client_new (connection, meter, &frontend->limits,
+                                         client_dropped_notice, &client_callbacks, client);
   g_hash_table_add (frontend->clients, client);
   return client;
 }
@@ -615,13 +616,14 @@ frontend_websocket_cb (SoupServer *server, SoupServerMessage *msg, const char *p
   GUri *uri = soup_server_message_get_uri (msg);
   g_autoptr (GHashTable) query = NULL;
   g_autoptr (WbPeerCredentials) credentials = NULL;
+  g_autoptr (WbWsMeter) meter = NULL;
   g_autoptr (GError) error = NULL;
   FrontendClient *client;
   char *name;
 
   if (g_uri_get_query (uri) != NULL)
     query = soup_form_decode (g_uri_get_query (uri));
-  credentials = frontend_lookup_credentials (frontend, msg);
+  credentials = frontend_lookup_credentials (frontend, msg, &meter);
   if (credentials->uid == WB_WS_UID_UNKNOWN)
     name = g_strdup_printf ("websocket port=%u uid=unknown",
                             g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (
@@ -631,7 +633,7 @@ frontend_websocket_cb (SoupServer *server, SoupServerMessage *msg, const char *p
                             g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (
                                 soup_server_message_get_remote_address (msg))),
                             (unsigned)credentials->uid);
-  client = frontend_client_new (frontend, connection, name);
+  client = frontend_client_new (frontend, connection, meter, name);
 
   /* The key comes first: nothing, not even a count, for a wrong one. */
   if (!wb_local_key_check (frontend->key,

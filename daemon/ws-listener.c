@@ -13,6 +13,7 @@ typedef struct
 {
   WbWsListener *listener;
   GSocketConnection *connection;
+  WbWsMeter *meter;
   char *peer; /* "address:port" of the peer: the key */
   uid_t uid;
   guint timeout_id;
@@ -62,6 +63,7 @@ pending_free (gpointer data)
   per_user_add (pending->listener, pending->uid, -1);
   g_clear_handle_id (&pending->timeout_id, g_source_remove);
   g_clear_object (&pending->connection);
+  g_clear_object (&pending->meter);
   g_free (pending->peer);
   g_free (pending);
 }
@@ -110,6 +112,7 @@ service_incoming_cb (GSocketService *service, GSocketConnection *connection, GOb
   g_autoptr (GSocketAddress) local = g_socket_connection_get_local_address (connection, NULL);
   g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
   g_autoptr (GError) error = NULL;
+  g_autoptr (GIOStream) metered = NULL;
   g_autofree char *peer = peer_key (remote);
   uid_t uid = WB_WS_UID_UNKNOWN;
   guint of_user;
@@ -144,13 +147,17 @@ service_incoming_cb (GSocketService *service, GSocketConnection *connection, GOb
   pending = g_new0 (Pending, 1);
   pending->listener = listener;
   pending->connection = g_object_ref (connection);
+  pending->meter = WB_WS_METER (wb_ws_meter_new (
+      g_io_stream_get_input_stream (G_IO_STREAM (connection)), WB_WS_MAX_REQUEST_BYTES));
   pending->peer = g_steal_pointer (&peer);
   pending->uid = uid;
   pending->timeout_id = g_timeout_add (WB_WS_HANDSHAKE_TIMEOUT_MS, pending_timeout_cb, pending);
   per_user_add (listener, uid, +1);
   g_hash_table_insert (listener->pending, pending->peer, pending);
-  if (!soup_server_accept_iostream (listener->server, G_IO_STREAM (connection), local, remote,
-                                    &error))
+  /* libsoup reads through the meter, from the request on. */
+  metered = g_simple_io_stream_new (G_INPUT_STREAM (pending->meter),
+                                    g_io_stream_get_output_stream (G_IO_STREAM (connection)));
+  if (!soup_server_accept_iostream (listener->server, metered, local, remote, &error))
     {
       g_warning ("Cannot serve a local WebSocket connection: %s", error->message);
       connection_shut_down (connection);
@@ -209,18 +216,20 @@ wb_ws_listener_free (WbWsListener *listener)
 }
 
 uid_t
-wb_ws_listener_claim (WbWsListener *listener, GSocketAddress *remote)
+wb_ws_listener_claim (WbWsListener *listener, GSocketAddress *remote, WbWsMeter **out_meter)
 {
   g_autofree char *peer = peer_key (remote);
   Pending *pending;
   uid_t uid;
 
-  g_return_val_if_fail (listener != NULL, WB_WS_UID_UNKNOWN);
+  g_return_val_if_fail (listener != NULL && out_meter != NULL, WB_WS_UID_UNKNOWN);
 
+  *out_meter = NULL;
   pending = peer != NULL ? g_hash_table_lookup (listener->pending, peer) : NULL;
   if (pending == NULL)
     return WB_WS_UID_UNKNOWN;
   uid = pending->uid;
+  *out_meter = g_object_ref (pending->meter);
   g_hash_table_remove (listener->pending, peer);
   return uid;
 }

@@ -15,11 +15,16 @@
 #include <libsoup/soup.h>
 #include <sys/types.h>
 
+#include "ws-meter.h"
+
 G_BEGIN_DECLS
 
 /* Connections accepted whose handshake has not completed. */
 #define WB_WS_MAX_PENDING 256
 #define WB_WS_MAX_PENDING_PER_USER 16
+/* What a peer may send before its handshake is done: the HTTP request
+ * (headers, and a body SoupServer would keep in memory whole). */
+#define WB_WS_MAX_REQUEST_BYTES (64 * 1024)
 /* A connection that is not a WebSocket after this long is shut down (an
  * HTTP request that was answered, or one that never came). */
 #define WB_WS_HANDSHAKE_TIMEOUT_MS 10000
@@ -37,7 +42,9 @@ void wb_ws_listener_free (WbWsListener *listener);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbWsListener, wb_ws_listener_free)
 
 /* The connection from @remote became a WebSocket: it is no longer pending.
- * Returns its peer's uid (WB_WS_UID_UNKNOWN if the kernel did not say). */
-uid_t wb_ws_listener_claim (WbWsListener *listener, GSocketAddress *remote);
+ * Returns its peer's uid (WB_WS_UID_UNKNOWN if the kernel did not say) and
+ * (@out_meter, a new ref) the meter of what it sends, or NULL if the
+ * connection is not known. */
+uid_t wb_ws_listener_claim (WbWsListener *listener, GSocketAddress *remote, WbWsMeter **out_meter);
 
 G_END_DECLS

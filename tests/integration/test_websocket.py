@@ -560,6 +560,40 @@ print(json.dumps({"closed": state()}), flush=True)
         other.send({'type': 'ping', 'timestamp': 1})
         other.message('pong')
 
+    def test_a_message_of_endless_fragments_ends_the_connection(self):
+        # libsoup 3.2 bounds each frame, not a message: the meter does.
+        bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
+        key = self.local_key(bridge)
+        probe = self.probe(self.url(key))
+        self.assertTrue(probe.opened())
+        rss = bridge.rss_kib()
+        probe.send_line('FRAGMENTS 2000 1000')
+        self.assertIn(probe.closed()['code'], (1006, 1009))
+        self.assertLess(bridge.rss_kib() - rss, 1024, 'the 2 MB message was not gathered')
+        other = self.probe(self.url(key))
+        self.assertTrue(other.opened())
+        other.send({'type': 'ping', 'timestamp': 1})
+        other.message('pong')
+
+    def test_an_http_request_body_is_not_kept(self):
+        # SoupServer would keep a request body of any size in memory: the
+        # connection ends once the request passes 64 KiB.
+        bridge = self.bridge()
+        rss = bridge.rss_kib()
+        sent = 0
+        with socket.create_connection(('127.0.0.1', self.port), timeout=10) as s:
+            s.sendall(b'POST /v1/streams HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                      b'Content-Length: 100000000\r\n\r\n')
+            chunk = b'x' * 65536
+            with self.assertRaises(OSError):
+                while sent < 100000000:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+        self.assertLess(sent, 10000000)
+        self.assertLess(bridge.rss_kib() - rss, 2048)
+        probe = self.probe(self.url(self.local_key(bridge)))
+        self.assertTrue(probe.opened())
+
     def test_shutdown_closes_with_1001(self):
         bridge = self.bridge()
         probe = self.probe(self.url(self.local_key(bridge)))

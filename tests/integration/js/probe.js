@@ -4,7 +4,8 @@
 // {"http_status":N} (the handshake was refused), {"error":"…"}.
 //   node probe.js URL [ORIGIN]
 // Every line on stdin is sent as one text message; "FLOOD N TEXT" sends
-// TEXT N times at once.
+// TEXT N times at once; "FRAGMENTS N SIZE" sends N fragments of SIZE bytes
+// of one text message that never ends.
 'use strict';
 const WebSocket = require('ws');
 
@@ -35,6 +36,13 @@ ws.on('error', (error) => out({ error: String(error.message) }));
 function handle(line) {
   if (ws.readyState !== WebSocket.OPEN)
     return;
+  const fragments = /^FRAGMENTS (\d+) (\d+)$/.exec(line);
+  if (fragments) {
+    const chunk = 'x'.repeat(Number(fragments[2]));
+    for (let i = 0; i < Number(fragments[1]); i++)
+      ws.send(chunk, { fin: false });
+    return;
+  }
   const flood = /^FLOOD (\d+) (.*)$/.exec(line);
   if (flood) {
     for (let i = 0; i < Number(flood[1]); i++)
