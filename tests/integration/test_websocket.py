@@ -528,10 +528,13 @@ print(json.dumps({"closed": state()}), flush=True)
 time.sleep(10.5)
 print(json.dumps({"closed": state()}), flush=True)
 '''
-        child = subprocess.Popen(AS_NOBODY + ['python3', '-c', script, str(self.port)],
-                                 stdout=subprocess.PIPE, text=True)
+        # /usr/bin/python3: nobody may not reach an interpreter under /root.
+        child = subprocess.Popen(AS_NOBODY + ['/usr/bin/python3', '-c', script, str(self.port)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            first = json.loads(child.stdout.readline())
+            line = child.stdout.readline()
+            self.assertTrue(line, child.stderr.read() if child.poll() is not None else 'no output')
+            first = json.loads(line)
             self.assertEqual(first, {'closed': 4})
             self.assertIn('too many handshakes of this user at once', bridge.log())
             # Root (another user) still gets in while nobody's 16 wait.
@@ -545,6 +548,7 @@ print(json.dumps({"closed": state()}), flush=True)
             child.kill()
             child.wait()
             child.stdout.close()
+            child.stderr.close()
 
     def test_message_too_big_ends_the_connection(self):
         bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
