@@ -842,6 +842,9 @@ wb_ws_frontend_set_config (WbWsFrontend *frontend, const WbConfig *config, GErro
       FrontendClient *client = value;
 
       wb_ws_client_set_limits (client->connection, &frontend->limits);
+      if (client->hub_client != NULL)
+        wb_rate_limit_set_rate (&client->allowance, frontend->messages_per_second,
+                                g_get_monotonic_time ());
       /* A rotated key revokes the old one, also for those already in. */
       if (rotated && client->hub_client != NULL)
         {
