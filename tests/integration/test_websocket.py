@@ -333,12 +333,16 @@ class WebSocketEndpoint(unittest.TestCase):
         # More than HistoryPerStream is cut to it; oldest first, marked cached.
         late.send({'type': 'subscribe', 'stream_id': stream, 'events': ['chat.message'],
                    'history': 50})
+        # The pong comes after the replay: the subscription is in place.
+        late.send({'type': 'ping', 'timestamp': 12})
+        late.message('pong')
         self.sim.post('/sim/emit', {'type': 'chat.message', 'payload': {
             'stream_id': stream, 'message_id': 'm12', 'user_id': 'u', 'username': 'a',
             'message': 'line 12', 'timestamp': '2026-01-01T00:00:00Z'}})
-        got = []
-        while not got or got[-1]['payload']['message'] != 'line 12':
-            got.append(late.message('chat.message'))
+        late.message('chat.message', where=lambda m: m['payload']['message'] == 'line 12')
+        got = [json.loads(line)['message'] for line in late.seen
+               if line.startswith('{"message"')]
+        got = [m for m in got if m['type'] == 'chat.message']
         self.assertEqual([m['payload']['message'] for m in got],
                          [f'line {n}' for n in range(4, 13)])
         self.assertTrue(all(m.get('cached') for m in got[:-1]))
