@@ -565,10 +565,10 @@ frontend_lookup_credentials (WbWsFrontend *frontend, SoupServerMessage *msg, WbW
   char buffer[4096];
 
   if (uid == WB_WS_UID_UNKNOWN)
-    return wb_peer_credentials_new (0, WB_WS_UID_UNKNOWN, (gid_t)WB_WS_UID_UNKNOWN, NULL, 0);
+    return wb_peer_credentials_new (0, WB_WS_UID_UNKNOWN, (gid_t)-1, NULL, 0);
   if (!frontend->send_group_set || getpwuid_r (uid, &pwd, buffer, sizeof buffer, &found) != 0
       || found == NULL)
-    return wb_peer_credentials_new (0, uid, (gid_t)-1, NULL, 0);
+    return wb_peer_credentials_new (0, uid, (gid_t)-1, NULL, 0); /* no group (peer-credentials.h) */
   if (getgrouplist (pwd.pw_name, pwd.pw_gid, groups, &n_groups) < 0)
     n_groups = MAX_GROUPS;
   return wb_peer_credentials_new (0, uid, pwd.pw_gid, groups, (guint)MAX (n_groups, 0));

@@ -554,6 +554,35 @@ print(json.dumps({"closed": state()}), flush=True)
             child.stdout.close()
             child.stderr.close()
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'),
+                         'needs root and setpriv to run clients as nobody')
+    def test_send_group_by_the_peers_uid(self):
+        # nobody is not in adm: its chat is refused; root's goes out.
+        stream = 'stream_wsgroup'
+        bridge = self.bridge(config={'Access': {'SendGroup': 'adm'}})
+        key = self.local_key(bridge)
+        outsider = self.probe(self.url(key), prefix=AS_NOBODY)
+        self.assertTrue(outsider.opened())
+        outsider.send({'type': 'chat.message', 'stream_id': stream, 'message': 'not me'})
+        error = outsider.message('error')
+        self.assertEqual(error['payload']['code'], 'forbidden')
+        self.assertIn("group 'adm'", error['payload']['message'])
+        root = self.probe(self.url(key))
+        self.assertTrue(root.opened())
+        root.send({'type': 'subscribe', 'stream_id': stream, 'events': ['chat.message']})
+        wait_until(lambda: upstream_has(self.sim, stream), what='the upstream subscription')
+        root.send({'type': 'chat.message', 'stream_id': stream, 'message': 'from root'})
+        self.assertEqual(root.message('chat.message')['payload']['message'], 'from root')
+        self.assertEqual(self.sim.stats()['received'].get('chat.message', 0), 1)
+        # nobody's group in the group database (its primary, nogroup) admits it.
+        bridge.write_config({'Access': {'SendGroup': 'nogroup'}})
+        bridge.reload()
+        wait_until(lambda: bridge.log().count('reloading') >= 1, what='the reload')
+        member = self.probe(self.url(key), prefix=AS_NOBODY)
+        self.assertTrue(member.opened())
+        member.send({'type': 'chat.message', 'stream_id': stream, 'message': 'from nobody'})
+        self.assertEqual(root.message('chat.message')['payload']['message'], 'from nobody')
+
     def test_message_too_big_ends_the_connection(self):
         bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
         key = self.local_key(bridge)
