@@ -85,6 +85,7 @@ struct _WbSocketClient
   gsize queued_bytes;       /* not yet written, offset deducted */
   WbSocketAccount *account; /* the user's total, or NULL */
 
+  GList account_link; /* in account->members */
   GList starved_link; /* in account->starved */
   gboolean starved;   /* missed events to the account's total: announce when under */
 
@@ -254,6 +255,25 @@ account_announce_drops (WbSocketAccount *account)
     }
 }
 
+/* The user's total refused an event: its connections that hold output the
+ * kernel does not take are what keeps it over, so their slow deadline runs
+ * as if each were over its own bound. Otherwise connections stuck on a
+ * stream that went quiet, each under its own bound and sent nothing more,
+ * would silence their user's other connections for as long as they stay. */
+static void
+account_congest_blocked (WbSocketAccount *account)
+{
+  for (GList *l = account->members.head; l != NULL; l = l->next)
+    {
+      WbSocketClient *member = l->data;
+
+      if (member->dead || member->congested || !member->write_blocked || member->queued_bytes == 0)
+        continue;
+      client_set_congested (member);
+      client_update_interest (member);
+    }
+}
+
 static void
 client_consume (WbSocketClient *client, gsize written)
 {
@@ -365,6 +385,11 @@ client_flush (WbSocketClient *client)
     }
   if (client->account != NULL)
     account_announce_drops (client->account);
+  /* Blocked while its user's total still keeps others waiting: one of
+   * those holding it over (see account_congest_blocked). */
+  if (client->write_blocked && client->queued_bytes > 0 && client->account != NULL
+      && client->account->starved.length > 0)
+    client_set_congested (client);
   if (client->closing && client->queued_bytes == 0)
     client_linger (client);
 }
@@ -770,6 +795,7 @@ wb_socket_client_new (WbSocketClientGroup *group, int fd, const WbSocketClientLi
   client->all_link.data = client;
   client->dirty_link.data = client;
   client->held_link.data = client;
+  client->account_link.data = client;
   client->starved_link.data = client;
   g_queue_init (&client->output);
   g_queue_push_tail_link (&group->clients, &client->all_link);
@@ -839,16 +865,13 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
     {
       client->dropped_pending++;
       client->dropped_total++;
-      if (client->write_blocked)
-        {
-          /* It does not read either: one of the connections holding the
-           * user over. Its own slow deadline runs, so a user's stuck
-           * connections cannot keep the others silent for longer than
-           * SlowClientTimeout; its notice comes when it drains. */
-          client_set_congested (client);
-          client_update_interest (client);
-        }
-      else if (!client->starved)
+      /* The connections that do not read are the ones holding the user
+       * over, this one perhaps among them: their own slow deadline runs,
+       * so a user's stuck connections cannot keep the others silent for
+       * longer than SlowClientTimeout, whether or not they are sent
+       * anything more. A congested one gets its notice when it drains. */
+      account_congest_blocked (client->account);
+      if (!client->congested && !client->starved)
         {
           client->starved = TRUE;
           g_queue_push_tail_link (&client->account->starved, &client->starved_link);
@@ -876,10 +899,14 @@ wb_socket_client_set_account (WbSocketClient *client, WbSocketAccount *account)
     {
       client_unstarve (client);
       old->queued -= client->queued_bytes;
+      g_queue_unlink (&old->members, &client->account_link);
     }
   client->account = account;
   if (account != NULL)
-    account->queued += client->queued_bytes;
+    {
+      account->queued += client->queued_bytes;
+      g_queue_push_tail_link (&account->members, &client->account_link);
+    }
   /* What this one had queued may have been what kept the others waiting. */
   if (old != NULL && old != account)
     account_announce_drops (old);

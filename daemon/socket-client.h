@@ -92,8 +92,10 @@ typedef struct
   guint lines_used;
   guint64 serial; /* the group dispatch lines_used counts for */
   /* Private: connections that missed events to the user's total, waiting
-   * for it to drop under @limit to announce them (zero-filled = empty). */
+   * for it to drop under @limit to announce them, and every connection
+   * pointing at it (zero-filled = empty). */
   GQueue starved;
+  GQueue members;
 } WbSocketAccount;
 
 /* NULL: the connection answers only to its own queue_bytes. */

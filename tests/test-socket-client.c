@@ -671,6 +671,52 @@ test_account_drops_announced_without_next_event (Fixture *f, gconstpointer data)
   g_clear_pointer (&f->client, wb_socket_client_free);
 }
 
+/* A connection that does not read holds its user's total at the limit while
+ * under its own bound, and then gets nothing more (its stream went quiet).
+ * The user's other connection is refused every event meanwhile: the stuck
+ * one must not keep it silent for longer than the slow timeout (it is cut,
+ * and the reader is told what it missed), whether or not the stuck one is
+ * sent anything again. */
+static void
+test_account_stuck_on_a_quiet_stream_is_cut (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  WbSocketAccount account = { .limit = 16 * EVENT_LINE_BYTES, .hard_limit = G_MAXSIZE / 2 };
+  g_autoptr (GBytes) event = event_line (0);
+  Fixture hog;
+  guint refused = 0;
+
+  limits.slow_timeout_ms = 100;
+  other_setup (f, &hog, &limits);
+  g_assert_cmpint (setsockopt (hog.client_fd, SOL_SOCKET, SO_SNDBUF, &(int){ SMALL_SOCKET_BUFFER },
+                               sizeof (int)),
+                   ==, 0);
+  wb_socket_client_set_account (hog.client, &account);
+  /* The hog's stream fills what the kernel takes, then the user's total;
+   * each event fits, so the hog is never refused one. */
+  while (account.queued + EVENT_LINE_BYTES <= account.limit)
+    {
+      g_assert_true (wb_socket_client_queue_event (hog.client, event));
+      dispatch_pending ();
+    }
+  g_assert_cmpuint (wb_socket_client_get_queued_bytes (hog.client), <, limits.queue_bytes);
+  start_client (f, &limits);
+  wb_socket_client_set_account (f->client, &account);
+
+  /* The reader's stream goes on; the hog's says nothing more. */
+  for (guint i = 0; i < 5; i++)
+    refused += !wb_socket_client_queue_event (f->client, event);
+  g_assert_cmpuint (refused, ==, 5);
+  WAIT_UNTIL (hog.closed, WB_TEST_WAIT_MS);
+  g_assert_cmpint (hog.close_reason, ==, WB_SOCKET_CLIENT_CLOSED_SLOW);
+  /* Freeing it (the owner did, in its closed callback) freed the total. */
+  WAIT_UNTIL ((peer_read_available (f), peer_received (f, "bridge.dropped")), WB_TEST_WAIT_MS);
+  g_assert_nonnull (
+      strstr (f->received->str, "{\"type\":\"bridge.dropped\",\"payload\":{\"count\":5}}"));
+  other_teardown (&hog);
+  g_clear_pointer (&f->client, wb_socket_client_free);
+}
+
 /* Replies are written once per loop iteration: large replies to requests
  * several connections of one user made at the same moment are written to
  * the kernel before the user's hard limit judges them, so a user who reads
@@ -773,6 +819,8 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/socket-client/account-drops-announced-without-next-event", Fixture, NULL,
               fixture_setup, test_account_drops_announced_without_next_event, fixture_teardown);
+  g_test_add ("/socket-client/account-stuck-on-a-quiet-stream-is-cut", Fixture, NULL, fixture_setup,
+              test_account_stuck_on_a_quiet_stream_is_cut, fixture_teardown);
   g_test_add ("/socket-client/account-replies-written-before-judging", Fixture, NULL, fixture_setup,
               test_account_replies_written_before_judging, fixture_teardown);
   g_test_add ("/socket-client/line-budget", Fixture, NULL, fixture_setup, test_line_budget,
