@@ -2,7 +2,8 @@
 /*
  * Fuzz target: the WAVE message model. Every input goes through
  * wb_message_parse() in both directions, and whatever is accepted must
- * serialize to one line that parses back to the same message.
+ * serialize to one line that parses back to the same message, and its tree
+ * (json-tree.c) must be exactly the one json-glib's parser builds.
  *
  * Built as a corpus replayer (unit suite, tests/corpus/message) or with
  * libFuzzer (-Dfuzzing=true, suite fuzz): see tests/fuzz/fuzz.h.
@@ -97,6 +98,84 @@ check_forwarded_line (const WbMessage *message)
   wb_fuzz_check_serialized (text, length - 1, "forwarded line");
 }
 
+/* Exactly the same tree: types (an integer is not a double), member order,
+ * doubles bit for bit (-0.0 is not 0.0). json_node_equal() is looser. */
+static gboolean
+same_tree (JsonNode *a, JsonNode *b)
+{
+  if (json_node_get_node_type (a) != json_node_get_node_type (b))
+    return FALSE;
+  switch (json_node_get_node_type (a))
+    {
+    case JSON_NODE_OBJECT:
+      {
+        JsonObjectIter x_iter;
+        JsonObjectIter y_iter;
+        const char *x_name;
+        const char *y_name;
+        JsonNode *x_member;
+        JsonNode *y_member;
+
+        if (json_object_get_size (json_node_get_object (a))
+            != json_object_get_size (json_node_get_object (b)))
+          return FALSE;
+        json_object_iter_init_ordered (&x_iter, json_node_get_object (a));
+        json_object_iter_init_ordered (&y_iter, json_node_get_object (b));
+        while (json_object_iter_next_ordered (&x_iter, &x_name, &x_member))
+          if (!json_object_iter_next_ordered (&y_iter, &y_name, &y_member)
+              || strcmp (x_name, y_name) != 0 || !same_tree (x_member, y_member))
+            return FALSE;
+        return TRUE;
+      }
+    case JSON_NODE_ARRAY:
+      {
+        JsonArray *x = json_node_get_array (a);
+        JsonArray *y = json_node_get_array (b);
+
+        if (json_array_get_length (x) != json_array_get_length (y))
+          return FALSE;
+        for (guint i = 0; i < json_array_get_length (x); i++)
+          if (!same_tree (json_array_get_element (x, i), json_array_get_element (y, i)))
+            return FALSE;
+        return TRUE;
+      }
+    case JSON_NODE_VALUE:
+      if (json_node_get_value_type (a) != json_node_get_value_type (b))
+        return FALSE;
+      if (json_node_get_value_type (a) == G_TYPE_INT64)
+        return json_node_get_int (a) == json_node_get_int (b);
+      if (json_node_get_value_type (a) == G_TYPE_DOUBLE)
+        {
+          double x = json_node_get_double (a);
+          double y = json_node_get_double (b);
+
+          return memcmp (&x, &y, sizeof x) == 0;
+        }
+      if (json_node_get_value_type (a) == G_TYPE_BOOLEAN)
+        return json_node_get_boolean (a) == json_node_get_boolean (b);
+      return g_strcmp0 (json_node_get_string (a), json_node_get_string (b)) == 0;
+    case JSON_NODE_NULL:
+    default:
+      return TRUE;
+    }
+}
+
+/* message.c builds its tree itself (json-tree.c) from text the strict
+ * checker accepted, for upstream frames a hostile server's: it must be the
+ * tree json-glib's parser builds from the same text. */
+static void
+check_tree_is_json_glib_s (const uint8_t *data, size_t size, const WbMessage *message)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  if (!json_parser_load_from_data (parser, (const char *)data, (gssize)size, NULL))
+    wb_fuzz_fail (__FILE__, __LINE__, "json-glib refuses accepted input: %.*s",
+                  (int)MIN (size, 400), (const char *)data);
+  if (!same_tree (message->root, json_parser_get_root (parser)))
+    wb_fuzz_fail (__FILE__, __LINE__, "json-tree.c and json-glib read differently: %.*s",
+                  (int)MIN (size, 400), (const char *)data);
+}
+
 static void
 check_one (const uint8_t *data, size_t size, WbDirection direction)
 {
@@ -126,6 +205,7 @@ check_one (const uint8_t *data, size_t size, WbDirection direction)
     }
   if (message->line != NULL)
     check_forwarded_line (message);
+  check_tree_is_json_glib_s (data, size, message);
   touch_members (message);
   if (message->type == WB_MESSAGE_SUBSCRIBE)
     check_events (message);
