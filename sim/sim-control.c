@@ -20,6 +20,9 @@
 #define SIM_REJECT_MAX_REASON_BYTES 1024
 /* /sim/raw "pad_to": frames up to this size. */
 #define SIM_RAW_MAX_PAD_BYTES (16 * 1024 * 1024)
+/* A text frame sent this many times in a row at most: a burst that arrives
+ * at once, however large each frame (see "repeat" in route_raw). */
+#define SIM_RAW_MAX_REPEAT 1000
 #define SIM_HTTP_MIN_ERROR 400
 #define SIM_HTTP_MAX_ERROR 599
 
@@ -242,16 +245,20 @@ route_raw (SimControl *self, JsonObject *body, JsonObject *answer, GError **erro
   const char *text = NULL;
   const char *base64 = NULL;
   gint64 pad_to = 0;
-  guint sent;
+  gint64 repeat = 1;
+  guint sent = 0;
 
   if (!get_string (body, "text", FALSE, &text, error)
       || !get_string (body, "binary_base64", FALSE, &base64, error)
-      || !get_int (body, "pad_to", FALSE, 0, 0, SIM_RAW_MAX_PAD_BYTES, &pad_to, error))
+      || !get_int (body, "pad_to", FALSE, 0, 0, SIM_RAW_MAX_PAD_BYTES, &pad_to, error)
+      || !get_int (body, "repeat", FALSE, 1, 1, SIM_RAW_MAX_REPEAT, &repeat, error))
     return FALSE;
   if ((text == NULL) == (base64 == NULL))
     return fail (error, "give exactly one of 'text' and 'binary_base64'");
   if (pad_to > 0 && text == NULL)
     return fail (error, "'pad_to' goes with 'text'");
+  if (repeat > 1 && (text == NULL || pad_to > 0))
+    return fail (error, "'repeat' goes with 'text' alone");
   if (text != NULL && (gsize)pad_to > strlen (text))
     {
       /* Trailing spaces: still the same JSON, only bigger than a control
@@ -263,7 +270,9 @@ route_raw (SimControl *self, JsonObject *body, JsonObject *answer, GError **erro
       sent = sim_server_send_raw_text (self->server, padded->str);
     }
   else if (text != NULL)
-    sent = sim_server_send_raw_text (self->server, text);
+    /* All queued before the loop runs again: they leave in one burst. */
+    for (gint64 i = 0; i < repeat; i++)
+      sent = sim_server_send_raw_text (self->server, text);
   else
     {
       gsize length = 0;
