@@ -50,9 +50,9 @@
  * changes, resyncs, status changes and send outcomes are queued as notes
  * and delivered from the notes source, in order. Server frames are
  * handled straight from libsoup's "message" while no note waits and the
- * iteration's share is not spent; past that they join the same queue
- * (parsed there, a bounded share per iteration), so none overtakes a state
- * change and an upstream flood cannot freeze the loop.
+ * iteration's share (frames and notes, and frame bytes) is not spent; past that they join the same
+ * queue (parsed there, a bounded share per iteration), so none overtakes a state change and an
+ * upstream flood cannot freeze the loop.
  */
 
 /* WAVE events are small JSON objects; anything this big is a broken or
@@ -63,6 +63,12 @@
 /* Upstream frames (and notes) handled per main-loop iteration, and the most
  * bytes of frames waiting: a flood cannot freeze the loop or grow memory. */
 #define WB_UPSTREAM_NOTES_PER_ITERATION 128
+/* ...and the most bytes of frames parsed per iteration (at least one frame
+ * is): 128 frames of 1 MiB, numbers and nesting a hostile server chose,
+ * took seconds of one iteration (about 50 ms each), every local client
+ * waiting. WAVE's events are a few hundred bytes: 128 of them stay far
+ * under it. */
+#define WB_UPSTREAM_FRAME_BYTES_PER_ITERATION (256 * 1024)
 #define WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES (16 * 1024 * 1024)
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
@@ -132,6 +138,7 @@ struct _WbUpstream
   GQueue notes; /* Note */
   GSource *notes_source;
   guint handled_in_iteration; /* frames and notes, against WB_UPSTREAM_NOTES_PER_ITERATION */
+  gsize parsed_in_iteration;  /* frame bytes, against WB_UPSTREAM_FRAME_BYTES_PER_ITERATION */
   gsize frame_bytes;          /* of the queued frames: bounded */
   guint connection;           /* counts connections: frames know their own */
   gboolean status_dirty;      /* a status_changed is owed */
@@ -192,6 +199,7 @@ note_deliver (WbUpstream *self, Note *note)
     {
     case NOTE_FRAME:
       self->frame_bytes -= g_bytes_get_size (note->frame);
+      self->parsed_in_iteration += g_bytes_get_size (note->frame);
       handle_frame (self, note->frame, note->connection == self->connection);
       break;
     case NOTE_DROPPED:
@@ -212,6 +220,15 @@ note_deliver (WbUpstream *self, Note *note)
     }
 }
 
+/* Frames are still parsed in this iteration: fewer than its share of frames
+ * and notes, and of frame bytes. */
+static gboolean
+iteration_share_left (WbUpstream *self)
+{
+  return self->handled_in_iteration < WB_UPSTREAM_NOTES_PER_ITERATION
+         && self->parsed_in_iteration < WB_UPSTREAM_FRAME_BYTES_PER_ITERATION;
+}
+
 /* Called once per loop iteration, before the poll: a new share begins. */
 static gboolean
 notes_source_prepare (GSource *source, gint *out_timeout)
@@ -219,6 +236,7 @@ notes_source_prepare (GSource *source, gint *out_timeout)
   WbUpstream *self = ((NotesSource *)source)->upstream;
 
   self->handled_in_iteration = 0;
+  self->parsed_in_iteration = 0;
   *out_timeout = -1;
   if (self->notes.length == 0 && !self->status_dirty)
     return FALSE;
@@ -243,8 +261,7 @@ notes_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
   /* A bounded share per iteration, frames handled straight from libsoup
    * included: under an upstream flood the other sources (local clients'
    * requests, the bus) get their turn between shares. */
-  while (self->handled_in_iteration < WB_UPSTREAM_NOTES_PER_ITERATION
-         && (note = g_queue_pop_head (&self->notes)) != NULL)
+  while (iteration_share_left (self) && (note = g_queue_pop_head (&self->notes)) != NULL)
     {
       self->handled_in_iteration++;
       note_deliver (self, note);
@@ -595,9 +612,10 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
       note_invalid (self, "binary frame");
       return;
     }
-  if (self->notes.length == 0 && self->handled_in_iteration < WB_UPSTREAM_NOTES_PER_ITERATION)
+  if (self->notes.length == 0 && iteration_share_left (self))
     {
       self->handled_in_iteration++;
+      self->parsed_in_iteration += g_bytes_get_size (bytes);
       handle_frame (self, bytes, TRUE);
       return;
     }
