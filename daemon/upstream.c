@@ -70,7 +70,8 @@
  * under it. */
 #define WB_UPSTREAM_FRAME_BYTES_PER_ITERATION (256 * 1024)
 #define WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES (16 * 1024 * 1024)
-/* Invalid server messages are logged at most this often per window. */
+/* Invalid server messages, and its error messages, are logged at most this
+ * often per window, each kind. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
 /* Close codes the bridge sends itself. */
@@ -100,6 +101,14 @@ typedef struct
   gpointer send_data;
   GError *send_error; /* owned; NULL: written */
 } Note;
+
+/* Lines a server's messages may put in the log per window (see log_allow). */
+typedef struct
+{
+  gint64 window_start_us;
+  guint logged_in_window;
+  guint64 suppressed;
+} LogBudget;
 
 /* Delivers the notes from the main loop. A source of its own that stays
  * attached: an idle source added per batch costs an allocation and a
@@ -166,9 +175,8 @@ struct _WbUpstream
   guint pong_timeout_id;
   guint idle_id;
 
-  gint64 invalid_window_start_us;
-  guint invalid_logged_in_window;
-  guint64 invalid_suppressed;
+  LogBudget invalid_log;
+  LogBudget error_log;
 
   char *last_close_reason;
   char *last_error;
@@ -512,31 +520,42 @@ handle_pong (WbUpstream *self)
 
 /* ---- incoming messages ---------------------------------------------------- */
 
+/* A hostile server must not be able to flood the journal: at most
+ * WB_UPSTREAM_INVALID_LOG_BURST lines of one kind per window, the rest
+ * counted and their number logged when the next window opens. */
+static gboolean
+log_allow (LogBudget *budget, const char *what)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (now - budget->window_start_us >= WB_UPSTREAM_INVALID_LOG_WINDOW_US)
+    {
+      if (budget->suppressed > 0)
+        g_warning ("%" G_GUINT64_FORMAT " more %s were not logged", budget->suppressed, what);
+      budget->window_start_us = now;
+      budget->logged_in_window = 0;
+      budget->suppressed = 0;
+    }
+  if (budget->logged_in_window < WB_UPSTREAM_INVALID_LOG_BURST)
+    {
+      budget->logged_in_window++;
+      return TRUE;
+    }
+  budget->suppressed++;
+  return FALSE;
+}
+
 static void
 note_invalid (WbUpstream *self, const char *what)
 {
-  gint64 now = g_get_monotonic_time ();
-  /* Parse errors quote what the server sent (an unknown type's name). */
-  g_autofree char *safe_what = wb_text_sanitize (what, -1, WB_TEXT_MAX_BYTES);
-
   self->status.invalid_messages++;
-  if (now - self->invalid_window_start_us >= WB_UPSTREAM_INVALID_LOG_WINDOW_US)
+  if (log_allow (&self->invalid_log, "invalid upstream message(s)"))
     {
-      if (self->invalid_suppressed > 0)
-        g_warning ("%" G_GUINT64_FORMAT " more invalid upstream message(s) were not logged",
-                   self->invalid_suppressed);
-      self->invalid_window_start_us = now;
-      self->invalid_logged_in_window = 0;
-      self->invalid_suppressed = 0;
-    }
-  /* A hostile server must not be able to flood the journal. */
-  if (self->invalid_logged_in_window < WB_UPSTREAM_INVALID_LOG_BURST)
-    {
-      self->invalid_logged_in_window++;
+      /* Parse errors quote what the server sent (an unknown type's name). */
+      g_autofree char *safe_what = wb_text_sanitize (what, -1, WB_TEXT_MAX_BYTES);
+
       g_warning ("ignoring invalid upstream message: %s", safe_what);
     }
-  else
-    self->invalid_suppressed++;
   notify_status (self);
 }
 
@@ -547,7 +566,9 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
                                            wb_message_get_string (message, "message"));
 
   set_last_error (self, text);
-  g_message ("upstream error: %s", self->last_error);
+  /* Status shows every one; the log as many as a server may fill it with. */
+  if (log_allow (&self->error_log, "upstream error message(s)"))
+    g_message ("upstream error: %s", self->last_error);
   notify_status (self);
 }
 

@@ -495,6 +495,20 @@ class HostileServer(HostileCase):
         self.assertEqual(self.bridge.status()['state'], 'connected')
 
 
+    def test_error_messages_do_not_flood_the_log(self):
+        """A server that sends error messages without end: status shows the
+        last one, the log only a few (like invalid messages), so a hostile
+        server cannot fill the journal."""
+        error = ('{"type":"error","payload":{"code":"E","message":"%s"}}'
+                 % ('x' * 400))
+        last = '{"type":"error","payload":{"code":"LAST","message":"the end"}}'
+        self.sim.post('/sim/raw', {'text': error, 'repeat': 1000})
+        self.sim.post('/sim/raw', {'text': last})
+        wait_until(lambda: 'LAST' in self.bridge.status()['last_error'], timeout=WAIT,
+                   what='the last error in status')
+        self.assertLessEqual(self.bridge.log().count('upstream error:'), 5)
+
+
 class Storms(HostileCase):
     def test_subscribe_storm(self):
         """Three users at their connection quota flooding subscribes
