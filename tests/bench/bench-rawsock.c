@@ -15,11 +15,23 @@
  * first and gets {"type":"subscribed"}; the flood starts when a reader
  * sends {"type":"go"}. Stays until every reader has closed, so that its
  * CPU time can still be read.
+ *
+ * --upstream=ws://HOST:PORT/PATH --stream=S: an ideal forwarder instead.
+ * One plain WebSocket (a minimal client: handshake, unmasked server frames,
+ * no extensions) to wave-sim, subscribed to S; every text frame becomes a
+ * line, written with one write() per line per reader (line) or, for all
+ * frames of one read() from upstream, one write() per reader (batch). The
+ * flood is wave-sim's (bench-fanout --mode=bridge posts it), so latency
+ * and throughput include the same upstream hop as the bridge's. Ends after
+ * --count frames carrying "sim_sent_us".
  */
 #define G_LOG_DOMAIN "wave-bench-rawsock"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <glib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +45,8 @@
 #define BATCH_MAX_BYTES (64 * 1024)
 #define MIN_LINE_BYTES 128
 #define MAX_LINE_BYTES 16384
+#define UPSTREAM_READ_BYTES (256 * 1024)
+#define MAX_FRAME_BYTES (1024 * 1024)
 #define SUBSCRIBED_LINE "{\"type\":\"subscribed\",\"stream_id\":\"bench_raw\"}\n"
 
 static gboolean
@@ -71,6 +85,194 @@ read_line (int fd, char *line, gsize size)
       length++;
     }
   line[length] = '\0';
+  return TRUE;
+}
+
+/* ---- the forwarder's upstream: a minimal WebSocket client ------------------ */
+
+/* A masked client text (0x1) or pong (0xA) frame. */
+static gboolean
+ws_send (int fd, guint8 opcode, const char *payload, gsize length)
+{
+  g_autofree guint8 *frame = g_malloc (length + 14);
+  const guint8 mask[4] = { 0x12, 0x34, 0x56, 0x78 };
+  gsize at = 0;
+
+  frame[at++] = 0x80 | opcode;
+  if (length < 126)
+    frame[at++] = 0x80 | (guint8)length;
+  else
+    {
+      frame[at++] = 0x80 | 126;
+      frame[at++] = (guint8)(length >> 8);
+      frame[at++] = (guint8)length;
+    }
+  memcpy (frame + at, mask, 4);
+  at += 4;
+  for (gsize i = 0; i < length; i++)
+    frame[at++] = (guint8)payload[i] ^ mask[i % 4];
+  return write_all (fd, (const char *)frame, at);
+}
+
+/* Connects, shakes hands, subscribes to @stream_id; the socket, with any
+ * bytes read past the handshake in @out_rest. */
+static int
+ws_connect (const char *url, const char *api_key, const char *stream_id, GByteArray *out_rest)
+{
+  g_autoptr (GUri) uri = g_uri_parse (url, G_URI_FLAGS_NONE, NULL);
+  struct sockaddr_in address = { .sin_family = AF_INET };
+  g_autofree char *request = NULL;
+  g_autofree char *subscribe = NULL;
+  g_autoptr (GString) answer = g_string_new (NULL);
+  const char *end;
+  int fd, one = 1;
+
+  if (uri == NULL || g_uri_get_port (uri) <= 0
+      || inet_pton (AF_INET, g_uri_get_host (uri), &address.sin_addr) != 1)
+    return -1;
+  address.sin_port = htons ((guint16)g_uri_get_port (uri));
+  fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect (fd, (struct sockaddr *)&address, sizeof address) < 0)
+    return -1;
+  setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  request
+      = g_strdup_printf ("GET %s?api_key=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n",
+                         g_uri_get_path (uri)[0] != '\0' ? g_uri_get_path (uri) : "/", api_key,
+                         g_uri_get_host (uri), g_uri_get_port (uri));
+  if (!write_all (fd, request, strlen (request)))
+    return -1;
+  while ((end = strstr (answer->str, "\r\n\r\n")) == NULL)
+    {
+      char chunk[4096];
+      ssize_t n = read (fd, chunk, sizeof chunk);
+
+      if (n <= 0)
+        return -1;
+      g_string_append_len (answer, chunk, n);
+    }
+  if (strncmp (answer->str, "HTTP/1.1 101", 12) != 0)
+    {
+      g_printerr ("bench-rawsock: upstream answered %.40s\n", answer->str);
+      return -1;
+    }
+  g_byte_array_append (out_rest, (const guint8 *)end + 4,
+                       (guint)(answer->len - (gsize)(end + 4 - answer->str)));
+  subscribe = g_strdup_printf ("{\"type\":\"subscribe\",\"stream_id\":\"%s\"}", stream_id);
+  if (!ws_send (fd, 0x1, subscribe, strlen (subscribe)))
+    return -1;
+  return fd;
+}
+
+typedef struct
+{
+  int *fds;
+  gint clients;
+  gboolean batched;
+  GByteArray *lines; /* batch: everything of one upstream read */
+  guint64 writes;
+  guint events;
+} Forwarder;
+
+static gboolean
+forward_line (Forwarder *fw, const guint8 *payload, gsize length)
+{
+  if (memmem (payload, length, "\"sim_sent_us\"", 13) != NULL)
+    fw->events++;
+  if (fw->batched)
+    {
+      g_byte_array_append (fw->lines, payload, (guint)length);
+      g_byte_array_append (fw->lines, (const guint8 *)"\n", 1);
+      return TRUE;
+    }
+  g_byte_array_set_size (fw->lines, 0);
+  g_byte_array_append (fw->lines, payload, (guint)length);
+  g_byte_array_append (fw->lines, (const guint8 *)"\n", 1);
+  for (gint i = 0; i < fw->clients; i++, fw->writes++)
+    if (!write_all (fw->fds[i], (const char *)fw->lines->data, fw->lines->len))
+      return FALSE;
+  g_byte_array_set_size (fw->lines, 0);
+  return TRUE;
+}
+
+/* Forwards until @count flood events went out; FALSE on an error. */
+static gboolean
+forward (int upstream, GByteArray *input, Forwarder *fw, guint count)
+{
+  while (fw->events < count)
+    {
+      gsize at = 0;
+
+      for (;;)
+        {
+          const guint8 *p = input->data + at;
+          gsize avail = input->len - at, header = 2;
+          guint64 length;
+
+          if (avail < 2)
+            break;
+          length = p[1] & 0x7f;
+          if (length == 126)
+            {
+              header = 4;
+              if (avail < header)
+                break;
+              length = ((guint64)p[2] << 8) | p[3];
+            }
+          else if (length == 127)
+            {
+              header = 10;
+              if (avail < header)
+                break;
+              length = 0;
+              for (int i = 0; i < 8; i++)
+                length = (length << 8) | p[2 + i];
+            }
+          if (length > MAX_FRAME_BYTES)
+            return FALSE;
+          if (avail < header + length)
+            break;
+          switch (p[0] & 0x0f)
+            {
+            case 0x1:
+              if (!forward_line (fw, p + header, (gsize)length))
+                return FALSE;
+              break;
+            case 0x8:
+              return FALSE;
+            case 0x9:
+              if (!ws_send (upstream, 0xA, (const char *)p + header, (gsize)length))
+                return FALSE;
+              break;
+            default:
+              break;
+            }
+          at += header + (gsize)length;
+        }
+      g_byte_array_remove_range (input, 0, (guint)at);
+      if (fw->batched && fw->lines->len > 0)
+        {
+          for (gint i = 0; i < fw->clients; i++, fw->writes++)
+            if (!write_all (fw->fds[i], (const char *)fw->lines->data, fw->lines->len))
+              return FALSE;
+          g_byte_array_set_size (fw->lines, 0);
+        }
+      if (fw->events >= count)
+        break;
+      {
+        guint old = input->len;
+        ssize_t n;
+
+        g_byte_array_set_size (input, old + UPSTREAM_READ_BYTES);
+        do
+          n = read (upstream, input->data + old, UPSTREAM_READ_BYTES);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+          return FALSE;
+        g_byte_array_set_size (input, old + (guint)n);
+      }
+    }
   return TRUE;
 }
 
@@ -115,6 +317,11 @@ main (int argc, char **argv)
 {
   g_autofree char *socket_path = NULL;
   g_autofree char *write_mode = NULL;
+  g_autofree char *upstream_url = NULL;
+  g_autofree char *api_key = NULL;
+  g_autofree char *stream_id = NULL;
+  int upstream = -1;
+  g_autoptr (GByteArray) input = g_byte_array_new ();
   gint clients = 1, rate = 1000, count = 1000, size = 256;
   GOptionEntry entries[] = {
     { "socket", 0, 0, G_OPTION_ARG_FILENAME, &socket_path, "path to listen on", "PATH" },
@@ -123,6 +330,10 @@ main (int argc, char **argv)
     { "count", 0, 0, G_OPTION_ARG_INT, &count, "events", "N" },
     { "size", 0, 0, G_OPTION_ARG_INT, &size, "line size, bytes", "B" },
     { "write", 0, 0, G_OPTION_ARG_STRING, &write_mode, "line or batch", "MODE" },
+    { "upstream", 0, 0, G_OPTION_ARG_STRING, &upstream_url,
+      "forward wave-sim's frames instead (ws://HOST:PORT/PATH)", "URL" },
+    { "api-key", 0, 0, G_OPTION_ARG_STRING, &api_key, "for --upstream", "KEY" },
+    { "stream", 0, 0, G_OPTION_ARG_STRING, &stream_id, "stream to subscribe upstream", "ID" },
     { NULL },
   };
   g_autoptr (GOptionContext) context = g_option_context_new ("- raw socket writer baseline");
@@ -155,6 +366,16 @@ main (int argc, char **argv)
       return 2;
     }
   batched = g_str_equal (write_mode, "batch");
+  if (upstream_url != NULL)
+    {
+      upstream = ws_connect (upstream_url, api_key != NULL ? api_key : "wave_test_key",
+                             stream_id != NULL ? stream_id : "bench_raw", input);
+      if (upstream < 0)
+        {
+          g_printerr ("bench-rawsock: cannot connect to %s\n", upstream_url);
+          return 1;
+        }
+    }
 
   listener = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   g_strlcpy (address.sun_path, socket_path, sizeof address.sun_path);
@@ -184,6 +405,19 @@ main (int argc, char **argv)
     }
   close (listener);
   unlink (socket_path);
+
+  if (upstream >= 0)
+    {
+      Forwarder fw = { .fds = fds, .clients = clients, .batched = batched };
+
+      fw.lines = g_byte_array_new ();
+      if (!forward (upstream, input, &fw, (guint)count))
+        g_printerr ("bench-rawsock: upstream ended after %u events\n", fw.events);
+      g_byte_array_unref (fw.lines);
+      writes = fw.writes;
+      close (upstream);
+      goto drain;
+    }
 
   /* The go line may come from any reader. */
   while (!go)
@@ -227,6 +461,7 @@ main (int argc, char **argv)
         }
     }
 
+drain:
   /* Until every reader is gone: the CPU time must stay readable. */
   for (gint i = 0; i < clients; i++)
     {

@@ -79,8 +79,11 @@ DBUS_STALL_S = 6
 DBUS_STALL_AFTER_S = 1.5
 # Not timed: the first events after ten fresh subscriptions.
 DBUS_STALL_WARMUP_MS = 300
-# sd-bus refuses a send (ENOBUFS) past 384 Ki queued messages (BUS_WQUEUE_MAX).
-BUS_STALL_EVENTS = 420000
+# sd-bus refuses a send (ENOBUFS) past 384 Ki queued messages (BUS_WQUEUE_MAX);
+# offered at a rate the daemon takes in without its own intake bound
+# (16 MiB of frames) dropping first.
+BUS_STALL_EVENTS = 400000
+BUS_STALL_RATE = 30000
 # "Without the bridge": N processes with their own WebSocket vs N bridge clients.
 WITHOUT_SIZES = (10, 100)
 WITHOUT_RATE = 1000
@@ -110,10 +113,10 @@ def median(values):
 
 
 class Sim:
-    def __init__(self, build_dir, workdir):
+    def __init__(self, build_dir, workdir, max_connections=64):
         self.proc = subprocess.Popen(
             [os.path.join(build_dir, 'sim', 'wave-sim'), '--port', '0', '--streams', '1',
-             '--quiet', '--api-key', API_KEY],
+             '--quiet', '--api-key', API_KEY, f'--max-connections={max_connections}'],
             stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, 'sim.log'), 'ab'),
             text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
@@ -354,20 +357,25 @@ class Bench:
                 f'({report["dropped_events"]} reported dropped)')
         return report
 
-    def raw_tool(self, clients, rate, count, write):
-        """Baseline (a): bench-rawsock writing to @clients bench-fanout readers."""
+    def raw_tool(self, clients, rate, count, write, sim=None):
+        """Baseline (a): bench-rawsock writing to @clients bench-fanout readers;
+        with @sim, as a forwarder of wave-sim's flood (the same upstream hop)."""
         path = os.path.join(self.workdir, f'raw-{self.stream_seq}.sock')
-        self.stream_seq += 1
-        writer = subprocess.Popen([self.rawsock, f'--socket={path}', f'--clients={clients}',
-                                   f'--rate={rate}', f'--count={count}', f'--size={EVENT_SIZE}',
-                                   f'--write={write}'],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stream_id = self.stream('fw')
+        writer_cmd = [self.rawsock, f'--socket={path}', f'--clients={clients}', f'--rate={rate}',
+                      f'--count={count}', f'--size={EVENT_SIZE}', f'--write={write}']
+        if sim is not None:
+            writer_cmd += [f'--upstream={sim.url}', f'--api-key={API_KEY}', f'--stream={stream_id}']
+        writer = subprocess.Popen(writer_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
         try:
             if '"listening"' not in writer.stdout.readline():
                 raise RuntimeError(f'bench-rawsock: {writer.stderr.read()}')
-            cmd = [self.tool, '--mode=raw', f'--socket={path}', '--stream=raw',
-                   f'--clients={clients}', f'--rate={rate}', f'--count={count}',
-                   f'--size={EVENT_SIZE}', f'--pid={writer.pid}']
+            cmd = [self.tool, '--mode=raw' if sim is None else '--mode=bridge', f'--socket={path}',
+                   f'--stream={stream_id}', f'--clients={clients}', f'--rate={rate}',
+                   f'--count={count}', f'--size={EVENT_SIZE}', f'--pid={writer.pid}']
+            if sim is not None:
+                cmd.append(f'--sim-url={sim.url}')
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             if result.returncode != 0:
                 raise RuntimeError(f'{" ".join(cmd)} failed: {result.stderr.strip()}')
@@ -423,19 +431,22 @@ class Bench:
                         bridge=bridge)
                     log(f'  throughput N={n}: '
                         f'{rnd["throughput"][str(n)]["deliveries_per_s"]:.0f} deliveries/s')
-                # Baseline (a): the same lines from a raw C writer to the same readers.
-                rnd['raw_latency'] = {}
-                rnd['raw_line'] = {}
-                rnd['raw_batch'] = {}
+                # Baseline (a): the same lines from an ideal C forwarder of the
+                # same upstream flood to the same readers, one write per line
+                # and batched; and the local ceiling: a writer with no upstream.
+                for part in ('raw_latency', 'raw_line', 'raw_batch', 'local_batch'):
+                    rnd[part] = {}
                 for n in self.sizes:
-                    rnd['raw_latency'][str(n)] = self.raw_tool(n, LAT_RATE, LAT_COUNT, 'line')
+                    key = str(n)
+                    rnd['raw_latency'][key] = self.raw_tool(n, LAT_RATE, LAT_COUNT, 'line', sim)
                     count = max(TP_MIN_COUNT, min(TP_MAX_COUNT, self.tp_deliveries // n))
-                    rnd['raw_line'][str(n)] = self.raw_tool(n, TP_RATE, count, 'line')
-                    rnd['raw_batch'][str(n)] = self.raw_tool(n, TP_RATE, count, 'batch')
-                    log(f'  raw writer N={n}: latency p99 '
-                        f'{rnd["raw_latency"][str(n)]["lat_p99_us"]} us; '
-                        f'{rnd["raw_line"][str(n)]["deliveries_per_s"]:.0f} deliveries/s a write '
-                        f'per line, {rnd["raw_batch"][str(n)]["deliveries_per_s"]:.0f} batched')
+                    rnd['raw_line'][key] = self.raw_tool(n, TP_RATE, count, 'line', sim)
+                    rnd['raw_batch'][key] = self.raw_tool(n, TP_RATE, count, 'batch', sim)
+                    rnd['local_batch'][key] = self.raw_tool(n, TP_RATE, count, 'batch')
+                    log(f'  C forwarder N={n}: latency p99 {rnd["raw_latency"][key]["lat_p99_us"]} us;'
+                        f' {rnd["raw_line"][key]["deliveries_per_s"]:.0f} deliveries/s a write per '
+                        f'line, {rnd["raw_batch"][key]["deliveries_per_s"]:.0f} batched; local '
+                        f'writer {rnd["local_batch"][key]["deliveries_per_s"]:.0f}')
                 # CPU per event at light rates, N = 1 (the saturated run is above).
                 light = {'round': r + 1}
                 for rate, count in LIGHT_LOADS:
@@ -819,7 +830,7 @@ class Bench:
                                     subscribe=stream_id)
         client = subprocess.Popen(
             [self.tool, '--mode=bridge', f'--sim-url={sim.url}', f'--stream={stream_id}',
-             '--clients=1', f'--rate={TP_RATE}', f'--count={BUS_STALL_EVENTS}',
+             '--clients=1', f'--rate={BUS_STALL_RATE}', f'--count={BUS_STALL_EVENTS}',
              f'--size={EVENT_SIZE}', f'--socket={bridge.socket_path}', f'--pid={bridge.pid}',
              '--await-go'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -831,7 +842,7 @@ class Bench:
             client.stdin.write('go\n')
             client.stdin.flush()
             sim.request('/sim/flood', {'stream_id': stream_id, 'type': 'chat.message',
-                                       'rate': TP_RATE, 'size': EVENT_SIZE,
+                                       'rate': BUS_STALL_RATE, 'size': EVENT_SIZE,
                                        'count': BUS_STALL_EVENTS, 'stamp_message_id': True})
             peak = rss
             while client.poll() is None:
@@ -903,7 +914,7 @@ class Bench:
     def run_without(self):
         for n in self.without_sizes:
             log(f'without the bridge, N={n}')
-            sim = Sim(self.build_dir, self.workdir)
+            sim = Sim(self.build_dir, self.workdir, max_connections=n + 16)
             try:
                 direct = self.without_run(sim, 'direct', n)
             finally:
@@ -1110,6 +1121,10 @@ class Bench:
                                                 for r in rounds),
                 'batch_deliveries_per_s': median(r['raw_batch'][key]['deliveries_per_s']
                                                  for r in rounds),
+                'local_deliveries_per_s': median(r['local_batch'][key]['deliveries_per_s']
+                                                 for r in rounds),
+                'line_cpu_us_per_event': median(1e6 * r['raw_line'][key]['cpu_sched_s']
+                                                / r['raw_line'][key]['count'] for r in rounds),
                 'tp_ratio_vs_batch': median(
                     r['throughput'][key]['deliveries_per_s']
                     / max(1e-9, r['raw_batch'][key]['deliveries_per_s']) for r in rounds),
@@ -1209,11 +1224,11 @@ class Bench:
         for n in self.sizes:
             if n >= 10:
                 v = s['raw_socket'][str(n)]['tp_ratio_vs_batch']
-                add(f'socket deliveries/s N={n} / raw writer batched', v, v is not None and v >= 1.0,
-                    '>= 1.0')
+                add(f'socket deliveries/s N={n} / C forwarder batched', v,
+                    v is not None and v >= 1.0, '>= 1.0')
         for n in self.sizes:
             v = s['raw_socket'][str(n)]['p99_ratio_vs_line']
-            add(f'socket p99 at {LAT_RATE}/s N={n} / raw writer per line', v,
+            add(f'socket p99 at {LAT_RATE}/s N={n} / C forwarder per line', v,
                 v is not None and v <= 1.5, '<= 1.5')
         for n in DBUS_SIZES:
             d = s['dbus'].get(str(n))
@@ -1275,15 +1290,18 @@ class Bench:
         def fmt(value, spec='.0f'):
             return '-' if value is None else format(value, spec)
 
-        out.append(f'1a. Baseline (a), a raw C writer to the same readers (same line size):')
-        out.append(f'   {"N":<6}{"raw p50":>9}{"raw p99":>9}{"p99 x":>7}{"line/s":>11}{"batch/s":>11}'
-                   f'{"bridge/s":>11}{"x line":>8}{"x batch":>8}')
+        out.append('1a. Baseline (a): an ideal C forwarder of the same flood to the same readers '
+                   '(raw WebSocket in, one write per line or per upstream read out); "local": a C '
+                   'writer with no upstream at all')
+        out.append(f'   {"N":<6}{"fwd p50":>9}{"fwd p99":>9}{"p99 x":>7}{"line/s":>11}{"batch/s":>11}'
+                   f'{"bridge/s":>11}{"x line":>8}{"x batch":>8}{"local/s":>11}')
         for n in self.sizes:
             r, f = s['raw_socket'][str(n)], s['fanout'][str(n)]
             out.append(f'   {n:<6}{fmt(r["lat_p50_us"]):>9}{fmt(r["lat_p99_us"]):>9}'
                        f'{fmt(r["p99_ratio_vs_line"], ".2f"):>7}{fmt(r["line_deliveries_per_s"]):>11}'
                        f'{fmt(r["batch_deliveries_per_s"]):>11}{fmt(f["deliveries_per_s"]):>11}'
-                       f'{fmt(r["tp_ratio_vs_line"], ".2f"):>8}{fmt(r["tp_ratio_vs_batch"], ".2f"):>8}')
+                       f'{fmt(r["tp_ratio_vs_line"], ".2f"):>8}{fmt(r["tp_ratio_vs_batch"], ".2f"):>8}'
+                       f'{fmt(r["local_deliveries_per_s"]):>11}')
         li = s['light']
         out.append(f'3a. CPU per upstream event, N=1: saturated {fmt(li["saturated_us_per_event"], ".1f")} us '
                    f'({fmt(li["saturated_wakeups_per_event"], ".2f")} wake-ups/event); ' + '; '.join(
@@ -1435,13 +1453,13 @@ class Bench:
         log('note: absolute numbers depend on what else runs on this machine; '
             'the ratios compare runs of the same moment')
         # Logs stay in the work dir when a run fails; a good run removes it.
-        self.run_fanout()
-        self.run_dbus()
-        self.run_memory()
-        self.run_slow_client()
-        self.run_responsiveness()
-        self.run_without()
-        self.run_startup()
+        self.phase_s = {}
+        for phase in (self.run_fanout, self.run_dbus, self.run_memory, self.run_slow_client,
+                      self.run_responsiveness, self.run_without, self.run_startup):
+            phase_started = time.monotonic()
+            phase()
+            self.phase_s[phase.__name__] = time.monotonic() - phase_started
+            log(f'  ({phase.__name__}: {self.phase_s[phase.__name__]:.0f} s)')
         shutil.rmtree(self.workdir, ignore_errors=True)
         summary = self.summarize()
         self.summarize_more(summary)
@@ -1453,6 +1471,7 @@ class Bench:
             'rounds': self.args.rounds,
             'quick': quick,
             'duration_s': time.monotonic() - started,
+            'phase_s': self.phase_s,
             'summary': summary,
             'raw': self.raw,
         }
