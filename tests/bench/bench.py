@@ -695,7 +695,7 @@ class Bench:
         return reports
 
     @staticmethod
-    def dbus_summary(reports, count, cpu_ns, bus_cpu_ns):
+    def dbus_summary(reports, count, cpu_ns, bus_cpu_ns, upstream_cpu_ns=0):
         received = sum(x['received'] for x in reports)
         sent = [x['min_sent_us'] for x in reports if x['min_sent_us'] > 0]
         last = [x['last_recv_us'] for x in reports if x['last_recv_us'] > 0]
@@ -707,6 +707,9 @@ class Bench:
                 'deliveries_per_s': received / span if span > 0 else None,
                 'sender_cpu_us_per_event': cpu_ns / 1000 / count,
                 'bus_cpu_us_per_delivery': bus_cpu_ns / 1000 / max(1, received),
+                'upstream_cpu_us_per_event': upstream_cpu_ns / 1000 / count,
+                'receiver_cpu_us_per_delivery': 1e6 * sum(x['self_cpu_s'] for x in reports)
+                / max(1, received),
                 'arg_bytes': max((x['arg_bytes'] for x in reports), default=0)}
 
     def dbus_bridge_run(self, bus, sim, bridge, n, rate, count):
@@ -717,12 +720,12 @@ class Bench:
             if time.monotonic() > deadline:
                 raise RuntimeError('the D-Bus subscription never reached wave-sim')
             time.sleep(0.02)
-        cpu, bus_cpu = sched_ns(bridge.pid), sched_ns(bus.pid)
+        cpu, bus_cpu, sim_cpu = sched_ns(bridge.pid), sched_ns(bus.pid), sched_ns(sim.proc.pid)
         sim.request('/sim/flood', {'stream_id': stream_id, 'type': 'chat.message', 'rate': rate,
                                    'size': EVENT_SIZE, 'count': count, 'stamp_message_id': True})
         reports = self.dbus_collect(procs)
         result = self.dbus_summary(reports, count, sched_ns(bridge.pid) - cpu,
-                                   sched_ns(bus.pid) - bus_cpu)
+                                   sched_ns(bus.pid) - bus_cpu, sched_ns(sim.proc.pid) - sim_cpu)
         if result['arg_bytes']:
             self.dbus_arg_bytes = result['arg_bytes']
         return result
@@ -1196,7 +1199,8 @@ class Bench:
             dbus[key] = {
                 part: {field: median(x[part][field] for x in recs)
                        for field in ('deliveries_per_s', 'lat_p50_us', 'lat_p99_us',
-                                     'sender_cpu_us_per_event', 'bus_cpu_us_per_delivery', 'lost')}
+                                     'sender_cpu_us_per_event', 'bus_cpu_us_per_delivery', 'lost',
+                                     'upstream_cpu_us_per_event', 'receiver_cpu_us_per_delivery')}
                 for part in ('bridge_tp', 'raw_tp', 'bridge_lat', 'raw_lat')}
             dbus[key]['tp_ratio'] = median(x['bridge_tp']['deliveries_per_s']
                                            / max(1e-9, x['raw_tp']['deliveries_per_s'] or 0)
@@ -1353,6 +1357,19 @@ class Bench:
                        f'{fmt(d["raw_tp"]["sender_cpu_us_per_event"], ".1f"):>6}'
                        f'{fmt(d["bridge_tp"]["bus_cpu_us_per_delivery"], ".1f"):>10}'
                        f'{fmt(d["raw_tp"]["bus_cpu_us_per_delivery"], ".1f"):>6}')
+        for n in DBUS_SIZES:
+            d = s['dbus'].get(str(n))
+            if d is None:
+                continue
+            b, r = d['bridge_tp'], d['raw_tp']
+            out.append(f'   N={n} CPU per event along the whole path (2 cores for all of it): bridge path '
+                       f'{fmt(b["upstream_cpu_us_per_event"], ".1f")} wave-sim + '
+                       f'{fmt(b["sender_cpu_us_per_event"], ".1f")} bridge + '
+                       f'{fmt(b["bus_cpu_us_per_delivery"] * n, ".1f")} dbus-daemon + '
+                       f'{fmt(b["receiver_cpu_us_per_delivery"] * n, ".1f")} receivers; raw '
+                       f'{fmt(r["sender_cpu_us_per_event"], ".1f")} sender + '
+                       f'{fmt(r["bus_cpu_us_per_delivery"] * n, ".1f")} dbus-daemon + '
+                       f'{fmt(r["receiver_cpu_us_per_delivery"] * n, ".1f")} receivers (us)')
         ds = s['dbus_stall']
         if ds:
             out.append(f'   stalled receiver (1 of {DBUS_STALL_RECEIVERS}, {DBUS_STALL_RATE}/s): others p99 '
