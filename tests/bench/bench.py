@@ -85,6 +85,7 @@ DBUS_STALL_WARMUP_MS = 300
 # (16 MiB of frames) dropping first.
 BUS_STALL_EVENTS = 400000
 BUS_STALL_RATE = 30000
+BUS_STALL_CONTROL_EVENTS = 90000
 # "Without the bridge": N processes with their own WebSocket vs N bridge clients.
 WITHOUT_SIZES = (10, 100)
 WITHOUT_RATE = 1000
@@ -336,7 +337,7 @@ class Bench:
         self.stream_seq = 0
         self.raw = {'fanout': [], 'memory': [], 'slow_client': [], 'bystanders': [],
                     'responsiveness': [], 'light': [], 'dbus': [], 'dbus_stall': [],
-                    'bus_stall': [], 'without': [], 'startup': [], 'strace': None}
+                    'bus_stall': [], 'bus_stall_control': None, 'without': [], 'startup': [], 'strace': None}
 
     def stream(self, tag):
         self.stream_seq += 1
@@ -780,6 +781,7 @@ class Bench:
             self.raw['dbus_stall'].append(self.dbus_receiver_stall(bus, sim, bridge))
             if not self.args.quick:
                 self.raw['bus_stall'].append(self.dbus_bus_stall(bus, sim, bridge))
+                self.raw['bus_stall_control'] = self.dbus_bus_stall(bus, sim, bridge, stall=False)
         finally:
             bridge.stop()
             bus.stop()
@@ -829,16 +831,18 @@ class Bench:
             f'dbus-daemon +{rec["bus_rss_growth_kib"]} KiB')
         return rec
 
-    def dbus_bus_stall(self, bus, sim, bridge):
+    def dbus_bus_stall(self, bus, sim, bridge, stall=True):
         """dbus-daemon itself stops reading: the bridge's sd-bus queue fills
-        until ENOBUFS; a socket client on the same stream must not notice."""
-        log('D-Bus: dbus-daemon stalled until the bridge gets ENOBUFS')
+        until ENOBUFS; a socket client on the same stream must not notice.
+        Without @stall: the control, the same rate with dbus-daemon reading."""
+        events = BUS_STALL_EVENTS if stall else BUS_STALL_CONTROL_EVENTS
+        log('D-Bus: dbus-daemon stalled until the bridge gets ENOBUFS' if stall
+            else 'D-Bus: the same flood, dbus-daemon reading (control)')
         stream_id = self.stream('bs')
-        procs = self.dbus_receivers(bus, 1, dbus_path(stream_id), BUS_STALL_EVENTS,
-                                    subscribe=stream_id)
+        procs = self.dbus_receivers(bus, 1, dbus_path(stream_id), events, subscribe=stream_id)
         client = subprocess.Popen(
             [self.tool, '--mode=bridge', f'--sim-url={sim.url}', f'--stream={stream_id}',
-             '--clients=1', f'--rate={BUS_STALL_RATE}', f'--count={BUS_STALL_EVENTS}',
+             '--clients=1', f'--rate={BUS_STALL_RATE}', f'--count={events}',
              f'--size={EVENT_SIZE}', f'--socket={bridge.socket_path}', f'--pid={bridge.pid}',
              '--await-go'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -846,17 +850,18 @@ class Bench:
                 raise RuntimeError('socket client did not start')
             dropped = bridge.status()['events_dropped']
             rss = status_kib(bridge.pid)
-            os.kill(bus.pid, signal.SIGSTOP)
+            if stall:
+                os.kill(bus.pid, signal.SIGSTOP)
             client.stdin.write('go\n')
             client.stdin.flush()
             sim.request('/sim/flood', {'stream_id': stream_id, 'type': 'chat.message',
                                        'rate': BUS_STALL_RATE, 'size': EVENT_SIZE,
-                                       'count': BUS_STALL_EVENTS, 'stamp_message_id': True})
+                                       'count': events, 'stamp_message_id': True})
             peak = rss
             while client.poll() is None:
                 peak = max(peak, status_kib(bridge.pid))
                 time.sleep(0.05)
-            rec = {'events': BUS_STALL_EVENTS, 'bridge_alive': bridge.proc.poll() is None,
+            rec = {'events': events, 'bridge_alive': bridge.proc.poll() is None,
                    'events_dropped': bridge.status()['events_dropped'] - dropped,
                    'bridge_rss_growth_kib': peak - rss}
             os.kill(bus.pid, signal.SIGCONT)
@@ -869,7 +874,7 @@ class Bench:
             # intake (its 16 MiB frame bound); of the rest, what the D-Bus
             # receiver did not get is what sd-bus refused (ENOBUFS).
             rec['intake_dropped'] = rec['socket_lost']
-            rec['enobufs_dropped'] = BUS_STALL_EVENTS - rec['socket_lost'] - rec['dbus_received']
+            rec['enobufs_dropped'] = events - rec['socket_lost'] - rec['dbus_received']
             log(f'  bridge alive {rec["bridge_alive"]}, EventsDropped +{rec["events_dropped"]} '
                 f'({rec["intake_dropped"]} at the intake, {rec["enobufs_dropped"]} ENOBUFS), RSS '
                 f'+{rec["bridge_rss_growth_kib"]} KiB; D-Bus receiver got {rec["dbus_received"]}')
@@ -1220,6 +1225,7 @@ class Bench:
         s['dbus'] = dbus
         s['dbus_stall'] = self.raw['dbus_stall'][0] if self.raw['dbus_stall'] else None
         s['bus_stall'] = self.raw['bus_stall'][0] if self.raw['bus_stall'] else None
+        s['bus_stall_control'] = self.raw['bus_stall_control']
         s['without'] = self.raw['without']
         st = self.raw['startup']
         s['startup'] = {'exec_to_ready_ms': median(x['exec_to_ready_ms'] for x in st),
@@ -1299,6 +1305,11 @@ class Bench:
                 '0, bridge alive', '.0f')
             add('stalled dbus-daemon: socket client events lost', bs['socket_lost'],
                 bs['socket_lost'] == 0, '0', '.0f')
+            control = s['bus_stall_control']
+            if control is not None:
+                v = bs['socket_p99_us'] / max(1, control['socket_p99_us'])
+                add('stalled dbus-daemon: socket client p99 / the same flood with it reading', v,
+                    v <= 1.5, '<= 1.5')
             add('stalled dbus-daemon: bridge RSS growth, MiB', bs['bridge_rss_growth_kib'] / 1024,
                 bs['bridge_rss_growth_kib'] * 1024 <= int(DBUS_LIMITS['ClientQueueBytes']),
                 f'<= ClientQueueBytes ({int(DBUS_LIMITS["ClientQueueBytes"]) >> 20})', '.0f')
@@ -1384,7 +1395,8 @@ class Bench:
                        f'{bs["bridge_alive"]}, EventsDropped +{bs["events_dropped"]} ({bs["intake_dropped"]} '
                        f'at the upstream intake, {bs["enobufs_dropped"]} refused by sd-bus), bridge RSS '
                        f'+{bs["bridge_rss_growth_kib"] >> 10} MiB; socket client on the same stream lost '
-                       f'{bs["socket_lost"]} (p99 {fmt(bs["socket_p99_us"])} us)')
+                       f'{bs["socket_lost"]} (p99 {fmt(bs["socket_p99_us"])} us; with dbus-daemon '
+                       f'reading: p99 {fmt((s["bus_stall_control"] or {}).get("socket_p99_us"))} us)')
         out.append('8. Without the bridge: N processes with their own WebSocket vs N clients of one bridge '
                    f'({WITHOUT_RATE}/s, {self.without_count} events):')
         for w in s['without']:
