@@ -1143,6 +1143,10 @@ class Bench:
                                                  for r in rounds),
                 'line_cpu_us_per_event': median(1e6 * r['raw_line'][key]['cpu_sched_s']
                                                 / r['raw_line'][key]['count'] for r in rounds),
+                'batch_cpu_us_per_event': median(1e6 * r['raw_batch'][key]['cpu_sched_s']
+                                                 / r['raw_batch'][key]['count'] for r in rounds),
+                'bridge_cpu_us_per_event': median(1e6 * r['throughput'][key]['cpu_sched_s']
+                                                  / r['throughput'][key]['count'] for r in rounds),
                 'tp_ratio_vs_batch': median(
                     r['throughput'][key]['deliveries_per_s']
                     / max(1e-9, r['raw_batch'][key]['deliveries_per_s']) for r in rounds),
@@ -1333,6 +1337,11 @@ class Bench:
                        f'{fmt(r["batch_deliveries_per_s"]):>11}{fmt(f["deliveries_per_s"]):>11}'
                        f'{fmt(r["tp_ratio_vs_line"], ".2f"):>8}{fmt(r["tp_ratio_vs_batch"], ".2f"):>8}'
                        f'{fmt(r["local_deliveries_per_s"]):>11}')
+        out.append('   CPU per upstream event at saturation (us), bridge / forwarder per line / batched: '
+                   + '; '.join(f'N={n} {fmt(s["raw_socket"][str(n)]["bridge_cpu_us_per_event"], ".1f")}'
+                               f' / {fmt(s["raw_socket"][str(n)]["line_cpu_us_per_event"], ".1f")}'
+                               f' / {fmt(s["raw_socket"][str(n)]["batch_cpu_us_per_event"], ".1f")}'
+                               for n in self.sizes))
         li = s['light']
         out.append(f'3a. Light load. The idle daemon (a subscribed stream, nothing coming) spends '
                    f'{fmt(li["idle_cpu_us_per_s"], ".0f")} us CPU per second.')
