@@ -1065,5 +1065,12 @@ main (int argc, char **argv)
   g_clear_object (&bench.ws);
   g_clear_object (&bench.session);
   g_array_unref (bench.latencies_us);
+  g_free (bench.mode);
+  g_free (bench.socket_path);
+  g_free (bench.sim_url);
+  g_free (bench.api_key);
+  g_free (bench.stream_id);
+  g_free (bench.bystander_stream_id);
+  g_free (bench.http_host);
   return 0;
 }
