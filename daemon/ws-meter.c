@@ -134,6 +134,13 @@ wb_ws_meter_mark (WbWsMeter *meter)
   meter->mark = meter->total;
 }
 
+void
+wb_ws_meter_credit (WbWsMeter *meter, gsize count)
+{
+  g_return_if_fail (WB_IS_WS_METER (meter));
+  meter->mark = MIN (meter->mark + count, meter->total);
+}
+
 guint64
 wb_ws_meter_get_total (WbWsMeter *meter)
 {

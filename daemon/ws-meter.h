@@ -24,6 +24,10 @@ GInputStream *wb_ws_meter_new (GInputStream *base, gsize budget);
 void wb_ws_meter_set_budget (WbWsMeter *meter, gsize budget);
 /* A whole message arrived: its budget starts again. */
 void wb_ws_meter_mark (WbWsMeter *meter);
+/* @count bytes just read were a frame that is no part of a message (a
+ * pong): they are not counted against the budget. Unlike a mark, a
+ * message being gathered keeps what it has used. */
+void wb_ws_meter_credit (WbWsMeter *meter, gsize count);
 guint64 wb_ws_meter_get_total (WbWsMeter *meter);
 
 G_END_DECLS

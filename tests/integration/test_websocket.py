@@ -612,6 +612,25 @@ print(json.dumps({"closed": state()}), flush=True)
         other.send({'type': 'ping', 'timestamp': 1})
         other.message('pong')
 
+    def test_pongs_between_fragments_do_not_restart_the_budget(self):
+        # RFC 6455 lets control frames interleave with a message's
+        # fragments; a pong after each fragment once reset the meter, and
+        # libsoup 3.2 gathered a 50 MB message with MaxLineBytes=1024.
+        bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
+        key = self.local_key(bridge)
+        probe = self.probe(self.url(key))
+        self.assertTrue(probe.opened())
+        rss = bridge.rss_kib()
+        probe.send_line('PONGFRAGMENTS 5000 1000')
+        self.assertIn(probe.closed()['code'], (1006, 1009))
+        self.assertLess(bridge.rss_kib() - rss, 1024, 'the 5 MB message was not gathered')
+        # An idle client answering keepalives (pongs alone) is not cut.
+        idle = self.probe(self.url(key))
+        self.assertTrue(idle.opened())
+        idle.send_line('PONGS 20000')
+        idle.send({'type': 'ping', 'timestamp': 2})
+        self.assertEqual(idle.message('pong')['payload']['timestamp'], 2)
+
     def test_an_http_request_body_is_not_kept(self):
         # SoupServer would keep a request body of any size in memory: the
         # connection ends once the request passes 64 KiB.
