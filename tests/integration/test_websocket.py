@@ -787,6 +787,24 @@ print(json.dumps({"closed": state()}), flush=True)
         probe.send_line('not json')
         self.sim.post('/sim/emit', {'type': 'error', 'payload': {
             'code': 'server_error', 'message': 'oops', 'details': {'stream_id': stream}}})
+        # A server quoting the key back (an error, a chat line) has it
+        # replaced before anyone sees it, the history included.
+        self.sim.post('/sim/emit', {'type': 'error', 'payload': {
+            'code': 'invalid_api_key', 'message': f'bad key {real}',
+            'details': {'stream_id': stream, 'api_key': real}}})
+        probe.message('error', where=lambda m: m['payload']['code'] == 'invalid_api_key')
+        self.sim.post('/sim/emit', {'type': 'chat.message', 'payload': {
+            'stream_id': stream, 'message_id': 'k1', 'user_id': 'u1', 'username': 'u',
+            'message': f'{real}{real}', 'timestamp': '2024-01-01T00:00:00Z'}})
+        chat = probe.message('chat.message')
+        self.assertEqual(chat['payload']['message'], '(api key removed)' * 2)
+        late = self.probe(self.url(key))
+        self.assertTrue(late.opened())
+        late.send({'type': 'subscribe', 'stream_id': stream, 'history': 5})
+        replayed = late.message('chat.message')
+        self.assertTrue(replayed.get('cached'))
+        self.assertEqual(replayed['payload']['message'], '(api key removed)' * 2)
+        self.assertIn('The server sent the API key back', bridge.log())
         self.sim.post('/sim/close', {'code': 4500, 'reason': 'maintenance'})
         probe.message('bridge.resync', timeout=20)
         self.sim.post('/sim/emit', started(stream))
@@ -796,10 +814,11 @@ print(json.dumps({"closed": state()}), flush=True)
             urllib.request.urlopen(f'http://127.0.0.1:{self.port}/v1/streams', timeout=5)
         except urllib.error.HTTPError as error:
             body = error.read().decode(errors='replace') + str(error.headers)
-        everything = '\n'.join(probe.seen) + body
+        everything = '\n'.join(probe.seen + late.seen) + body
         self.assertGreater(len(probe.seen), 5)
         self.assertNotIn(real, everything)
         self.assertNotIn('REDACTED', everything)  # not even the redacted URL
+        self.assertNotIn(real, bridge.log())
 
 
 if __name__ == '__main__':
