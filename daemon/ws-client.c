@@ -258,14 +258,21 @@ connection_closed_cb (SoupWebsocketConnection *connection, gpointer user_data)
                             client->user_data);
 }
 
-/* The answer to the keepalive ping: also a whole frame from the peer. */
+/* The answer to the keepalive ping, or a pong the peer sent unasked. Not
+ * a mark: a peer may put pongs between the fragments of a message (RFC
+ * 6455 5.4), and a mark there let a message grow without bound. A pong is
+ * credited instead with the smallest size a client's frame has (the
+ * 2-byte header and the 4-byte mask; libsoup refuses an unmasked one), so
+ * an idle client answering the (empty) keepalive pings never runs out of
+ * budget and no pong buys room for anything else. Not its payload's size:
+ * libsoup 3.2 passes a GByteArray where the signal says GBytes. */
 static void
-connection_pong_cb (SoupWebsocketConnection *connection, GBytes *message, gpointer user_data)
+connection_pong_cb (SoupWebsocketConnection *connection, gpointer message, gpointer user_data)
 {
   WbWsClient *client = user_data;
 
   if (client->meter != NULL)
-    wb_ws_meter_mark (client->meter);
+    wb_ws_meter_credit (client->meter, WB_WS_CLIENT_MASKED_HEADER_BYTES);
 }
 
 static void

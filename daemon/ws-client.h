@@ -64,6 +64,8 @@ typedef struct
 /* Control frames (pings) a peer may send between two messages, beyond
  * max_message_bytes, before the meter ends the connection. */
 #define WB_WS_CLIENT_CONTROL_SLACK (64 * 1024)
+/* The smallest header of a client's frame: 2 bytes and the 4-byte mask. */
+#define WB_WS_CLIENT_MASKED_HEADER_BYTES 6
 
 /* Takes a ref on @connection (open, server side) and on @meter (may be
  * NULL), the meter of what the peer sends: each message may take

@@ -149,6 +149,9 @@ service_incoming_cb (GSocketService *service, GSocketConnection *connection, GOb
   pending->connection = g_object_ref (connection);
   pending->meter = WB_WS_METER (wb_ws_meter_new (
       g_io_stream_get_input_stream (G_IO_STREAM (connection)), WB_WS_MAX_REQUEST_BYTES));
+  /* A peer that sends but does not read waits: libsoup answers pings
+   * (and writes HTTP answers) without bound on what it holds. */
+  wb_ws_meter_set_socket (pending->meter, g_socket_connection_get_socket (connection));
   pending->peer = g_steal_pointer (&peer);
   pending->uid = uid;
   pending->timeout_id = g_timeout_add (WB_WS_HANDSHAKE_TIMEOUT_MS, pending_timeout_cb, pending);

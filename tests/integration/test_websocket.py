@@ -8,6 +8,7 @@ Events come from /sim/emit on stream ids the simulator does not animate, so
 every event a client sees is one the test sent.
 """
 
+import base64
 import json
 import os
 import queue
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import threading
 import time
@@ -63,6 +65,42 @@ def health(stream_id, bitrate=1000.0):
     return {'type': 'stream.health',
             'payload': {'stream_id': stream_id, 'bitrate': bitrate, 'fps': 30.0,
                         'packet_loss': 0.0, 'latency': 20.0}}
+
+
+
+def raw_frame(opcode, payload, fin=True):
+    """A client's frame, masked, built by hand (for what no client library
+    sends on purpose)."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    elif len(payload) < 65536:
+        head += bytes([0x80 | 126]) + struct.pack('!H', len(payload))
+    else:
+        head += bytes([0x80 | 127]) + struct.pack('!Q', len(payload))
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def raw_connect(port, key, rcvbuf=None):
+    """A WebSocket handshake by hand; the socket, past the 101 answer."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(('127.0.0.1', port))
+    s.sendall(f'GET /v1/streams?api_key={key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n'
+              'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+              f'Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n'
+              'Sec-WebSocket-Version: 13\r\n\r\n'.encode())
+    answer = b''
+    while b'\r\n\r\n' not in answer:
+        data = s.recv(4096)
+        if not data:
+            raise ConnectionError('closed during the handshake')
+        answer += data
+    if b' 101 ' not in answer.split(b'\r\n')[0]:
+        raise ConnectionError(answer.split(b'\r\n')[0].decode())
+    return s
 
 
 def upstream_has(sim, stream_id):
@@ -612,6 +650,53 @@ print(json.dumps({"closed": state()}), flush=True)
         other.send({'type': 'ping', 'timestamp': 1})
         other.message('pong')
 
+    def test_pongs_between_fragments_do_not_restart_the_budget(self):
+        # RFC 6455 lets control frames interleave with a message's
+        # fragments; a pong after each fragment once reset the meter, and
+        # libsoup 3.2 gathered a 50 MB message with MaxLineBytes=1024.
+        bridge = self.bridge(config={'Limits': {'MaxLineBytes': '1024'}})
+        key = self.local_key(bridge)
+        probe = self.probe(self.url(key))
+        self.assertTrue(probe.opened())
+        rss = bridge.rss_kib()
+        probe.send_line('PONGFRAGMENTS 5000 1000')
+        self.assertIn(probe.closed()['code'], (1006, 1009))
+        self.assertLess(bridge.rss_kib() - rss, 1024, 'the 5 MB message was not gathered')
+        # An idle client answering keepalives (pongs alone) is not cut.
+        idle = self.probe(self.url(key))
+        self.assertTrue(idle.opened())
+        idle.send_line('PONGS 20000')
+        idle.send({'type': 'ping', 'timestamp': 2})
+        self.assertEqual(idle.message('pong')['payload']['timestamp'], 2)
+
+    def test_a_peer_that_pings_but_never_reads_is_not_read(self):
+        # libsoup answers every ping with a pong and holds what the socket
+        # does not take without bound: a client sending pings (a message
+        # now and then restarts the meter) and reading nothing grew the
+        # daemon by megabytes a second. Now the bridge stops reading a peer
+        # whose socket takes no output, and its pings wait in the kernel.
+        bridge = self.bridge()
+        key = self.local_key(bridge)
+        rss = bridge.rss_kib()
+        s = raw_connect(self.port, key, rcvbuf=4096)
+        self.addCleanup(s.close)
+        s.settimeout(3)
+        batch = raw_frame(9, b'p' * 125) * 900 + raw_frame(1, b'{"type":"pong"}')
+        sent = 0
+        deadline = time.monotonic() + 20
+        with self.assertRaises(socket.timeout, msg='the bridge kept reading'):
+            while time.monotonic() < deadline:
+                s.sendall(batch)
+                sent += len(batch)
+                time.sleep(1 / 40)  # under MessagesPerSecond
+        self.assertLess(sent, 24 * 1024 * 1024)
+        self.assertLess(bridge.rss_kib() - rss, 32 * 1024)
+        # Others are served meanwhile.
+        other = self.probe(self.url(key))
+        self.assertTrue(other.opened())
+        other.send({'type': 'ping', 'timestamp': 3})
+        self.assertEqual(other.message('pong')['payload']['timestamp'], 3)
+
     def test_an_http_request_body_is_not_kept(self):
         # SoupServer would keep a request body of any size in memory: the
         # connection ends once the request passes 64 KiB.
@@ -702,6 +787,24 @@ print(json.dumps({"closed": state()}), flush=True)
         probe.send_line('not json')
         self.sim.post('/sim/emit', {'type': 'error', 'payload': {
             'code': 'server_error', 'message': 'oops', 'details': {'stream_id': stream}}})
+        # A server quoting the key back (an error, a chat line) has it
+        # replaced before anyone sees it, the history included.
+        self.sim.post('/sim/emit', {'type': 'error', 'payload': {
+            'code': 'invalid_api_key', 'message': f'bad key {real}',
+            'details': {'stream_id': stream, 'api_key': real}}})
+        probe.message('error', where=lambda m: m['payload']['code'] == 'invalid_api_key')
+        self.sim.post('/sim/emit', {'type': 'chat.message', 'payload': {
+            'stream_id': stream, 'message_id': 'k1', 'user_id': 'u1', 'username': 'u',
+            'message': f'{real}{real}', 'timestamp': '2024-01-01T00:00:00Z'}})
+        chat = probe.message('chat.message')
+        self.assertEqual(chat['payload']['message'], '(api key removed)' * 2)
+        late = self.probe(self.url(key))
+        self.assertTrue(late.opened())
+        late.send({'type': 'subscribe', 'stream_id': stream, 'history': 5})
+        replayed = late.message('chat.message')
+        self.assertTrue(replayed.get('cached'))
+        self.assertEqual(replayed['payload']['message'], '(api key removed)' * 2)
+        self.assertIn('The server sent the API key back', bridge.log())
         self.sim.post('/sim/close', {'code': 4500, 'reason': 'maintenance'})
         probe.message('bridge.resync', timeout=20)
         self.sim.post('/sim/emit', started(stream))
@@ -711,10 +814,11 @@ print(json.dumps({"closed": state()}), flush=True)
             urllib.request.urlopen(f'http://127.0.0.1:{self.port}/v1/streams', timeout=5)
         except urllib.error.HTTPError as error:
             body = error.read().decode(errors='replace') + str(error.headers)
-        everything = '\n'.join(probe.seen) + body
+        everything = '\n'.join(probe.seen + late.seen) + body
         self.assertGreater(len(probe.seen), 5)
         self.assertNotIn(real, everything)
         self.assertNotIn('REDACTED', everything)  # not even the redacted URL
+        self.assertNotIn(real, bridge.log())
 
 
 if __name__ == '__main__':

@@ -5,7 +5,9 @@
 //   node probe.js URL [ORIGIN]
 // Every line on stdin is sent as one text message; "FLOOD N TEXT" sends
 // TEXT N times at once; "FRAGMENTS N SIZE" sends N fragments of SIZE bytes
-// of one text message that never ends.
+// of one text message that never ends ("PONGFRAGMENTS N SIZE": the same
+// with a pong frame after each fragment, as RFC 6455 allows); "PONGS N"
+// sends N empty pongs.
 'use strict';
 const WebSocket = require('ws');
 
@@ -36,11 +38,20 @@ ws.on('error', (error) => out({ error: String(error.message) }));
 function handle(line) {
   if (ws.readyState !== WebSocket.OPEN)
     return;
-  const fragments = /^FRAGMENTS (\d+) (\d+)$/.exec(line);
+  const fragments = /^(PONG)?FRAGMENTS (\d+) (\d+)$/.exec(line);
   if (fragments) {
-    const chunk = 'x'.repeat(Number(fragments[2]));
-    for (let i = 0; i < Number(fragments[1]); i++)
+    const chunk = 'x'.repeat(Number(fragments[3]));
+    for (let i = 0; i < Number(fragments[2]); i++) {
       ws.send(chunk, { fin: false });
+      if (fragments[1])
+        ws.pong();
+    }
+    return;
+  }
+  const pongs = /^PONGS (\d+)$/.exec(line);
+  if (pongs) {
+    for (let i = 0; i < Number(pongs[1]); i++)
+      ws.pong();
     return;
   }
   const flood = /^FLOOD (\d+) (.*)$/.exec(line);
