@@ -73,13 +73,13 @@
 /* Invalid server messages, and its error messages, are logged at most this
  * often per window, each kind. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
+#define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
 /* What stands in for the API key where the server sends it back (an error
  * quoting the key it refused, say): clients, local WebSocket apps included,
  * never get it (docs/upstream.md). Keys shorter than this are not looked
  * for: they would match ordinary text. */
 #define WB_UPSTREAM_KEY_STAND_IN "(api key removed)"
 #define WB_UPSTREAM_KEY_MIN_SEARCH_BYTES 8
-#define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
 /* Close codes the bridge sends itself. */
 #define WB_UPSTREAM_CLOSE_NORMAL 1000
 #define WB_UPSTREAM_CLOSE_GOING_AWAY 1001
