@@ -11,8 +11,9 @@ table.
 
     python3 tests/soak/soak.py [--seconds N] [--seed N] [--out DIR]
 
-Length: --seconds, else $WB_SOAK_SECONDS, else 120 (the whole run, start-up
-and the final checks included, takes a few seconds more). Exit 0 when every
+Length: --seconds, else $WB_SOAK_SECONDS, else --default-seconds (meson
+passes -Dsoak_seconds), else 120; the whole run, start-up and the final
+checks included, takes about that long. Exit 0 when every
 check passes. The run directory (kept with --out, else a temporary one
 removed on success) holds the logs and summary.json.
 """
@@ -501,6 +502,9 @@ class Soak:
         }
         with open(os.path.join(self.run_dir, 'summary.json'), 'w') as f:
             json.dump(summary, f, indent=1)
+        with open(os.path.join(self.run_dir, 'daemon-samples.jsonl'), 'w') as f:
+            for entry in self.samples:
+                f.write(json.dumps(entry) + '\n')
         print(report)
         print('faults:', json.dumps(summary['faults'], sort_keys=True))
         print('reconnect waits checked:', json.dumps(summary['waits'], sort_keys=True))
@@ -513,7 +517,10 @@ class Soak:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seconds', type=float,
-                        default=float(os.environ.get('WB_SOAK_SECONDS', '120')))
+                        help='length (default: $WB_SOAK_SECONDS, else --default-seconds)')
+    parser.add_argument('--default-seconds', type=float, default=120,
+                        help='length without --seconds or $WB_SOAK_SECONDS (meson: '
+                        '-Dsoak_seconds)')
     parser.add_argument('--seed', type=int, default=int(os.environ.get('WB_SOAK_SEED', '0')) or
                         random.randrange(1, 1 << 31))
     parser.add_argument('--socket-clients', type=int, default=24)
@@ -521,6 +528,8 @@ def main():
     parser.add_argument('--speed', type=float, default=5.0)
     parser.add_argument('--out', default=os.environ.get('WB_SOAK_OUT'))
     args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = float(os.environ.get('WB_SOAK_SECONDS') or args.default_seconds)
     keep = args.out is not None
     if not keep:
         args.out = tempfile.mkdtemp(prefix='wb-soak-')

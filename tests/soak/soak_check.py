@@ -174,6 +174,7 @@ class Checker:
         self.sim = SimLog(os.path.join(run_dir, 'sim-events.jsonl'))
         self.failures = []
         self.counts = collections.Counter()
+        self.gaps = set()  # (session, stream, line before, line after)
 
     def fail(self, session, text):
         self.failures.append(f'{session.name}: {text}')
@@ -398,6 +399,10 @@ class Checker:
     def count_gap(self, session, key, ev, prev_pos, next_pos, announced):
         if announced(prev_pos, next_pos):
             self.counts['events in announced gaps'] += 1
+            gap = (session.name, ev['stream'], prev_pos, next_pos)
+            if gap not in self.gaps:
+                self.gaps.add(gap)
+                self.counts['gaps announced'] += 1
         else:
             self.fail(session, f'unannounced gap: {ev["type"]} {key} missing between lines '
                                f'{prev_pos} and {next_pos}, no bridge.state/resync/dropped '

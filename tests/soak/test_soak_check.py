@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: MIT
+"""The soak checker must be able to fail: a small run written by hand, whole
+it passes; doctored (an event lost, duplicated, reordered, of a type not
+subscribed, a gap nobody announced, a send answered twice or never) it
+fails, naming the rule."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import soak_check  # noqa: E402
+
+S = 'stream_abc123'
+
+
+def event(seq, etype='stream.health', stream=S, cached=False):
+    payloads = {
+        'stream.health': {'bitrate': 1000.0 + seq, 'fps': 30.0, 'packet_loss': 0.0,
+                          'latency': 40},
+        'chat.message': {'message_id': f'msg_{seq}', 'user_id': 'u', 'username': 'n',
+                         'message': 'hi', 'timestamp': f'2026-01-01T00:00:{seq:02d}Z'},
+    }
+    payload = {'stream_id': stream, **payloads[etype], 'sim_stream_seq': seq}
+    msg = {'type': etype, 'payload': payload}
+    if cached:
+        msg['cached'] = True
+        msg['age_ms'] = 5
+    return msg
+
+
+class Run:
+    """A sim log and one socket session, built step by step with a clock."""
+
+    def __init__(self):
+        self.t = 100.0
+        self.sim = []
+        self.client = [{'kind': 'session', 'transport': 'socket', 'id': 'c'}]
+
+    def tick(self):
+        self.t += 0.01
+        return self.t
+
+    def sim_rec(self, kind, **fields):
+        self.sim.append({'t': int(self.tick() * 1e6), 'kind': kind, **fields})
+
+    def emit(self, seq, conns, etype='stream.health'):
+        self.sim_rec('event', conns=conns, message=event(seq, etype))
+
+    def got(self, msg):
+        self.client.append({'t': self.tick(), 'kind': 'in', 'msg': msg})
+
+    def out(self, msg):
+        self.client.append({'t': self.tick(), 'kind': 'out', 'msg': msg})
+
+    def write(self, run_dir):
+        os.makedirs(os.path.join(run_dir, 'clients'), exist_ok=True)
+        with open(os.path.join(run_dir, 'sim-events.jsonl'), 'w') as f:
+            for rec in self.sim:
+                f.write(json.dumps(rec) + '\n')
+        with open(os.path.join(run_dir, 'clients', 'c.jsonl'), 'w') as f:
+            for rec in self.client:
+                f.write(json.dumps(rec) + '\n')
+
+
+def scenario(lose=None, duplicate=None, swap=None, announce=True, extra=None):
+    """Connection 1 carries events 1-5, then the sim closes it with 4500
+    (events 6 and 7 go to no connection: the bridge is reconnecting),
+    connection 2 carries 8-10. The client subscribed to health before
+    event 1 and sends one chat message."""
+    r = Run()
+    r.sim_rec('open', conn=1)
+    r.out({'type': 'subscribe', 'stream_id': S, 'events': ['stream.health'], 'id': 1})
+    r.got({'type': 'subscribed', 'id': 1,
+           'payload': {'stream_id': S, 'events': ['stream.health']}})
+    r.sim_rec('subscribe', conn=1, stream_id=S, events=['stream.health'])
+    r.out({'type': 'chat.message', 'stream_id': S, 'message': 'x', 'id': 'c1'})
+    delivered = []
+    for seq in range(1, 6):
+        r.emit(seq, [1])
+        delivered.append(seq)
+    r.sim_rec('close', conn=1, code=4500, initiator='server')
+    r.emit(6, [])
+    r.emit(7, [])
+    r.sim_rec('open', conn=2)
+    r.sim_rec('subscribe', conn=2, stream_id=S, events=['stream.health'])
+    for seq in range(8, 11):
+        r.emit(seq, [2])
+        delivered.append(seq)
+    order = [s for s in delivered if s != lose]
+    if duplicate is not None:
+        order.insert(order.index(duplicate) + 1, duplicate)
+    if swap is not None:
+        i = order.index(swap)
+        order[i], order[i + 1] = order[i + 1], order[i]
+    r.got({'type': 'sent', 'id': 'c1', 'payload': {'stream_id': S, 'type': 'chat.message'}})
+    for seq in order:
+        if seq == 8 and announce:
+            r.got({'type': 'bridge.state', 'payload': {'state': 'waiting'}})
+        r.got(event(seq))
+    if extra is not None:
+        extra(r)
+    r.client.append({'t': r.tick(), 'kind': 'end', 'graceful': True})
+    return r
+
+
+class TestSoakCheck(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='wb-soak-check-')
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def check(self, run):
+        run.write(self.dir)
+        checker = soak_check.Checker(self.dir)
+        ok = checker.run()
+        return ok, checker
+
+    def assert_fails(self, run, words):
+        ok, checker = self.check(run)
+        self.assertFalse(ok, checker.report())
+        self.assertTrue(any(words in f for f in checker.failures), checker.report())
+
+    def test_whole_run_passes(self):
+        ok, checker = self.check(scenario())
+        self.assertTrue(ok, checker.report())
+        self.assertEqual(checker.counts['events delivered (socket)'], 8)
+        self.assertEqual(checker.counts['events in announced gaps'], 2)
+        self.assertEqual(checker.counts['sends answered sent'], 1)
+
+    def test_lost_event_fails(self):
+        self.assert_fails(scenario(lose=3), 'lost while connected')
+
+    def test_lost_before_a_close_frame_fails(self):
+        # Event 5 was the last of connection 1, which the sim ended with a
+        # close frame: the bridge read it before the close, so it is owed.
+        self.assert_fails(scenario(lose=5), 'lost while connected')
+
+    def test_duplicate_fails(self):
+        self.assert_fails(scenario(duplicate=4), 'duplicate')
+
+    def test_wrong_order_fails(self):
+        self.assert_fails(scenario(swap=2), 'out of order')
+
+    def test_unannounced_gap_fails(self):
+        self.assert_fails(scenario(announce=False), 'unannounced gap')
+
+    def test_resync_of_another_stream_does_not_announce(self):
+        run = scenario(announce=False)
+        # A resync for a different stream between 5 and 8 is no notice for S.
+        i = next(i for i, rec in enumerate(run.client)
+                 if rec.get('msg', {}).get('payload', {}).get('sim_stream_seq') == 8)
+        run.client.insert(i, {'t': run.client[i]['t'] - 0.001, 'kind': 'in', 'msg': {
+            'type': 'bridge.resync', 'payload': {'stream_id': 'stream_other', 'gap_ms': 5}}})
+        self.assert_fails(run, 'unannounced gap')
+
+    def test_unsubscribed_type_fails(self):
+        def chat(r):
+            r.emit(11, [2], 'chat.message')
+            r.got(event(11, 'chat.message'))
+        self.assert_fails(scenario(extra=chat), 'not subscribed')
+
+    def test_event_never_emitted_fails(self):
+        self.assert_fails(scenario(extra=lambda r: r.got(event(99))), 'never emitted')
+
+    def test_send_answered_twice_fails(self):
+        self.assert_fails(scenario(extra=lambda r: r.got(
+            {'type': 'error', 'id': 'c1', 'payload': {'code': 'send_failed'}})),
+            'answered 2 times')
+
+    def test_send_never_answered_fails(self):
+        run = scenario()
+        run.client = [rec for rec in run.client if rec.get('msg', {}).get('type') != 'sent']
+        self.assert_fails(run, 'never answered')
+
+    def test_cached_replay_is_not_a_duplicate(self):
+        ok, checker = self.check(scenario(extra=lambda r: (
+            r.out({'type': 'subscribe', 'stream_id': S, 'events': [], 'id': 2}),
+            r.got({'type': 'subscribed', 'id': 2,
+                   'payload': {'stream_id': S, 'events': list(soak_check.STREAM_EVENTS)}}),
+            r.got(event(10, cached=True)))))
+        self.assertTrue(ok, checker.report())
+
+    def test_dbus_signal_maps_to_its_event(self):
+        run = scenario()
+        run.client[0]['transport'] = 'dbus'
+        for rec in run.client:
+            msg = rec.get('msg', {})
+            if msg.get('type') == 'stream.health':
+                p = msg['payload']
+                rec['msg'] = {'type': 'dbus.signal', 'member': 'Health',
+                              'path': '/inc/wave/Bridge1/stream/stream_5fabc123',
+                              'args': [p['bitrate'], p['fps'], p['packet_loss'],
+                                       float(p['latency'])]}
+        ok, checker = self.check(run)
+        self.assertTrue(ok, checker.report())
+        self.assertEqual(checker.counts['events delivered (dbus)'], 8)
+        # and a lost signal is found the same way
+        i = next(i for i, rec in enumerate(run.client)
+                 if rec.get('msg', {}).get('args', [0])[0] == 1003.0)
+        del run.client[i]
+        self.assert_fails(run, 'lost while connected')
+
+
+if __name__ == '__main__':
+    unittest.main()
