@@ -24,6 +24,7 @@ import collections
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -70,12 +71,38 @@ GARBAGE = (
 # bounded by design: the per-stream cache, the close history).
 RSS_GROWTH_LIMIT_KIB = 4096
 END_SETTLE_S = 10.0
-WAIT_SLACK_S = 0.05  # scheduling jitter between two lines to one reader
+# The daemon logs HH:MM:SS.mmm
+LOG_RESOLUTION_S = 0.002
+LOG_LINE = re.compile(r'^[\w-]+-Message: (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d\.\d+): (?P<text>.*)$')
+LOST = re.compile(r'^upstream \S+ lost: (?P<why>[^(]+?) \(')
+PLAN = re.compile(r'^next upstream attempt in (?P<ms>\d+) ms')  # scheduling jitter between two lines to one reader
 WAIT_UPPER_SLACK_S = 2.0  # a loaded machine
 
 
 def now():
     return time.monotonic()
+
+
+def socket_kinds(pid):
+    """inode → 'unix:PATH', 'tcp:LOCAL-REMOTE STATE', 'netlink', … for
+    the descriptors' sockets: what a leaked one was."""
+    kinds = {}
+    for proto in ('tcp', 'tcp6', 'udp', 'unix', 'netlink'):
+        try:
+            with open(f'/proc/{pid}/net/{proto}') as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if proto == 'unix':
+                        inode = cols[6]
+                        kinds[inode] = 'unix:' + (cols[7] if len(cols) > 7 else '(peer)')
+                    elif proto == 'netlink':
+                        kinds[cols[-1]] = 'netlink'
+                    else:
+                        kinds[cols[9]] = f'{proto}:{cols[1]}-{cols[2]} {cols[3]}'
+        except (OSError, StopIteration):
+            pass
+    return kinds
 
 
 class RunLog:
@@ -257,8 +284,13 @@ class Soak:
         pid = self.bridge.proc.pid
         try:
             fd_dir = f'/proc/{pid}/fd'
-            targets = sorted(os.readlink(os.path.join(fd_dir, n)).split('[')[0]
-                             for n in os.listdir(fd_dir))
+            sockets = socket_kinds(pid)
+            targets = []
+            for n in os.listdir(fd_dir):
+                target = os.readlink(os.path.join(fd_dir, n))
+                if target.startswith('socket:['):
+                    target = sockets.get(target[8:-1], 'socket:?')
+                targets.append(target.split('[')[0])
             fds = len(targets)
             rss = self.bridge.rss_kib()
         except (FileNotFoundError, ProcessLookupError):
@@ -451,40 +483,69 @@ class Soak:
         self.check_waits()
 
     def check_waits(self):
-        """Reconnect waits seen by the observer: from leaving `connected`
-        (waiting / rate-limited) to the next `connecting`, never shorter than
-        the close table allows and never much longer than its longest."""
-        states = []
-        with open(os.path.join(self.run_dir, 'clients', 'observer.jsonl')) as f:
+        """Reconnect waits, from the daemon's own log (the observer's clock
+        is a Python process on a loaded machine: it may read a second of
+        lines at once). Each close or failed handshake the daemon reports
+        ("lost: DESCRIPTION (close code N …)") must plan the wait the close
+        table gives ("next upstream attempt in N ms": the fixed wait or a
+        backoff step, + at most 20 % jitter), and the next attempt must not
+        end (connected, or failed) before that wait is over, unless a
+        reload or a network change cut it short (as documented)."""
+        fixed = {'going away': TIMINGS['GoingAwayWait'],
+                 'rate limited': TIMINGS['RateLimitedWait'],
+                 'handshake rate limited': TIMINGS['RateLimitedWait']}
+        no_wait = {'normal closure', 'invalid api key', 'handshake unauthorized',
+                   'handshake forbidden'}
+        events = []  # (seconds of the day, kind, detail)
+        with open(os.path.join(self.run_dir, 'daemon.log'), errors='replace') as f:
             for line in f:
-                rec = json.loads(line)
-                if rec.get('kind') == 'in' and rec['msg'].get('type') == 'bridge.state':
-                    states.append((rec['t'], rec['msg']['payload']['state']))
-        closes = []
-        with open(os.path.join(self.run_dir, 'sim-events.jsonl')) as f:
-            for line in f:
-                if '"kind":"close"' in line:
-                    rec = json.loads(line)
-                    closes.append((rec['t'] / 1e6, rec['code'], rec['initiator']))
+                m = LOG_LINE.match(line)
+                if not m:
+                    continue
+                t = int(m['h']) * 3600 + int(m['m']) * 60 + float(m['s'])
+                text = m['text']
+                lost = LOST.search(text)
+                plan = PLAN.search(text)
+                if lost:
+                    events.append((t, 'lost', lost['why']))
+                elif plan:
+                    events.append((t, 'plan', int(plan['ms']) / 1000.0))
+                elif text.startswith('connected to '):
+                    events.append((t, 'attempt', None))
+                elif text.startswith(('reloading', 'network changed', 'reconnect requested')):
+                    events.append((t, 'cut', text))
         self.waits = collections.Counter()
-        longest = max(TIMINGS['BackoffMax'], TIMINGS['GoingAwayWait'],
-                      TIMINGS['RateLimitedWait']) * 1.2 + WAIT_UPPER_SLACK_S
-        for (t0, s0), (t1, s1) in zip(states, states[1:]):
-            if s0 not in ('waiting', 'rate-limited') or s1 != 'connecting':
+        for i, (t, kind, detail) in enumerate(events):
+            if kind != 'lost':
                 continue
-            wait = t1 - t0
-            recent = [c for c in closes if t0 - 1.0 <= c[0] <= t0 + 0.5]
-            if s0 == 'rate-limited':
-                floor, kind = TIMINGS['RateLimitedWait'], 'rate-limited'
-            elif any(code == 1001 and who == 'server' for _, code, who in recent):
-                floor, kind = TIMINGS['GoingAwayWait'], 'going-away'
+            why = detail
+            plan = events[i + 1] if i + 1 < len(events) else None
+            if why in no_wait:
+                self.waits['no retry (' + why + ')'] += 1
+                if plan and plan[1] == 'plan' and abs(plan[0] - t) < 0.01:
+                    self.failures.append(f'"{why}" at {t:.3f} planned a retry')
+                continue
+            if plan is None or plan[1] != 'plan':
+                self.failures.append(f'"{why}" at {t:.3f} planned no retry')
+                continue
+            wait = plan[2]
+            if why in fixed:
+                lo, hi, name = fixed[why], fixed[why] * 1.2, why
             else:
-                floor, kind = TIMINGS['BackoffInitial'], 'backoff'
-            self.waits[kind] += 1
-            if wait < floor - WAIT_SLACK_S:
-                self.failures.append(f'{kind} wait {wait * 1000:.0f} ms < {floor * 1000:.0f} ms')
-            if wait > longest:
-                self.failures.append(f'{kind} wait {wait:.2f} s > {longest:.2f} s')
+                lo, hi, name = TIMINGS['BackoffInitial'], TIMINGS['BackoffMax'] * 1.2, 'backoff'
+            self.waits[name] += 1
+            if not lo - 0.001 <= wait <= hi + 0.001:
+                self.failures.append(f'"{why}" at {t:.3f}: planned {wait * 1000:.0f} ms, the '
+                                     f'table says {lo * 1000:.0f}-{hi * 1000:.0f} ms')
+            following = events[i + 2] if i + 2 < len(events) else None
+            if following is None or following[1] == 'cut':
+                continue
+            if following[0] - plan[0] < wait - LOG_RESOLUTION_S:
+                self.failures.append(f'"{why}" at {t:.3f}: planned {wait * 1000:.0f} ms, the next '
+                                     f'attempt ended after {(following[0] - plan[0]) * 1000:.0f} ms')
+            elif following[0] - plan[0] > wait + WAIT_UPPER_SLACK_S:
+                self.failures.append(f'"{why}" at {t:.3f}: planned {wait * 1000:.0f} ms, the next '
+                                     f'attempt came after {(following[0] - plan[0]):.1f} s')
 
     def summarize(self):
         checker = soak_check.Checker(self.run_dir)

@@ -202,13 +202,15 @@ class Checker:
                 self.fail(session, f'D-Bus {member} on {msg["path"]} matches no event the sim '
                                    f'emitted for {stream}: {msg["args"]}')
                 return None
-            # Identical payloads (rare) map to the earliest not yet seen.
-            seen = session.dbus_seen.setdefault(stream, set())
-            for seq in seqs:
-                if seq not in seen:
-                    seen.add(seq)
-                    return stream, seq
-            return stream, seqs[-1]
+            # Identical payloads (an ended stream's analytics repeat) are
+            # indistinguishable: take the first one after the last this
+            # session got of the stream, as an in-order delivery would be.
+            last = session.dbus_last.get(stream, 0)
+            seq = next((q for q in seqs if q > last), seqs[-1])
+            if len(seqs) > 1:
+                self.counts['D-Bus signals with an ambiguous payload'] += 1
+            session.dbus_last[stream] = max(last, seq)
+            return stream, seq
         payload = msg.get('payload') or {}
         if SEQ not in payload:
             self.fail(session, f'a stream event without {SEQ}: {msg}')
@@ -217,7 +219,7 @@ class Checker:
 
     def check_session(self, session):
         dbus = session.transport == 'dbus'
-        session.dbus_seen = {}
+        session.dbus_last = {}
         pos = 0
         intervals = []  # closed ones
         open_iv = {}  # stream → interval

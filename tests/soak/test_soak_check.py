@@ -206,5 +206,58 @@ class TestSoakCheck(unittest.TestCase):
         self.assert_fails(run, 'lost while connected')
 
 
+DAEMON_LOG = """\
+wave-upstream-Message: 16:05:22.930: upstream ws://x lost: other close code (close code 4000: soak)
+wave-upstream-Message: 16:05:22.930: next upstream attempt in 100 ms
+wave-upstream-Message: 16:05:23.032: connected to ws://x
+wave-upstream-Message: 16:05:24.100: upstream ws://x lost: going away (close code 1001)
+wave-upstream-Message: 16:05:24.100: next upstream attempt in 310 ms
+wave-upstream-Message: 16:05:24.420: connected to ws://x
+wave-upstream-Message: 16:05:25.000: upstream ws://x lost: invalid api key (close code 4401)
+wave-bridged-Message: 16:05:25.194: reloading (SIGHUP)
+wave-upstream-Message: 16:05:25.197: connected to ws://x
+"""
+
+
+class TestReconnectWaits(unittest.TestCase):
+    """soak.py's check of the daemon's reconnect waits against the close table."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='wb-soak-waits-')
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def check(self, log):
+        import soak
+        with open(os.path.join(self.dir, 'daemon.log'), 'w') as f:
+            f.write(log)
+        run = soak.Soak.__new__(soak.Soak)
+        run.run_dir, run.failures = self.dir, []
+        run.check_waits()
+        return run
+
+    def test_table_waits_pass(self):
+        run = self.check(DAEMON_LOG)
+        self.assertEqual(run.failures, [])
+        self.assertEqual(run.waits['backoff'], 1)
+        self.assertEqual(run.waits['going away'], 1)
+
+    def test_short_plan_fails(self):
+        run = self.check(DAEMON_LOG.replace('in 310 ms', 'in 100 ms'))
+        self.assertTrue(any('the table says 300-360 ms' in f for f in run.failures), run.failures)
+
+    def test_early_attempt_fails(self):
+        run = self.check(DAEMON_LOG.replace('16:05:24.420', '16:05:24.300'))
+        self.assertTrue(any('ended after 200 ms' in f for f in run.failures), run.failures)
+
+    def test_retry_after_4401_fails(self):
+        run = self.check(DAEMON_LOG.replace(
+            'lost: invalid api key (close code 4401)\n',
+            'lost: invalid api key (close code 4401)\n'
+            'wave-upstream-Message: 16:05:25.000: next upstream attempt in 100 ms\n'))
+        self.assertTrue(any('planned a retry' in f for f in run.failures), run.failures)
+
+
 if __name__ == '__main__':
     unittest.main()
