@@ -65,6 +65,8 @@
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
+/* How long an idle HTTP connection (a refused handshake's) may stay open. */
+#define WB_UPSTREAM_IDLE_HTTP_S 1
 /* Close codes the bridge sends itself. */
 #define WB_UPSTREAM_CLOSE_NORMAL 1000
 #define WB_UPSTREAM_CLOSE_GOING_AWAY 1001
@@ -1108,7 +1110,13 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
   limits = outbox_limits (config);
   self->outbox = wb_outbox_new (&limits, &outbox_callbacks, self);
   wb_backoff_init (&self->backoff, config->backoff_initial_ms, config->backoff_max_ms);
-  self->session = soup_session_new_with_options ("user-agent", "wave-bridge/" WB_VERSION, NULL);
+  /* The session only ever makes WebSocket handshakes, whose connections
+   * leave its pool once upgraded. A refused one (HTTP 4xx/5xx) would stay
+   * there idle for libsoup's default 60 s, never reused by the next
+   * attempt: a connection to the server and a descriptor held for nothing
+   * after each refusal (the soak's descriptor check found it). */
+  self->session = soup_session_new_with_options ("user-agent", "wave-bridge/" WB_VERSION,
+                                                 "idle-timeout", WB_UPSTREAM_IDLE_HTTP_S, NULL);
   return self;
 }
 

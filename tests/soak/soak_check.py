@@ -135,6 +135,8 @@ class SimLog:
                     self.by_stream[ev['stream']].append(ev)
                     fp = payload_fingerprint(ev['type'], payload)
                     self.fingerprints[ev['stream']].setdefault(fp, []).append(ev['seq'])
+        # Numbers follow emission order: each stream's events are sorted by time too.
+        self.stream_times = {s: [ev['t'] for ev in evs] for s, evs in self.by_stream.items()}
         self.open_times = sorted((c['open'], n) for n, c in self.conns.items())
 
     def conn_at(self, t):
@@ -351,8 +353,10 @@ class Checker:
             return any(lo < p < hi and (kind != 'bridge.resync' or s == stream)
                        for p, kind, s in announcements)
 
-        for ev in self.sim.by_stream.get(stream, ()):
-            if ev['type'] not in types or ev['t'] <= iv['start_t']:
+        events = self.sim.by_stream.get(stream, [])
+        times = self.sim.stream_times.get(stream, [])
+        for ev in events[bisect.bisect_right(times, iv['start_t']):]:
+            if ev['type'] not in types:
                 continue
             if iv['end_t'] is not None and ev['t'] >= iv['end_t']:
                 break
