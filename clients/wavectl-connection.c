@@ -42,11 +42,11 @@ wctl_client_get_status (WctlClient *client, GError **error)
 
 gboolean
 wctl_client_subscribe (WctlClient *client, const char *stream_id, const char *const *events,
-                       GError **error)
+                       guint history, GError **error)
 {
   g_return_val_if_fail (client != NULL, FALSE);
   g_return_val_if_fail (stream_id != NULL, FALSE);
-  return client->ops->subscribe (client, stream_id, events, error);
+  return client->ops->subscribe (client, stream_id, events, history, error);
 }
 
 gboolean
@@ -551,7 +551,7 @@ match_subscribed_cb (JsonObject *message, gint64 id, const char *stream_id)
 
 static gboolean
 socket_subscribe (WctlClient *client, const char *stream_id, const char *const *events,
-                  GError **error)
+                  guint history, GError **error)
 {
   WctlSocketClient *self = (WctlSocketClient *)client;
   g_autoptr (JsonObject) request = json_object_new ();
@@ -564,6 +564,9 @@ socket_subscribe (WctlClient *client, const char *stream_id, const char *const *
   for (gsize i = 0; events != NULL && events[i] != NULL; i++)
     json_array_add_string_element (array, events[i]);
   json_object_set_array_member (request, "events", array);
+  /* The bridge replays it after the acknowledgement, before live events. */
+  if (history > 0)
+    json_object_set_int_member (request, "history", history);
   id = send_request (self, request, error);
   if (id == 0)
     return FALSE;

@@ -420,6 +420,53 @@ replay_properties (WctlDbusClient *self, const char *path, StreamSubscription *s
                                        "average_watch_time", NULL });
 }
 
+/* GetHistory's (type, age_ms, fields) entries as socket-shaped events
+ * marked "cached", like the replayed properties. */
+static void
+replay_history (WctlDbusClient *self, const char *path, StreamSubscription *sub, guint history)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) reply = NULL;
+  g_autoptr (GVariantIter) entries = NULL;
+  const char *type;
+  guint64 age_ms;
+  GVariantIter *fields;
+
+  reply = g_dbus_connection_call_sync (self->bus, BRIDGE_NAME, path, STREAM_IFACE, "GetHistory",
+                                       g_variant_new ("(u)", history),
+                                       G_VARIANT_TYPE ("(a(sta{sv}))"), G_DBUS_CALL_FLAGS_NONE,
+                                       WCTL_REQUEST_TIMEOUT_MS, NULL, &error);
+  if (reply == NULL)
+    {
+      /* An older bridge: no history, the live events still come. */
+      g_debug ("no history for %s: %s", path, error->message);
+      return;
+    }
+  g_variant_get (reply, "(a(sta{sv}))", &entries);
+  while (g_variant_iter_next (entries, "(&sta{sv})", &type, &age_ms, &fields))
+    {
+      g_autoptr (JsonObject) message = NULL;
+      JsonObject *payload = json_object_new ();
+      const char *name;
+      GVariant *value;
+
+      json_object_set_string_member (payload, "stream_id", sub->stream_id);
+      while (g_variant_iter_next (fields, "{&sv}", &name, &value))
+        {
+          if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+            json_object_set_string_member (payload, name, g_variant_get_string (value, NULL));
+          else if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT32))
+            json_object_set_int_member (payload, name, g_variant_get_uint32 (value));
+          g_variant_unref (value);
+        }
+      g_variant_iter_free (fields);
+      message = envelope (type, payload);
+      json_object_set_boolean_member (message, "cached", TRUE);
+      json_object_set_int_member (message, "age_ms", (gint64)MIN (age_ms, (guint64)G_MAXINT64));
+      deliver (self, message);
+    }
+}
+
 static StreamSubscription *
 watch_path (WctlDbusClient *self, const char *path, const char *stream_id,
             const char *const *events)
@@ -441,7 +488,7 @@ watch_path (WctlDbusClient *self, const char *path, const char *stream_id,
 }
 
 static gboolean
-dbus_subscribe (WctlClient *client, const char *stream_id, const char *const *events,
+dbus_subscribe (WctlClient *client, const char *stream_id, const char *const *events, guint history,
                 GError **error)
 {
   WctlDbusClient *self = (WctlDbusClient *)client;
@@ -466,6 +513,8 @@ dbus_subscribe (WctlClient *client, const char *stream_id, const char *const *ev
   g_variant_get (reply, "(&o)", &path);
   sub = watch_path (self, path, stream_id, events);
   replay_properties (self, path, sub);
+  if (history > 0)
+    replay_history (self, path, sub, history);
   return TRUE;
 }
 

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <unistd.h>
 
+/* GOption cannot say whether an int was given: a value nobody types. */
+#define HISTORY_NOT_GIVEN G_MININT
+
 typedef struct
 {
   char *socket_path;
@@ -20,6 +23,7 @@ typedef struct
   char *bus;
   gboolean json;
   char **events;
+  int history; /* tail --history; HISTORY_NOT_GIVEN if not given */
 } Options;
 
 static void
@@ -42,6 +46,7 @@ typedef struct
   guint max_args; /* G_MAXUINT: any number */
   gboolean has_json;
   gboolean has_events;
+  gboolean has_history;
   CommandFunc run;
 } Command;
 
@@ -236,10 +241,13 @@ run_tail (Options *options, char **args)
 
   if (!collect_events (options->events, &events, &error))
     return print_usage_error ("tail", error->message);
+  if (options->history != HISTORY_NOT_GIVEN && options->history < 0)
+    return print_usage_error ("tail", "--history is a number of events, 0 or more");
   client = open_client (options, &error);
   if (client == NULL)
     return report_error (NULL, error);
-  return wctl_tail_run (client, args, (const char *const *)events, options->json);
+  return wctl_tail_run (client, args, (const char *const *)events, (guint)MAX (options->history, 0),
+                        options->json);
 }
 
 static int
@@ -257,26 +265,28 @@ static const Command commands[] = {
   { "status", "",
     "Show the upstream connection: state and since when, round trip, reconnects, "
     "last close code and error, clients, streams, event counters.",
-    0, 0, TRUE, FALSE, run_status },
+    0, 0, TRUE, FALSE, FALSE, run_status },
   { "streams", "", "List the streams the bridge follows (those someone is subscribed to).", 0, 0,
-    TRUE, FALSE, run_streams },
+    TRUE, FALSE, FALSE, run_streams },
   { "tail", "STREAM…",
     "Subscribe to streams and print one line per event until Ctrl-C.\n"
     "Cached events replayed on subscribe are marked; bridge.state, bridge.resync\n"
-    "and bridge.dropped lines show where events may be missing.",
-    1, G_MAXUINT, TRUE, TRUE, run_tail },
+    "and bridge.dropped lines show where events may be missing.\n"
+    "--history N first prints the last N chat messages and reactions the bridge\n"
+    "kept (at most its HistoryPerStream), marked cached, then the live events.",
+    1, G_MAXUINT, TRUE, TRUE, TRUE, run_tail },
   { "chat", "STREAM TEXT",
     "Send a chat message. Exits 0 once the bridge wrote it upstream, 1 with the bridge's "
     "error otherwise.",
-    2, 2, FALSE, FALSE, run_chat },
+    2, 2, FALSE, FALSE, FALSE, run_chat },
   { "react", "STREAM EMOJI",
     "Send a reaction. Exits 0 once the bridge wrote it upstream, 1 with the bridge's error "
     "otherwise.",
-    2, 2, FALSE, FALSE, run_react },
+    2, 2, FALSE, FALSE, FALSE, run_react },
   { "watch", "STREAM",
     "Full-screen live dashboard of a stream: viewers, bitrate and fps history, loss, "
     "latency, chat, reactions, upstream state. Press q to quit.",
-    1, 1, FALSE, FALSE, run_watch },
+    1, 1, FALSE, FALSE, FALSE, run_watch },
 };
 
 static void
@@ -290,7 +300,7 @@ print_main_help (void)
           "Commands:\n"
           "  status               upstream state, round trip, reconnects, counters\n"
           "  streams              the streams the bridge follows, as a table\n"
-          "  tail STREAM…         print events as they come (--events a,b  --json)\n"
+          "  tail STREAM…         print events as they come (--events a,b  --history N  --json)\n"
           "  chat STREAM TEXT     send a chat message\n"
           "  react STREAM EMOJI   send a reaction\n"
           "  watch STREAM         live dashboard (q quits)\n"
@@ -321,7 +331,8 @@ find_command (const char *name)
 static gboolean
 option_takes_value (const char *arg)
 {
-  static const char *const with_value[] = { "-s", "--socket", "--bus", "-e", "--events", NULL };
+  static const char *const with_value[]
+      = { "-s", "--socket", "--bus", "-e", "--events", "--history", NULL };
 
   return g_strv_contains (with_value, arg);
 }
@@ -329,7 +340,7 @@ option_takes_value (const char *arg)
 int
 main (int argc, char **argv)
 {
-  g_auto (Options) options = { 0 };
+  g_auto (Options) options = { .history = HISTORY_NOT_GIVEN };
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) rest = g_ptr_array_new ();
@@ -412,6 +423,11 @@ main (int argc, char **argv)
         "Only these event types (comma-separated, repeatable)", "TYPE,…" },
       G_OPTION_ENTRY_NULL,
     };
+    const GOptionEntry history_entries[] = {
+      { "history", 0, 0, G_OPTION_ARG_INT, &options.history,
+        "First the last N chat messages and reactions the bridge kept", "N" },
+      G_OPTION_ENTRY_NULL,
+    };
     g_autofree char *parameter_string = g_strdup_printf (
         "%s%s%s", command->name, command->parameters[0] ? " " : "", command->parameters);
 
@@ -424,6 +440,8 @@ main (int argc, char **argv)
       g_option_context_add_main_entries (context, json_entries, NULL);
     if (command->has_events)
       g_option_context_add_main_entries (context, events_entries, NULL);
+    if (command->has_history)
+      g_option_context_add_main_entries (context, history_entries, NULL);
     g_option_context_set_description (context, "Exit status: 0 ok, 1 failure, 2 usage error.");
   }
 

@@ -82,7 +82,8 @@ tail_report_upstream (WctlClient *client)
 }
 
 int
-wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gboolean json)
+wctl_tail_run (WctlClient *client, char **streams, const char *const *events, guint history,
+               gboolean json)
 {
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   Tail tail = {
@@ -103,7 +104,7 @@ wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gb
       g_autoptr (GError) error = NULL;
       g_autofree char *clean = wctl_sanitize (streams[i]);
 
-      if (!wctl_client_subscribe (client, streams[i], events, &error))
+      if (!wctl_client_subscribe (client, streams[i], events, history, &error))
         {
           g_printerr ("wavectl: cannot subscribe to %s: %s\n", clean, error->message);
           g_source_remove (sigint_id);

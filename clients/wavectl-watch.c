@@ -645,7 +645,7 @@ watch_update_from_status (Watch *watch, JsonObject *status)
 }
 
 static void
-watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload)
+watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload, gint64 age_ms)
 {
   if (g_str_equal (type, "stream.started"))
     {
@@ -677,8 +677,10 @@ watch_handle_stream_event (Watch *watch, const char *type, JsonObject *payload)
     }
   else if (g_str_equal (type, "chat.message"))
     {
+      /* History from the bridge (age_ms > 0) shows when it was said. */
       g_autoptr (GDateTime) now = g_date_time_new_now_local ();
-      g_autofree char *clock = g_date_time_format (now, "%H:%M:%S");
+      g_autoptr (GDateTime) said = g_date_time_add (now, -age_ms * G_TIME_SPAN_MILLISECOND);
+      g_autofree char *clock = g_date_time_format (said != NULL ? said : now, "%H:%M:%S");
       g_autofree char *user = wctl_sanitize (wb_json_get_string (payload, "username", "?"));
       g_autofree char *text = wctl_sanitize (wb_json_get_string (payload, "message", ""));
 
@@ -762,7 +764,11 @@ watch_message_cb (JsonObject *message, const char *line, const GError *error, gp
     {
       watch->have_events = TRUE;
       watch->last_event_monotonic_us = g_get_monotonic_time ();
-      watch_handle_stream_event (watch, type, payload);
+      watch_handle_stream_event (
+          watch, type, payload,
+          json_object_get_boolean_member_with_default (message, "cached", FALSE)
+              ? MAX (wb_json_get_int (message, "age_ms", 0), 0)
+              : 0);
     }
   else
     return;
@@ -851,7 +857,8 @@ wctl_watch_run (WctlClient *client, const char *stream_id)
 
   /* Fail before taking over the screen, so errors stay readable. */
   status = wctl_client_get_status (client, &error);
-  if (status == NULL || !wctl_client_subscribe (client, stream_id, NULL, &error))
+  /* The chat pane starts with the bridge's recent chat, not blank. */
+  if (status == NULL || !wctl_client_subscribe (client, stream_id, NULL, WATCH_CHAT_KEEP, &error))
     {
       g_autofree char *clean = wctl_sanitize (stream_id);
 

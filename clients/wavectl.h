@@ -58,9 +58,12 @@ typedef struct
 {
   /* The bridge.status payload. Blocking. */
   JsonObject *(*get_status) (WctlClient *client, GError **error);
-  /* Subscribes and waits for the acknowledgement. @events NULL = all. */
+  /* Subscribes and waits for the acknowledgement. @events NULL = all.
+   * @history > 0: the bridge's last @history chat messages and reactions
+   * of the stream (of @events) come first, marked "cached" like the
+   * replayed state. */
   gboolean (*subscribe) (WctlClient *client, const char *stream_id, const char *const *events,
-                         GError **error);
+                         guint history, GError **error);
   /* @type "chat.message" or "reaction.sent"; waits until the bridge wrote
    * it upstream or refused it (WCTL_ERROR_REMOTE, message "code: text"). */
   gboolean (*send) (WctlClient *client, const char *type, const char *stream_id, const char *text,
@@ -80,7 +83,7 @@ struct _WctlClient
 
 JsonObject *wctl_client_get_status (WctlClient *client, GError **error);
 gboolean wctl_client_subscribe (WctlClient *client, const char *stream_id,
-                                const char *const *events, GError **error);
+                                const char *const *events, guint history, GError **error);
 gboolean wctl_client_send (WctlClient *client, const char *type, const char *stream_id,
                            const char *text, GError **error);
 void wctl_client_listen (WctlClient *client, WctlMessageFunc func, gpointer user_data);
@@ -170,7 +173,9 @@ char *wctl_format_streams (JsonObject *status, gboolean color);
 /* ---- commands ---------------------------------------------------------- */
 
 /* wavectl-tail.c: runs until SIGINT/SIGTERM or the connection ends. */
-int wctl_tail_run (WctlClient *client, char **streams, const char *const *events, gboolean json);
+/* @history: chat messages and reactions of the past to print first (0: none). */
+int wctl_tail_run (WctlClient *client, char **streams, const char *const *events, guint history,
+                   gboolean json);
 /* wavectl-watch.c: the full-screen dashboard. */
 int wctl_watch_run (WctlClient *client, const char *stream_id);
 

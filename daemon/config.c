@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "stream-history.h"
 #include "text.h"
 #include "wb-build-config.h"
 
@@ -86,6 +87,8 @@ wb_config_new_defaults (gboolean user_mode)
   config->max_queued_bytes_per_user = 8 * 1024 * 1024;
   config->max_streams = 4096;
   config->slow_client_timeout_ms = 30 * 1000;
+  config->history_per_stream = WB_STREAM_HISTORY_DEFAULT_EVENTS;
+  config->history_bytes_per_stream = WB_STREAM_HISTORY_DEFAULT_BYTES;
 
   config->bus = user_mode ? WB_BUS_SESSION : WB_BUS_SYSTEM;
   config->user_mode = user_mode;
@@ -432,6 +435,9 @@ static const KeySpec config_keys[] = {
             max_queued_bytes_per_user),
   UINT_KEY ("Limits", "MaxStreams", 1, MAX_SUBSCRIPTIONS_LIMIT, max_streams),
   SECONDS_KEY ("Limits", "SlowClientTimeout", 0.01, slow_client_timeout_ms),
+  UINT_KEY ("Limits", "HistoryPerStream", 0, WB_STREAM_HISTORY_MAX_EVENTS, history_per_stream),
+  SIZE_KEY ("Limits", "HistoryBytesPerStream", WB_STREAM_HISTORY_MIN_BYTES,
+            WB_STREAM_HISTORY_MAX_BYTES, history_bytes_per_stream),
   STRING_KEY ("Access", "SendGroup", send_group),
 };
 

@@ -67,6 +67,9 @@ typedef struct
   gsize max_queued_bytes_per_user;
   guint max_streams;            /* distinct streams followed upstream, for everyone */
   guint slow_client_timeout_ms; /* a client stuck over its queue this long is cut */
+  /* Recent chat.message / reaction.received kept per stream (0: none). */
+  guint history_per_stream;
+  gsize history_bytes_per_stream;
 
   /* [Access] */
   char *send_group; /* NULL or empty: anyone who can connect */

@@ -10,31 +10,7 @@
 #include "errno-util.h"
 #include "dbus-private.h"
 
-/* ---- clients: one WbHubClient per unique bus name ------------------------ */
-
-/* A method call waiting for the hub to report the outcome of its send. */
-typedef struct
-{
-  WbDbusClient *client;
-  sd_bus_message *call;
-} WbDbusPendingSend;
-
-struct _WbDbusClient
-{
-  WbDbusFrontend *frontend;
-  char *name; /* unique bus name */
-  WbHubClient *hub_client;
-  sd_bus_track *track;
-};
-
-static void
-pending_send_free (gpointer data)
-{
-  WbDbusPendingSend *pending = data;
-
-  sd_bus_message_unref (pending->call);
-  g_free (pending);
-}
+/* ---- sends: replied when the hub knows their outcome --------------------- */
 
 static void
 bus_message_unref (gpointer message)
@@ -43,142 +19,9 @@ bus_message_unref (gpointer message)
 }
 
 static void
-dbus_client_free (gpointer data)
+send_done_cb (WbHubClient *client, const GError *error, gpointer user_data)
 {
-  WbDbusClient *client = data;
-
-  if (client == NULL)
-    return;
-  /* First the hub client: the hub then forgets our pending sends and will
-   * not call back into them. The caller is gone, so no replies are owed. */
-  g_clear_pointer (&client->hub_client, wb_hub_client_free);
-  client->track = sd_bus_track_unref (client->track);
-  g_free (client->name);
-  g_free (client);
-}
-
-static int
-dbus_client_track_cb (sd_bus_track *track, void *user_data)
-{
-  WbDbusClient *client = user_data;
-
-  g_debug ("%s left the bus, ending its subscriptions", client->name);
-  /* sd-bus holds a reference on @track while we drop ours. */
-  g_hash_table_remove (client->frontend->clients, client->name);
-  return 0;
-}
-
-/* Who the caller is, as the bus vouches for it: its uid is the user it
- * counts against (quotas and send allowances, shared with its socket
- * connections), its groups decide SendGroup. The uid the bus recorded when
- * the caller connected is enough (the effective ids come from /proc and are
- * gone once the connecting process exits); NULL if the bus says nothing. */
-static WbPeerCredentials *
-dbus_caller_credentials (sd_bus_message *call)
-{
-  g_autoptr (sd_bus_creds) creds = NULL;
-  const gid_t *groups = NULL;
-  uid_t uid;
-  gid_t gid = (gid_t)-1;
-  pid_t pid = 0;
-  int n_groups;
-
-  if (sd_bus_query_sender_creds (call,
-                                 SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_GID
-                                     | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS
-                                     | SD_BUS_CREDS_PID | SD_BUS_CREDS_AUGMENT,
-                                 &creds)
-      < 0)
-    return NULL;
-  if (sd_bus_creds_get_euid (creds, &uid) < 0 && sd_bus_creds_get_uid (creds, &uid) < 0)
-    return NULL;
-  if (sd_bus_creds_get_egid (creds, &gid) < 0)
-    (void)sd_bus_creds_get_gid (creds, &gid);
-  n_groups = sd_bus_creds_get_supplementary_gids (creds, &groups);
-  (void)sd_bus_creds_get_pid (creds, &pid);
-  return wb_peer_credentials_new (pid, uid, gid, groups, (guint)MAX (n_groups, 0));
-}
-
-/* NULL with @ret_error set when @call has no sender (not through a bus) or,
- * unless @create, when the sender has no subscriptions yet. */
-static WbDbusClient *
-dbus_client_lookup (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
-                    sd_bus_error *ret_error)
-{
-  static const WbHubClientSink sink = { .deliver = NULL }; /* signals are broadcast */
-  const char *sender = sd_bus_message_get_sender (call);
-  g_autofree char *hub_name = NULL;
-  g_autoptr (WbPeerCredentials) credentials = NULL;
-  g_autoptr (GError) error = NULL;
-  WbDbusClient *client;
-  int r;
-
-  if (sender == NULL)
-    {
-      sd_bus_error_set (ret_error, SD_BUS_ERROR_ACCESS_DENIED,
-                        "Calls must come through a bus (no sender)");
-      return NULL;
-    }
-  client = g_hash_table_lookup (frontend->clients, sender);
-  if (client != NULL)
-    return client;
-  if (!create)
-    {
-      sd_bus_error_setf (ret_error, WB_DBUS_ERROR_NOT_SUBSCRIBED, "%s has no subscriptions",
-                         sender);
-      return NULL;
-    }
-
-  client = g_new0 (WbDbusClient, 1);
-  client->frontend = frontend;
-  client->name = g_strdup (sender);
-  r = sd_bus_track_new (frontend->bus, &client->track, dbus_client_track_cb, client);
-  if (r >= 0)
-    r = sd_bus_track_add_sender (client->track, call);
-  if (r < 0)
-    {
-      sd_bus_error_set_errnof (ret_error, -r, "Cannot track %s: %s", sender, g_strerror (-r));
-      dbus_client_free (client);
-      return NULL;
-    }
-  hub_name = g_strdup_printf ("dbus %s", sender);
-  credentials = dbus_caller_credentials (call);
-  if (credentials == NULL)
-    {
-      /* Counting it as a user of its own would give every such bus name a
-       * fresh set of per-user quotas. */
-      sd_bus_error_setf (ret_error, SD_BUS_ERROR_ACCESS_DENIED,
-                         "The bus cannot say which user %s is", sender);
-      dbus_client_free (client);
-      return NULL;
-    }
-  client->hub_client
-      = wb_hub_client_new (frontend->hub, hub_name, credentials, &sink, client, &error);
-  if (client->hub_client == NULL)
-    {
-      wb_dbus_error_set_from_gerror (ret_error, error);
-      dbus_client_free (client);
-      return NULL;
-    }
-  g_hash_table_insert (frontend->clients, client->name, client);
-  g_debug ("New D-Bus client %s", sender);
-  return client;
-}
-
-WbHubClient *
-wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
-                                sd_bus_error *ret_error)
-{
-  WbDbusClient *client = dbus_client_lookup (frontend, call, create, ret_error);
-
-  return client != NULL ? client->hub_client : NULL;
-}
-
-static void
-send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
-{
-  WbDbusPendingSend *pending = user_data;
-  WbDbusClient *client = pending->client;
+  sd_bus_message *call = user_data;
   int r;
 
   if (error != NULL)
@@ -186,33 +29,25 @@ send_done_cb (WbHubClient *hub_client, const GError *error, gpointer user_data)
       g_auto (sd_bus_error) bus_error = SD_BUS_ERROR_NULL;
 
       wb_dbus_error_set_from_gerror (&bus_error, error);
-      r = sd_bus_reply_method_error (pending->call, &bus_error);
+      r = sd_bus_reply_method_error (call, &bus_error);
     }
   else
     {
-      r = sd_bus_reply_method_return (pending->call, NULL);
+      r = sd_bus_reply_method_return (call, NULL);
     }
   if (r < 0)
-    g_debug ("Cannot reply to %s: %s", client->name, g_strerror (-r));
+    g_debug ("Cannot reply to %s: %s", wb_hub_client_get_name (client), g_strerror (-r));
 }
 
 int
-wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call, WbMessageType type,
-                              const char *stream_id, const char *text, sd_bus_error *ret_error)
+wb_dbus_frontend_send (WbHubClient *client, sd_bus_message *call, WbMessageType type,
+                       const char *stream_id, const char *text, sd_bus_error *ret_error)
 {
   g_autoptr (GError) error = NULL;
-  WbDbusPendingSend *pending;
-  WbDbusClient *client;
 
-  client = dbus_client_lookup (frontend, call, TRUE, ret_error);
-  if (client == NULL)
-    return -sd_bus_error_get_errno (ret_error);
-
-  pending = g_new0 (WbDbusPendingSend, 1);
-  pending->client = client;
-  pending->call = sd_bus_message_ref (call);
-  if (!wb_hub_client_send (client->hub_client, type, stream_id, text, send_done_cb, pending,
-                           pending_send_free, &error))
+  /* The hub owns the reference from here, and drops it with the client. */
+  if (!wb_hub_client_send (client, type, stream_id, text, send_done_cb, sd_bus_message_ref (call),
+                           bus_message_unref, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
   return 1; /* replied from send_done_cb */
 }
@@ -397,7 +232,8 @@ wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, const WbDbusFrontendCa
   frontend->callbacks = *callbacks;
   frontend->callback_data = user_data;
   frontend->pending_reloads = g_ptr_array_new_with_free_func (bus_message_unref);
-  frontend->clients = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, dbus_client_free);
+  frontend->clients
+      = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_dbus_client_free);
   frontend->streams
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_dbus_stream_free);
 
@@ -412,7 +248,7 @@ wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, const WbDbusFrontendCa
       return NULL;
     }
 
-  if (!frontend_export (frontend, error))
+  if (!frontend_export (frontend, error) || !wb_dbus_clients_watch (frontend, error))
     return NULL;
   frontend->observer_id = wb_hub_add_observer (hub, &frontend_observer, frontend);
   wb_dbus_manager_status_changed (frontend, TRUE);
@@ -453,6 +289,7 @@ wb_dbus_frontend_free (WbDbusFrontend *frontend)
   /* Ends the D-Bus peers' subscriptions; the observer is gone, so no
    * InterfacesRemoved on a bus we are leaving. */
   g_clear_pointer (&frontend->clients, g_hash_table_unref);
+  frontend->caller_left_slot = sd_bus_slot_unref (frontend->caller_left_slot);
   g_clear_pointer (&frontend->streams, g_hash_table_unref);
   frontend->enumerator_slot = sd_bus_slot_unref (frontend->enumerator_slot);
   frontend->stream_slot = sd_bus_slot_unref (frontend->stream_slot);

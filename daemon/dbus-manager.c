@@ -174,14 +174,13 @@ wb_dbus_manager_clear (WbDbusFrontend *frontend)
 /* ---- methods ------------------------------------------------------------ */
 
 static int
-manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+subscribe_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                     sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) events = NULL;
   g_autofree char *path = NULL;
   const char *stream_id = NULL;
-  WbHubClient *client;
   int r;
 
   r = sd_bus_message_read (call, "s", &stream_id);
@@ -191,10 +190,6 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
   r = sd_bus_message_read_strv (call, &events);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-
-  client = wb_dbus_frontend_lookup_client (frontend, call, TRUE, ret_error);
-  if (client == NULL)
-    return -sd_bus_error_get_errno (ret_error);
   if (!wb_hub_client_subscribe (client, stream_id, (const char *const *)events, NULL, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
 
@@ -204,30 +199,38 @@ manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
 }
 
 static int
-manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+manager_subscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, subscribe_as_client, ret_error);
+}
+
+static int
+unsubscribe_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                       sd_bus_error *ret_error)
+{
   g_autoptr (GError) error = NULL;
   const char *stream_id = NULL;
-  WbHubClient *client;
   int r;
 
   r = sd_bus_message_read (call, "s", &stream_id);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-
-  client = wb_dbus_frontend_lookup_client (frontend, call, FALSE, ret_error);
-  if (client == NULL)
-    return -sd_bus_error_get_errno (ret_error);
   if (!wb_hub_client_unsubscribe (client, stream_id, &error))
     return wb_dbus_error_set_from_gerror (ret_error, error);
   return sd_bus_reply_method_return (call, NULL);
 }
 
 static int
-manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error, WbMessageType type)
+manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
+  return wb_dbus_frontend_call_with_client (user_data, call, FALSE, unsubscribe_as_client,
+                                            ret_error);
+}
+
+static int
+send_as_client (WbHubClient *client, sd_bus_message *call, WbMessageType type,
+                sd_bus_error *ret_error)
+{
   const char *stream_id = NULL;
   const char *text = NULL;
   int r;
@@ -235,19 +238,34 @@ manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error,
   r = sd_bus_message_read (call, "ss", &stream_id, &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_handle_send (frontend, call, type, stream_id, text, ret_error);
+  return wb_dbus_frontend_send (client, call, type, stream_id, text, ret_error);
+}
+
+static int
+send_chat_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                     sd_bus_error *ret_error)
+{
+  return send_as_client (client, call, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+}
+
+static int
+send_reaction_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                         sd_bus_error *ret_error)
+{
+  return send_as_client (client, call, WB_MESSAGE_REACTION_SENT, ret_error);
 }
 
 static int
 manager_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return manager_send_cb (call, user_data, ret_error, WB_MESSAGE_CHAT_MESSAGE);
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_chat_as_client, ret_error);
 }
 
 static int
 manager_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return manager_send_cb (call, user_data, ret_error, WB_MESSAGE_REACTION_SENT);
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_reaction_as_client,
+                                            ret_error);
 }
 
 static int

@@ -60,6 +60,8 @@ struct _WbDbusFrontend
   guint observer_id;
 
   GHashTable *clients; /* unique name → WbDbusClient */
+  guint n_resolving;   /* clients whose credentials are being asked */
+  sd_bus_slot *caller_left_slot;
   GHashTable *streams; /* stream id → WbDbusStream */
 
   sd_bus_slot *manager_slot;
@@ -73,14 +75,27 @@ struct _WbDbusFrontend
   gint64 last_emit_warning_us; /* monotonic; see wb_dbus_frontend_note_emit */
 };
 
+/* dbus-client.c */
+/* Runs with the caller's hub client; like an sd-bus method handler, it
+ * reads the call's arguments (handlers that defer to it read none) and
+ * replies, or returns a negative errno / sets @ret_error for the reply. */
+typedef int (*WbDbusClientFunc) (WbDbusFrontend *frontend, WbHubClient *client,
+                                 sd_bus_message *call, sd_bus_error *ret_error);
+/* Installs the match that ends the clients of callers leaving the bus. */
+gboolean wb_dbus_clients_watch (WbDbusFrontend *frontend, GError **error);
+/* Runs @func now if the caller is a known client; otherwise (if @create)
+ * asks the bus who it is and runs @func, after the caller's earlier calls,
+ * once the bus has answered. Without @create an unknown caller gets
+ * NotSubscribed. Returns what a method handler returns. */
+int wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *call,
+                                       gboolean create, WbDbusClientFunc func,
+                                       sd_bus_error *ret_error);
+void wb_dbus_client_free (WbDbusClient *client);
+
 /* dbus-frontend.c */
-/* NULL with @ret_error set if the caller cannot be a client (see dbus-frontend.c). */
-WbHubClient *wb_dbus_frontend_lookup_client (WbDbusFrontend *frontend, sd_bus_message *call,
-                                             gboolean create, sd_bus_error *ret_error);
 /* SendChatMessage / SendReaction from either interface: replies later. */
-int wb_dbus_frontend_handle_send (WbDbusFrontend *frontend, sd_bus_message *call,
-                                  WbMessageType type, const char *stream_id, const char *text,
-                                  sd_bus_error *ret_error);
+int wb_dbus_frontend_send (WbHubClient *client, sd_bus_message *call, WbMessageType type,
+                           const char *stream_id, const char *text, sd_bus_error *ret_error);
 /* Accounts for the result of emitting a signal: any failure (ENOBUFS, or a
  * message sd-bus refused to build) is a dropped message. */
 void wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what);
@@ -107,5 +122,7 @@ void wb_dbus_stream_free (WbDbusStream *stream);
 char *wb_dbus_stream_path (const char *stream_id);
 void wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event);
 void wb_dbus_stream_emit_changed (WbDbusStream *stream, WbStreamFields changed);
+/* The stream id of a stream object's @path; NULL if it is not one. */
+char *wb_dbus_stream_id_from_path (const char *path);
 
 G_END_DECLS

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbus-errors.h"
 #include "dbus-text.h"
 
 /* ---- properties -------------------------------------------------------- */
@@ -94,31 +95,140 @@ stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, co
 
 /* ---- methods ------------------------------------------------------------ */
 
-/* Both stream send methods take one string: the chat text or the reaction. */
+/* Both stream send methods take one string: the chat text or the reaction.
+ * The stream is the object's: read from the path, since the object itself
+ * may be gone by the time a new caller's call runs. */
 static int
-stream_send (sd_bus_message *call, WbDbusStream *stream, WbMessageType type,
-             sd_bus_error *ret_error)
+stream_send (WbHubClient *client, sd_bus_message *call, WbMessageType type, sd_bus_error *ret_error)
 {
+  g_autofree char *stream_id = wb_dbus_stream_id_from_path (sd_bus_message_get_path (call));
   const char *text = NULL;
   int r;
 
+  if (stream_id == NULL)
+    return sd_bus_error_set (ret_error, SD_BUS_ERROR_UNKNOWN_OBJECT, "Not a stream object");
   r = sd_bus_message_read (call, "s", &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_handle_send (stream->frontend, call, type, stream->stream_id, text,
-                                       ret_error);
+  return wb_dbus_frontend_send (client, call, type, stream_id, text, ret_error);
+}
+
+static int
+send_chat_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                     sd_bus_error *ret_error)
+{
+  return stream_send (client, call, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+}
+
+static int
+send_reaction_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                         sd_bus_error *ret_error)
+{
+  return stream_send (client, call, WB_MESSAGE_REACTION_SENT, ret_error);
 }
 
 static int
 stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return stream_send (call, user_data, WB_MESSAGE_CHAT_MESSAGE, ret_error);
+  WbDbusStream *stream = user_data;
+
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_chat_as_client,
+                                            ret_error);
 }
 
 static int
 stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return stream_send (call, user_data, WB_MESSAGE_REACTION_SENT, ret_error);
+  WbDbusStream *stream = user_data;
+
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_reaction_as_client,
+                                            ret_error);
+}
+
+/* Appends one history event as (s type, t age_ms, a{sv} fields): the fields
+ * are the ChatMessage / ReactionReceived signal's arguments, by name. */
+static int
+append_history_event (sd_bus_message *reply, WbEvent *event, GPtrArray *keep)
+{
+  JsonObject *p = wb_event_get_payload (event);
+  gint64 age_ms = wb_event_get_age_ms (event);
+  int r;
+
+#define BUS_TEXT(name) wb_dbus_text_carryable (wb_json_get_string (p, (name), ""), keep)
+  r = sd_bus_message_open_container (reply, 'r', "sta{sv}");
+  if (r >= 0)
+    r = sd_bus_message_append (reply, "st", wb_event_get_type_name (event),
+                               (guint64)MAX (age_ms, 0));
+  if (r < 0)
+    return r;
+  switch (wb_event_get_message_type (event))
+    {
+    case WB_MESSAGE_CHAT_MESSAGE:
+      r = sd_bus_message_append (reply, "a{sv}", 5, "message_id", "s", BUS_TEXT ("message_id"),
+                                 "user_id", "s", BUS_TEXT ("user_id"), "username", "s",
+                                 BUS_TEXT ("username"), "message", "s", BUS_TEXT ("message"),
+                                 "timestamp", "s", BUS_TEXT ("timestamp"));
+      break;
+    case WB_MESSAGE_REACTION_RECEIVED:
+      r = sd_bus_message_append (reply, "a{sv}", 3, "reaction", "s", BUS_TEXT ("reaction"), "count",
+                                 "u", (guint32)wb_json_get_count (p, "count", G_MAXUINT32),
+                                 "timestamp", "s", BUS_TEXT ("timestamp"));
+      break;
+    default:
+      r = sd_bus_message_append (reply, "a{sv}", 0);
+      break;
+    }
+#undef BUS_TEXT
+  if (r < 0)
+    return r;
+  return sd_bus_message_close_container (reply);
+}
+
+/* Only a subscriber gets history, of the types it subscribed to; the stream
+ * is read from the path, as for the sends. */
+static int
+get_history_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                       sd_bus_error *ret_error)
+{
+  g_autofree char *stream_id = wb_dbus_stream_id_from_path (sd_bus_message_get_path (call));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) events = NULL;
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (sd_bus_message) reply = NULL;
+  guint32 requested = 0;
+  guint count = 0;
+  int r;
+
+  if (stream_id == NULL)
+    return sd_bus_error_set (ret_error, SD_BUS_ERROR_UNKNOWN_OBJECT, "Not a stream object");
+  r = sd_bus_message_read (call, "u", &requested);
+  if (r < 0)
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
+  if (!wb_hub_check_history (frontend->hub, requested, &count, &error))
+    return wb_dbus_error_set_from_gerror (ret_error, error);
+  events = wb_hub_client_take_history (client, stream_id, count, &error);
+  if (events == NULL)
+    return wb_dbus_error_set_from_gerror (ret_error, error);
+
+  r = sd_bus_message_new_method_return (call, &reply);
+  if (r >= 0)
+    r = sd_bus_message_open_container (reply, 'a', "(sta{sv})");
+  for (guint i = 0; r >= 0 && i < events->len; i++)
+    r = append_history_event (reply, g_ptr_array_index (events, i), keep);
+  if (r >= 0)
+    r = sd_bus_message_close_container (reply);
+  if (r >= 0)
+    r = sd_bus_send (NULL, reply, NULL);
+  return r;
+}
+
+static int
+stream_get_history_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusStream *stream = user_data;
+
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, FALSE, get_history_as_client,
+                                            ret_error);
 }
 
 #define STREAM_PROP(name, type, flags)                                                             \
@@ -132,6 +242,9 @@ const sd_bus_vtable wb_dbus_stream_vtable[] = {
                             stream_send_chat_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "s", SD_BUS_PARAM (reaction), "", "",
                             stream_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
+  SD_BUS_METHOD_WITH_NAMES ("GetHistory", "u", SD_BUS_PARAM (count), "a(sta{sv})",
+                            SD_BUS_PARAM (events), stream_get_history_cb,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_SIGNAL_WITH_NAMES (
       "Started", "sss",
       SD_BUS_PARAM (started_at) SD_BUS_PARAM (protocol) SD_BUS_PARAM (ingest_endpoint), 0),
@@ -216,22 +329,30 @@ wb_dbus_stream_free (WbDbusStream *stream)
   g_free (stream);
 }
 
+char *
+wb_dbus_stream_id_from_path (const char *path)
+{
+  char *sd_stream_id = NULL;
+  char *stream_id;
+
+  if (path == NULL || sd_bus_path_decode (path, WB_DBUS_STREAM_PREFIX, &sd_stream_id) <= 0)
+    return NULL;
+  /* malloc()ed by sd-bus: handed over as a GLib string. */
+  stream_id = g_strdup (sd_stream_id);
+  free (sd_stream_id);
+  return stream_id;
+}
+
 int
 wb_dbus_stream_find_cb (sd_bus *bus, const char *path, const char *interface, void *user_data,
                         void **out_found, sd_bus_error *ret_error)
 {
   WbDbusFrontend *frontend = user_data;
-  g_autofree char *stream_id = NULL;
-  char *sd_stream_id = NULL;
+  g_autofree char *stream_id = wb_dbus_stream_id_from_path (path);
   WbDbusStream *stream;
-  int r;
 
-  r = sd_bus_path_decode (path, WB_DBUS_STREAM_PREFIX, &sd_stream_id);
-  if (r <= 0)
-    return r;
-  stream_id = g_strdup (sd_stream_id);
-  free (sd_stream_id);
-
+  if (stream_id == NULL)
+    return 0;
   stream = g_hash_table_lookup (frontend->streams, stream_id);
   if (stream == NULL)
     return 0;

@@ -93,6 +93,19 @@ wb_event_new_cached (WbEvent *event, gint64 age_ms)
   return cached;
 }
 
+gint64
+wb_event_get_age_ms (const WbEvent *event)
+{
+  JsonObject *root;
+
+  g_return_val_if_fail (event != NULL, -1);
+
+  root = JSON_NODE_HOLDS_OBJECT (event->root) ? json_node_get_object (event->root) : NULL;
+  if (root == NULL || !json_object_get_boolean_member_with_default (root, "cached", FALSE))
+    return -1;
+  return json_object_get_int_member_with_default (root, "age_ms", 0);
+}
+
 WbEvent *
 wb_event_ref (WbEvent *event)
 {

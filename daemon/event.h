@@ -32,6 +32,8 @@ const char *wb_event_get_type_name (const WbEvent *event);
 WbMessageType wb_event_get_message_type (const WbEvent *event);
 const char *wb_event_get_stream_id (const WbEvent *event);
 JsonObject *wb_event_get_payload (const WbEvent *event);
+/* A replayed copy's "age_ms" (wb_event_new_cached); -1 for any other event. */
+gint64 wb_event_get_age_ms (const WbEvent *event);
 /* The compact JSON line with its '\n'; serialized on first use, then shared. */
 GBytes *wb_event_get_line (WbEvent *event);
 

@@ -3,11 +3,13 @@
 
 #include "hub.h"
 
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "ratelimit.h"
 #include "stream-cache.h"
+#include "stream-history.h"
 #include "text.h"
 #include "wb-build-config.h"
 
@@ -32,7 +34,8 @@ typedef struct
 {
   WbHubClient *client;
   HubStream *stream;
-  guint32 type_mask; /* TYPE_BIT of each stream event wanted */
+  guint32 type_mask;              /* TYPE_BIT of each stream event wanted */
+  WbHistoryCursor history_cursor; /* what of the stream's history it has */
 } HubSubscription;
 
 struct _HubStream
@@ -42,6 +45,7 @@ struct _HubStream
   guint32 union_mask;                    /* types with a non-zero count */
   GPtrArray *subscriptions;              /* HubSubscription, owned */
   WbStreamCache *cache;
+  WbStreamHistory *history;
 };
 
 typedef struct
@@ -132,6 +136,7 @@ hub_stream_free (HubStream *stream)
 {
   g_ptr_array_unref (stream->subscriptions);
   wb_stream_cache_free (stream->cache);
+  wb_stream_history_free (stream->history);
   g_free (stream->stream_id);
   g_free (stream);
 }
@@ -279,6 +284,8 @@ hub_stream_add (WbHub *hub, const char *stream_id)
   stream->stream_id = g_strdup (stream_id);
   stream->subscriptions = g_ptr_array_new_with_free_func (g_free);
   stream->cache = wb_stream_cache_new (stream_id);
+  stream->history = wb_stream_history_new (hub->config->history_per_stream,
+                                           hub->config->history_bytes_per_stream);
   g_hash_table_insert (hub->streams, stream->stream_id, stream);
   g_tree_insert (hub->sorted, stream->stream_id, stream);
   hub->status.streams = g_hash_table_size (hub->streams);
@@ -367,6 +374,8 @@ handle_stream_event (WbHub *hub, const WbMessage *message)
 
   event = wb_event_new_from_message (message);
   changed = wb_stream_cache_update (stream->cache, event, g_get_monotonic_time ());
+  /* Numbered before the fan-out: a subscriber's cursor then tells what it took live. */
+  wb_stream_history_add (stream->history, event, g_get_monotonic_time ());
   if (changed != 0)
     NOTIFY (hub, stream_changed, stream->stream_id, changed);
   NOTIFY (hub, stream_event, event);
@@ -573,11 +582,18 @@ wb_hub_free (WbHub *hub)
 void
 wb_hub_set_config (WbHub *hub, const WbConfig *config)
 {
+  GHashTableIter iter;
+  gpointer value;
+
   g_return_if_fail (hub != NULL && config != NULL);
 
   /* Rate buckets pick the new rates up on their next use. */
   hub->config = config;
   hub_apply_send_group (hub, config);
+  g_hash_table_iter_init (&iter, hub->streams);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    wb_stream_history_set_limits (((HubStream *)value)->history, config->history_per_stream,
+                                  config->history_bytes_per_stream);
 }
 
 gboolean
@@ -967,6 +983,9 @@ wb_hub_client_subscribe (WbHubClient *client, const char *stream_id, const char 
       client->user->subscriptions++;
     }
   subscription->type_mask = mask;
+  /* Kinds it already took keep their place: a re-subscribe replays nothing twice. */
+  wb_stream_history_cursor_update (stream->history, &subscription->history_cursor,
+                                   &subscription->history_cursor, mask);
   stream_counts_add (stream, mask, +1);
   g_debug ("Client %s subscribed to %s", client->name, stream_id);
 
@@ -1021,22 +1040,95 @@ wb_hub_client_is_subscribed (WbHubClient *client, const char *stream_id)
 void
 wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id)
 {
+  wb_hub_client_replay (client, stream_id, 0);
+}
+
+guint
+wb_hub_get_history_limit (WbHub *hub)
+{
+  g_return_val_if_fail (hub != NULL, 0);
+  return hub->config->history_per_stream;
+}
+
+gboolean
+wb_hub_check_history (WbHub *hub, double requested, guint *out_count, GError **error)
+{
+  g_return_val_if_fail (hub != NULL && out_count != NULL, FALSE);
+
+  if (!isfinite (requested) || requested < 0 || requested != floor (requested))
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT,
+                   "history is a whole number of events, 0 or more (at most %u are kept: "
+                   "HistoryPerStream)",
+                   hub->config->history_per_stream);
+      return FALSE;
+    }
+  *out_count = (guint)MIN (requested, (double)hub->config->history_per_stream);
+  return TRUE;
+}
+
+/* Up to @count history events of @subscription's stream it has not had. */
+static GPtrArray *
+subscription_take_history (WbHub *hub, HubSubscription *subscription, guint count)
+{
+  count = MIN (count, hub->config->history_per_stream);
+  return wb_stream_history_build_replay (
+      subscription->stream->history, &subscription->history_cursor, count, g_get_monotonic_time ());
+}
+
+guint
+wb_hub_client_replay (WbHubClient *client, const char *stream_id, guint history)
+{
   WbHub *hub;
   HubSubscription *subscription;
   g_autoptr (GPtrArray) events = NULL;
+  g_autoptr (GPtrArray) recent = NULL;
 
-  g_return_if_fail (client != NULL);
+  g_return_val_if_fail (client != NULL, 0);
 
   hub = client->hub;
   subscription = stream_id != NULL ? g_hash_table_lookup (client->subscriptions, stream_id) : NULL;
   if (hub == NULL || subscription == NULL)
-    return;
+    return 0;
+  g_return_val_if_fail (hub->dispatching == 0, 0);
 
   /* Only what the client asked for: a chat-only subscriber wants no health. */
   events = wb_stream_cache_build_replay (subscription->stream->cache, subscription->type_mask,
                                          g_get_monotonic_time ());
   for (guint i = 0; i < events->len; i++)
     client_deliver (hub, client, g_ptr_array_index (events, i));
+  if (history == 0)
+    return 0;
+  /* Delivered now, before the loop runs again: before any live event. */
+  recent = subscription_take_history (hub, subscription, history);
+  for (guint i = 0; i < recent->len; i++)
+    client_deliver (hub, client, g_ptr_array_index (recent, i));
+  return recent->len;
+}
+
+GPtrArray *
+wb_hub_client_take_history (WbHubClient *client, const char *stream_id, guint count, GError **error)
+{
+  HubSubscription *subscription;
+
+  g_return_val_if_fail (client != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (client->hub == NULL)
+    {
+      set_shutting_down (error);
+      return NULL;
+    }
+  if (!check_stream_id (stream_id, error))
+    return NULL;
+  subscription = g_hash_table_lookup (client->subscriptions, stream_id);
+  if (subscription == NULL)
+    {
+      g_set_error (error, WB_HUB_ERROR, WB_HUB_ERROR_NOT_SUBSCRIBED, "Not subscribed to %s",
+                   stream_id);
+      return NULL;
+    }
+  return subscription_take_history (client->hub, subscription, count);
 }
 
 void

@@ -118,8 +118,37 @@ gboolean wb_hub_client_subscribe (WbHubClient *client, const char *stream_id,
 gboolean wb_hub_client_unsubscribe (WbHubClient *client, const char *stream_id, GError **error);
 gboolean wb_hub_client_is_subscribed (WbHubClient *client, const char *stream_id);
 /* Delivers the cached stream.started/ended, stream.health, analytics.update
- * of @stream_id with "cached":true,"age_ms":N. Call after acknowledging. */
+ * of @stream_id with "cached":true,"age_ms":N. Call after acknowledging.
+ * The same as wb_hub_client_replay (client, stream_id, 0). */
 void wb_hub_client_replay_cache (WbHubClient *client, const char *stream_id);
+
+/* History on subscribe (stream-history.h). While anyone is subscribed to a
+ * stream the hub keeps its last [Limits] HistoryPerStream chat.message and
+ * reaction.received events (fewer if they pass HistoryBytesPerStream).
+ *
+ * The most a client can ask for: HistoryPerStream (0: history is off). */
+guint wb_hub_get_history_limit (WbHub *hub);
+/* A requested count (a JSON "history" member, D-Bus GetHistory's count):
+ * negative, fractional or not finite is WB_HUB_ERROR_INVALID_ARGUMENT;
+ * more than HistoryPerStream is cut to it (@out_count). */
+gboolean wb_hub_check_history (WbHub *hub, double requested, guint *out_count, GError **error);
+/* Call right after acknowledging a subscribe (wb_hub_client_subscribe):
+ * delivers through the sink the cache replay, then at most @history (capped
+ * at HistoryPerStream) of the stream's recent chat.message /
+ * reaction.received events, oldest first, each marked like the cache replay
+ * ("cached":true,"age_ms":N). Only types the subscription holds, and never
+ * an event the client already had: not one it took live (each subscription
+ * remembers from where it took each type live, across re-subscribes and
+ * upstream reconnects) nor one an earlier replay gave it. Everything is
+ * delivered before this returns, hence before any later live event.
+ * Returns the number of history events delivered; 0 if not subscribed. */
+guint wb_hub_client_replay (WbHubClient *client, const char *stream_id, guint history);
+/* The same history events, returned instead of delivered (D-Bus
+ * GetHistory), with the same never-twice rule; free with
+ * g_ptr_array_unref. NULL with WB_HUB_ERROR_NOT_SUBSCRIBED (or
+ * INVALID_ARGUMENT, SHUTTING_DOWN). */
+GPtrArray *wb_hub_client_take_history (WbHubClient *client, const char *stream_id, guint count,
+                                       GError **error);
 
 /* Outcome of a send: @error NULL = written upstream; WB_SEND_ERROR otherwise.
  * Always from the main loop, never inside wb_hub_client_send(). */

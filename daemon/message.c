@@ -148,7 +148,10 @@ static const TypeSpec type_specs[WB_MESSAGE_N_TYPES] = {
   [WB_MESSAGE_SUBSCRIBE] = {
     .name = "subscribe",
     .to_server = TRUE,
-    .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY) },
+    /* "history" is the bridge's own (docs/protocol.md); WAVE's clients
+     * never send it, and it is not forwarded. */
+    .to_server_fields = { STREAM_ID, OPT ("events", FIELD_STRING_ARRAY),
+                          OPT ("history", FIELD_NUMBER) },
   },
   [WB_MESSAGE_UNSUBSCRIBE] = {
     .name = "unsubscribe",

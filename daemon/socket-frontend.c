@@ -247,10 +247,16 @@ client_handle_subscribe (FrontendClient *client, const WbMessage *message)
   g_auto (GStrv) events = wb_message_dup_events (message);
   g_auto (GStrv) now_held = NULL;
   g_autoptr (GError) error = NULL;
+  gboolean wants_history = wb_json_has_number (message->body, "history");
+  guint history = 0;
   JsonObject *payload;
 
-  if (!wb_hub_client_subscribe (client->hub_client, message->stream_id, (const char *const *)events,
-                                &now_held, &error))
+  /* Checked first: a refused request subscribes nothing. */
+  if ((wants_history
+       && !wb_hub_check_history (client->frontend->hub, wb_message_get_double (message, "history"),
+                                 &history, &error))
+      || !wb_hub_client_subscribe (client->hub_client, message->stream_id,
+                                   (const char *const *)events, &now_held, &error))
     {
       client_reply_error (client, hub_error_code (error), error->message, message->request_id,
                           message->stream_id);
@@ -260,8 +266,11 @@ client_handle_subscribe (FrontendClient *client, const WbMessage *message)
   json_object_set_string_member (payload, "stream_id", message->stream_id);
   json_object_set_array_member (payload, "events",
                                 strv_to_json_array ((const char *const *)now_held));
+  if (wants_history)
+    json_object_set_int_member (payload, "history", history);
   client_reply (client, "subscribed", payload, message->request_id);
-  wb_hub_client_replay_cache (client->hub_client, message->stream_id);
+  /* The cached state, then the history, then live events. */
+  wb_hub_client_replay (client->hub_client, message->stream_id, history);
 }
 
 static void

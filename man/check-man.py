@@ -323,7 +323,8 @@ def check_dbus(page, xml):
                 continue
             fail(f'{name}: {iname}: unexpected <{member.tag}> in the XML')
         names = {e.get('name') for e in interface if e.tag in ('method', 'signal', 'property')}
-        listed = set(re.findall(r'(?<![\w.])(\w+)\(', block)) - {'EmitsChangedSignal'}
+        # Member names are capitalized; a( in a type signature is not one.
+        listed = set(re.findall(r'(?<![\w.])([A-Z]\w*)\(', block)) - {'EmitsChangedSignal'}
         listed |= set(re.findall(r'readonly \w+ (\w+) =', block))
         for member in sorted(listed - names):
             fail(f'{name}: {iname}: the page lists {member}, which the XML does not have')

@@ -69,6 +69,8 @@ test_defaults (void)
   g_assert_cmpuint (system->reactions_per_minute, ==, 120);
   g_assert_cmpuint (system->send_queue_size, ==, 256);
   g_assert_cmpuint (system->send_queue_timeout_ms, ==, 30000);
+  g_assert_cmpuint (system->history_per_stream, ==, 50);
+  g_assert_cmpuint (system->history_bytes_per_stream, ==, 65536);
   g_assert_null (system->send_group);
   g_assert_cmpint (system->bus, ==, WB_BUS_SYSTEM);
   g_assert_true (g_str_has_suffix (system->api_key_file, "/wave-bridge/api-key"));
@@ -103,6 +105,7 @@ test_every_key (void)
                                            "ReactionsPerMinute=4\nSendQueueSize=7\n"
                                            "SendQueueTimeout=1.5\nMaxSubscriptions=9\n"
                                            "SlowClientTimeout=2\n"
+                                           "HistoryPerStream=0\nHistoryBytesPerStream=4096\n"
                                            "[Access]\nSendGroup=wave-chat\n",
                                            &error);
 
@@ -129,6 +132,8 @@ test_every_key (void)
   g_assert_cmpuint (config->send_queue_timeout_ms, ==, 1500);
   g_assert_cmpuint (config->max_subscriptions, ==, 9);
   g_assert_cmpuint (config->slow_client_timeout_ms, ==, 2000);
+  g_assert_cmpuint (config->history_per_stream, ==, 0);
+  g_assert_cmpuint (config->history_bytes_per_stream, ==, 4096);
   g_assert_cmpstr (config->send_group, ==, "wave-chat");
 }
 
@@ -224,6 +229,10 @@ test_bad_values (void)
     { "[Limits]\nMaxClients=-3\n", "[Limits] MaxClients" },
     { "[Limits]\nClientQueueBytes=99999999999999\n", "[Limits] ClientQueueBytes" },
     { "[Limits]\nMaxLineBytes=10\n", "[Limits] MaxLineBytes" },
+    { "[Limits]\nHistoryPerStream=1001\n", "[Limits] HistoryPerStream" },
+    { "[Limits]\nHistoryPerStream=-1\n", "[Limits] HistoryPerStream" },
+    { "[Limits]\nHistoryBytesPerStream=1000\n", "[Limits] HistoryBytesPerStream" },
+    { "[Limits]\nHistoryBytesPerStream=16777217\n", "[Limits] HistoryBytesPerStream" },
     { "[Socket]\nPath=relative.sock\n", "[Socket] Path: must be an absolute path" },
   };
 

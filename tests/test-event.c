@@ -180,6 +180,9 @@ test_cached (void)
   g_assert_true (wb_event_get_payload (cached) == wb_event_get_payload (event));
   g_assert_true (json_object_get_boolean_member (object, "cached"));
   g_assert_cmpint (json_object_get_int_member (object, "age_ms"), ==, 1234);
+  g_assert_cmpint (wb_event_get_age_ms (cached), ==, 1234);
+  g_assert_cmpint (wb_event_get_age_ms (from_the_future), ==, 0);
+  g_assert_cmpint (wb_event_get_age_ms (event), ==, -1);
   g_assert_cmpint (
       json_object_get_int_member (json_object_get_object_member (object, "payload"), "total_views"),
       ==, 20);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define G_LOG_DOMAIN "wave-test-hub"
 
+#include <math.h>
 #include <string.h>
 
 #include "hub.h"
@@ -832,6 +833,259 @@ test_subscribe_is_demand (Fixture *fixture, gconstpointer data)
   subscribe (b, "s1", "stream.health");
   g_assert_cmpuint (fixture->recorder.set_calls->len, ==, set_calls);
   g_assert_cmpuint (fixture->recorder.demands, ==, 2);
+}
+
+/* ---- history on subscribe ------------------------------------------------ */
+
+static void
+feed_chat_id (Fixture *fixture, const char *stream_id, guint n)
+{
+  g_autofree char *json = g_strdup_printf (
+      "{\"type\":\"chat.message\",\"payload\":{\"stream_id\":\"%s\",\"message_id\":\"m%u\","
+      "\"user_id\":\"u1\",\"username\":\"ann\",\"message\":\"hi %u\","
+      "\"timestamp\":\"2024-01-01T00:00:00Z\"}}",
+      stream_id, n, n);
+
+  feed (fixture, json);
+}
+
+static void
+feed_reaction (Fixture *fixture, const char *stream_id, guint count)
+{
+  g_autofree char *json = g_strdup_printf (
+      "{\"type\":\"reaction.received\",\"payload\":{\"stream_id\":\"%s\",\"reaction\":\"🔥\","
+      "\"count\":%u,\"timestamp\":\"2024-01-01T00:00:00Z\"}}",
+      stream_id, count);
+
+  feed (fixture, json);
+}
+
+/* The sink's events from @from on: "m3" for chat, "r7" for a reaction, the
+ * type otherwise, a "*" after each one marked cached. */
+static char *
+sink_describe (Sink *sink, guint from)
+{
+  GString *out = g_string_new ("");
+
+  for (guint i = from; i < sink->events->len; i++)
+    {
+      WbEvent *event = sink_event (sink, i);
+      g_autoptr (JsonObject) root = event_root (event);
+      JsonObject *payload = json_object_get_object_member (root, "payload");
+
+      if (i > from)
+        g_string_append_c (out, ',');
+      if (wb_event_get_message_type (event) == WB_MESSAGE_CHAT_MESSAGE)
+        g_string_append (out, json_object_get_string_member (payload, "message_id"));
+      else if (wb_event_get_message_type (event) == WB_MESSAGE_REACTION_RECEIVED)
+        g_string_append_printf (out, "r%" G_GINT64_FORMAT,
+                                json_object_get_int_member (payload, "count"));
+      else
+        g_string_append (out, wb_event_get_type_name (event));
+      if (json_object_get_boolean_member_with_default (root, "cached", FALSE))
+        g_string_append_c (out, '*');
+    }
+  return g_string_free (out, FALSE);
+}
+
+#define assert_sink(sink, from, expected)                                                          \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    g_autofree char *got_ = sink_describe (sink, from);                                            \
+    g_assert_cmpstr (got_, ==, expected);                                                          \
+  }                                                                                                \
+  G_STMT_END
+
+static void
+test_history_order (Fixture *fixture, gconstpointer data)
+{
+  Sink *feeder = sink_new (fixture, "feeder");
+  Sink *late = sink_new (fixture, "late");
+  guint64 delivered;
+
+  subscribe (feeder, "s1", NULL);
+  feed_health (fixture, "s1", 1000);
+  feed_chat_id (fixture, "s1", 1);
+  feed_reaction (fixture, "s1", 5);
+  feed_chat_id (fixture, "s1", 2);
+  feed_health (fixture, "s1", 2000);
+  feed_chat_id (fixture, "s1", 3);
+
+  subscribe (late, "s1", NULL);
+  delivered = wb_hub_get_status (fixture->hub)->events_delivered;
+  /* The cache replay first, then the newest 3 of the history, oldest first. */
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 3), ==, 3);
+  assert_sink (late, 0, "stream.health*,r5*,m2*,m3*");
+  g_assert_cmpuint (wb_hub_get_status (fixture->hub)->events_delivered, ==, delivered + 4);
+  /* Then live ones, unmarked. */
+  feed_chat_id (fixture, "s1", 4);
+  assert_sink (late, 4, "m4");
+  /* Asking again gives only what it has not had. */
+  g_assert_true (wb_hub_client_subscribe (late->client, "s1", NULL, NULL, NULL));
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 50), ==, 1);
+  assert_sink (late, 5, "stream.health*,m1*");
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 50), ==, 0);
+  /* The feeder, subscribed all along, has everything already. */
+  g_assert_cmpuint (wb_hub_client_replay (feeder->client, "s1", 50), ==, 0);
+
+  /* replay_cache is replay with no history. */
+  {
+    Sink *plain = sink_new (fixture, "plain");
+
+    subscribe (plain, "s1", NULL);
+    wb_hub_client_replay_cache (plain->client, "s1");
+    assert_sink (plain, 0, "stream.health*");
+  }
+}
+
+static void
+test_history_filter (Fixture *fixture, gconstpointer data)
+{
+  Sink *feeder = sink_new (fixture, "feeder");
+  Sink *chat = sink_new (fixture, "chat");
+  Sink *reactions = sink_new (fixture, "reactions");
+  Sink *health = sink_new (fixture, "health");
+
+  subscribe (feeder, "s1", NULL);
+  feed_chat_id (fixture, "s1", 1);
+  feed_reaction (fixture, "s1", 1);
+  feed_chat_id (fixture, "s1", 2);
+  feed_reaction (fixture, "s1", 2);
+
+  subscribe (chat, "s1", "chat.message");
+  g_assert_cmpuint (wb_hub_client_replay (chat->client, "s1", 50), ==, 2);
+  assert_sink (chat, 0, "m1*,m2*");
+  subscribe (reactions, "s1", "reaction.received,stream.health");
+  g_assert_cmpuint (wb_hub_client_replay (reactions->client, "s1", 1), ==, 1);
+  assert_sink (reactions, 0, "r2*");
+  subscribe (health, "s1", "stream.health");
+  g_assert_cmpuint (wb_hub_client_replay (health->client, "s1", 50), ==, 0);
+  g_assert_cmpuint (health->events->len, ==, 0);
+
+  /* The chat client adds reactions: it gets the reactions, not the chat again. */
+  subscribe (chat, "s1", "chat.message,reaction.received");
+  g_assert_cmpuint (wb_hub_client_replay (chat->client, "s1", 50), ==, 2);
+  assert_sink (chat, 2, "r1*,r2*");
+}
+
+static void
+test_history_bounds (Fixture *fixture, gconstpointer data)
+{
+  Sink *feeder = sink_new (fixture, "feeder");
+  Sink *late = sink_new (fixture, "late");
+  g_autoptr (GError) error = NULL;
+  guint count = 99;
+
+  /* Requests: negative refused, above HistoryPerStream cut to it. */
+  g_assert_cmpuint (wb_hub_get_history_limit (fixture->hub), ==, 50);
+  g_assert_false (wb_hub_check_history (fixture->hub, -1, &count, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpuint (count, ==, 99);
+  g_assert_true (wb_hub_check_history (fixture->hub, 0, &count, NULL));
+  g_assert_cmpuint (count, ==, 0);
+  g_assert_true (wb_hub_check_history (fixture->hub, 1e300, &count, NULL));
+  g_assert_cmpuint (count, ==, 50);
+  g_assert_true (wb_hub_check_history (fixture->hub, 7.0, &count, NULL));
+  g_assert_cmpuint (count, ==, 7);
+  g_clear_error (&error);
+  g_assert_false (wb_hub_check_history (fixture->hub, 2.5, &count, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (wb_hub_check_history (fixture->hub, NAN, &count, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpuint (count, ==, 7);
+
+  fixture->config->history_per_stream = 5;
+  wb_hub_set_config (fixture->hub, fixture->config);
+  subscribe (feeder, "s1", NULL);
+  for (guint i = 1; i <= 8; i++)
+    feed_chat_id (fixture, "s1", i);
+  subscribe (late, "s1", "chat.message");
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 1000), ==, 5);
+  assert_sink (late, 0, "m4*,m5*,m6*,m7*,m8*");
+
+  /* A reload to fewer trims what is held; to 0 turns history off. */
+  fixture->config->history_per_stream = 2;
+  wb_hub_set_config (fixture->hub, fixture->config);
+  unsubscribe (late, "s1");
+  subscribe (late, "s1", "chat.message");
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 1000), ==, 2);
+  fixture->config->history_per_stream = 0;
+  wb_hub_set_config (fixture->hub, fixture->config);
+  unsubscribe (late, "s1");
+  subscribe (late, "s1", "chat.message");
+  feed_chat_id (fixture, "s1", 9);
+  unsubscribe (late, "s1");
+  subscribe (late, "s1", "chat.message");
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 1000), ==, 0);
+
+  /* A stream that leaves the union forgets its history. */
+  fixture->config->history_per_stream = 50;
+  wb_hub_set_config (fixture->hub, fixture->config);
+  feed_chat_id (fixture, "s1", 10);
+  unsubscribe (late, "s1");
+  unsubscribe (feeder, "s1");
+  subscribe (late, "s1", "chat.message");
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 50), ==, 0);
+}
+
+static void
+test_history_upstream_twice (Fixture *fixture, gconstpointer data)
+{
+  Sink *feeder = sink_new (fixture, "feeder");
+  Sink *late;
+
+  subscribe (feeder, "s1", "chat.message");
+  feed_chat_id (fixture, "s1", 1);
+  feed_chat_id (fixture, "s1", 2);
+  /* Upstream reconnects and WAVE sends m2 again. */
+  wb_hub_handle_upstream_state (fixture->hub, WB_LINK_CONNECTED, WB_LINK_WAITING);
+  wb_hub_handle_upstream_state (fixture->hub, WB_LINK_WAITING, WB_LINK_CONNECTED);
+  wb_hub_handle_upstream_resynced (fixture->hub, "s1", 100);
+  feed_chat_id (fixture, "s1", 2);
+  feed_chat_id (fixture, "s1", 3);
+
+  late = sink_new (fixture, "late");
+  subscribe (late, "s1", "chat.message");
+  g_assert_cmpuint (wb_hub_client_replay (late->client, "s1", 50), ==, 3);
+  assert_sink (late, 0, "m1*,m2*,m3*");
+  /* The feeder kept its subscription across the reconnect: nothing is new to it. */
+  g_assert_cmpuint (wb_hub_client_replay (feeder->client, "s1", 50), ==, 0);
+}
+
+static void
+test_history_take (Fixture *fixture, gconstpointer data)
+{
+  Sink *feeder = sink_new (fixture, "feeder");
+  Sink *caller = sink_new (fixture, "caller");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) events = NULL;
+  g_autoptr (GPtrArray) again = NULL;
+
+  subscribe (feeder, "s1", NULL);
+  feed_chat_id (fixture, "s1", 1);
+  feed_reaction (fixture, "s1", 3);
+
+  g_assert_null (wb_hub_client_take_history (caller->client, "s1", 10, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_NOT_SUBSCRIBED);
+  g_clear_error (&error);
+  g_assert_null (wb_hub_client_take_history (caller->client, "", 10, &error));
+  g_assert_error (error, WB_HUB_ERROR, WB_HUB_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  subscribe (caller, "s1", NULL);
+  events = wb_hub_client_take_history (caller->client, "s1", 10, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (events->len, ==, 2);
+  g_assert_cmpint (wb_event_get_message_type (g_ptr_array_index (events, 0)), ==,
+                   WB_MESSAGE_CHAT_MESSAGE);
+  g_assert_cmpint (wb_event_get_message_type (g_ptr_array_index (events, 1)), ==,
+                   WB_MESSAGE_REACTION_RECEIVED);
+  /* Returned, not delivered; and not twice. */
+  g_assert_cmpuint (caller->events->len, ==, 0);
+  again = wb_hub_client_take_history (caller->client, "s1", 10, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (again->len, ==, 0);
 }
 
 /* ---- cache replay -------------------------------------------------------- */
@@ -1817,6 +2071,11 @@ main (int argc, char **argv)
   ADD ("/hub/quota/streams", test_quota_streams);
   ADD ("/hub/quota/allowance-per-user", test_allowance_per_user);
   ADD ("/hub/send/send-group", test_send_group);
+  ADD ("/hub/history/order", test_history_order);
+  ADD ("/hub/history/filter", test_history_filter);
+  ADD ("/hub/history/bounds", test_history_bounds);
+  ADD ("/hub/history/upstream-twice", test_history_upstream_twice);
+  ADD ("/hub/history/take", test_history_take);
   ADD ("/hub/contract/free-in-deliver-refused", test_free_in_deliver_refused);
   ADD ("/hub/contract/observer-removed-in-callback-refused",
        test_observer_removed_in_callback_refused);

@@ -34,7 +34,7 @@ _wavectl()
             --socket|-s) _wavectl_socket=${words[i + 1]}; ((i++)) ;;
             --socket=*) _wavectl_socket=${words[i]#--socket=} ;;
             --dbus|--bus=*) _wavectl_dbus=1 ;;
-            --events|-e|--bus) ((i++)) ;;
+            --events|-e|--bus|--history) ((i++)) ;;
             -*) ;;
             *) if [[ -z $command ]]; then command=${words[i]}; else ((positional++)); fi ;;
         esac
@@ -51,6 +51,10 @@ _wavectl()
             ;;
         --bus)
             COMPREPLY=($(compgen -W "system session" -- "$cur"))
+            return
+            ;;
+        --history)
+            # A number: nothing to offer.
             return
             ;;
         --events|-e)
@@ -85,7 +89,7 @@ _wavectl()
         local options="$global"
         case $command in
             status|streams) options+=" --json" ;;
-            tail) options+=" --json --events" ;;
+            tail) options+=" --json --events --history" ;;
         esac
         COMPREPLY=($(compgen -W "$options" -- "$cur"))
         [[ ${COMPREPLY-} == *= ]] && compopt -o nospace 2>/dev/null
