@@ -342,8 +342,10 @@ class Soak:
         if r < 0.35:
             events = [] if rng.random() < 0.5 else sorted(rng.sample(EVENT_TYPES,
                                                                      rng.randint(1, 4)))
-            session.send({'type': 'subscribe', 'stream_id': rng.choice(streams),
-                          'events': events})
+            request = {'type': 'subscribe', 'stream_id': rng.choice(streams), 'events': events}
+            if rng.random() < 0.4:
+                request['history'] = rng.randint(0, 60)
+            session.send(request)
         elif r < 0.5 and session.subs:
             session.send({'type': 'unsubscribe', 'stream_id': rng.choice(sorted(session.subs))})
         elif r < 0.68:

@@ -29,6 +29,8 @@ SEQ = 'sim_stream_seq'
 # the client's subscribed reply (or the connection's start) is a failure.
 NOT_UPSTREAM_SLACK_S = 3.0
 ANNOUNCEMENTS = ('bridge.state', 'bridge.dropped', 'bridge.resync')
+# Kept by the bridge and replayed on subscribe with "history" (as cached).
+HISTORY_TYPES = ('chat.message', 'reaction.received')
 
 # D-Bus signal member → (event type, payload fields in argument order, how
 # the bridge marshals each: s string, d double, i integer, n nullable string)
@@ -230,6 +232,9 @@ class Checker:
         seen = set()
         announcements = []  # (pos, type, stream or None)
         requests = {}  # id → request
+        had = {}  # stream → numbers received in the current subscription
+        history_left = {}  # stream → history events the last subscribed reply allows
+        history_last = {}  # stream → number of the last history event of that reply
         answers = collections.Counter()
         end_t = None
 
@@ -262,11 +267,16 @@ class Checker:
             if mtype == 'subscribed':
                 stream = msg['payload']['stream_id']
                 close_interval(stream, pos, t)
+                # A history reply follows (docs/protocol.md "History on
+                # subscribe"): at most this many, oldest first.
+                history_left[stream] = msg['payload'].get('history', 0)
+                history_last[stream] = 0
                 open_iv[stream] = {'stream': stream, 'types': set(msg['payload']['events']),
                                    'start_pos': pos, 'start_t': t, 'end_pos': None,
                                    'end_t': None}
             elif mtype == 'unsubscribed':
                 close_interval(msg['payload']['stream_id'], pos, t)
+                had.pop(msg['payload']['stream_id'], None)
             elif mtype in ANNOUNCEMENTS:
                 stream = (msg.get('payload') or {}).get('stream_id')
                 announcements.append((pos, mtype, stream))
@@ -278,10 +288,14 @@ class Checker:
                     self.counts[f'sends answered {mtype}'] += 1
             elif mtype in STREAM_EVENTS or mtype == 'dbus.signal':
                 if msg.get('cached'):
-                    self.counts['cached replays'] += 1
                     key = self.resolve(session, msg)
                     if key is not None and key not in self.sim.events:
                         self.fail(session, f'cached {mtype} {key} was never emitted')
+                    elif key is not None and mtype in HISTORY_TYPES:
+                        self.check_history(session, key, mtype, pos, open_iv, had,
+                                           history_left, history_last)
+                    else:
+                        self.counts['cached state replays'] += 1
                     continue
                 key = self.resolve(session, msg)
                 if key is None:
@@ -297,6 +311,10 @@ class Checker:
                     self.fail(session, f'duplicate: {ev["type"]} {key} at line {pos}')
                     continue
                 seen.add(key)
+                if seq in had.get(stream, ()):
+                    self.fail(session, f'{ev["type"]} {key} live at line {pos}, but a history '
+                                       'reply of this subscription gave it already')
+                had.setdefault(stream, set()).add(seq)
                 if seq <= last_seq.get(stream, 0):
                     self.fail(session, f'out of order: {stream} #{seq} after #{last_seq[stream]}')
                 last_seq[stream] = max(seq, last_seq.get(stream, 0))
@@ -332,6 +350,30 @@ class Checker:
 
         for iv in intervals:
             self.check_interval(session, iv, deliveries, announcements)
+
+    def check_history(self, session, key, mtype, pos, open_iv, had, history_left,
+                      history_last):
+        """A history event (docs/protocol.md "History on subscribe"): of a
+        type the subscription holds, within the number the reply allowed,
+        oldest first, and never one the subscription already had, live or
+        from an earlier history reply (subscribed … unsubscribed, however
+        often re-subscribed)."""
+        stream, seq = key
+        self.counts['history events'] += 1
+        iv = open_iv.get(stream)
+        if iv is None or mtype not in iv['types']:
+            self.fail(session, f'history {mtype} {key} at line {pos}: type not subscribed')
+        if history_left.get(stream, 0) <= 0:
+            self.fail(session, f'history {mtype} {key} at line {pos}: more than the '
+                               '"history" the subscribed reply allowed')
+        history_left[stream] = history_left.get(stream, 0) - 1
+        if seq <= history_last.get(stream, 0):
+            self.fail(session, f'history {mtype} {key} at line {pos}: not oldest first')
+        history_last[stream] = seq
+        if seq in had.get(stream, ()):
+            self.fail(session, f'history {mtype} {key} at line {pos}: the subscription '
+                               'already had it')
+        had.setdefault(stream, set()).add(seq)
 
     def check_interval(self, session, iv, deliveries, announcements):
         stream, types = iv['stream'], iv['types']

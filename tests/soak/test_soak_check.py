@@ -185,6 +185,44 @@ class TestSoakCheck(unittest.TestCase):
             r.got(event(10, cached=True)))))
         self.assertTrue(ok, checker.report())
 
+    def history_run(self, numbers, allowed=5, unsubscribe_first=False):
+        """Chat events 11-13 go live to a client subscribed to chat, then it
+        subscribes again asking for history and gets @numbers as history."""
+        def chat(r):
+            r.out({'type': 'subscribe', 'stream_id': S, 'events': ['chat.message'], 'id': 3})
+            r.got({'type': 'subscribed', 'id': 3,
+                   'payload': {'stream_id': S, 'events': ['chat.message']}})
+            for seq in (11, 12, 13):
+                r.emit(seq, [2], 'chat.message')
+                r.got(event(seq, 'chat.message'))
+            if unsubscribe_first:
+                r.got({'type': 'unsubscribed', 'id': 4, 'payload': {'stream_id': S, 'events': []}})
+            r.got({'type': 'subscribed', 'id': 5, 'payload': {
+                'stream_id': S, 'events': ['chat.message'], 'history': allowed}})
+            for seq in numbers:
+                r.got(event(seq, 'chat.message', cached=True))
+        run = scenario(extra=chat)
+        return run
+
+    def test_history_of_older_events_passes(self):
+        ok, checker = self.check(self.history_run([]))
+        self.assertTrue(ok, checker.report())
+
+    def test_history_repeating_a_live_event_fails(self):
+        self.assert_fails(self.history_run([12]), 'already had it')
+
+    def test_history_after_unsubscribe_may_repeat(self):
+        ok, checker = self.check(self.history_run([12, 13], unsubscribe_first=True))
+        self.assertTrue(ok, checker.report())
+
+    def test_history_beyond_its_number_fails(self):
+        self.assert_fails(self.history_run([11, 12], allowed=1, unsubscribe_first=True),
+                          'more than the "history"')
+
+    def test_history_not_oldest_first_fails(self):
+        self.assert_fails(self.history_run([13, 12], unsubscribe_first=True),
+                          'not oldest first')
+
     def test_dbus_signal_maps_to_its_event(self):
         run = scenario()
         run.client[0]['transport'] = 'dbus'
