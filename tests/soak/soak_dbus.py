@@ -27,6 +27,11 @@ MANAGER_IFACE = 'inc.wave.Bridge1'
 STREAM_IFACE = 'inc.wave.Bridge1.Stream'
 EVENT_TYPES = ('analytics.update', 'chat.message', 'reaction.received', 'stream.ended',
                'stream.health', 'stream.started', 'viewer.joined', 'viewer.left')
+# GetHistory entries: the signal each stands for, its fields in signal order.
+HISTORY_SIGNALS = {
+    'chat.message': ('ChatMessage', ('message_id', 'user_id', 'username', 'message', 'timestamp')),
+    'reaction.received': ('ReactionReceived', ('reaction', 'count', 'timestamp')),
+}
 # Longer than the bridge's SendQueueTimeout in the soak (5 s) plus a reconnect.
 CALL_TIMEOUT_MS = 30000
 END_WAIT_S = 20.0
@@ -109,19 +114,42 @@ class Session:
             events = [] if self.rng.random() < 0.5 else \
                 sorted(self.rng.sample(EVENT_TYPES, self.rng.randint(1, 4)))
 
+            # The match rule before the call: no signal the bridge emits
+            # after it took the subscription can slip past the rule.
+            if stream not in self.subs:
+                self.subs[stream] = self.conn.signal_subscribe(
+                    BUS_NAME, STREAM_IFACE, None, stream_path(stream), None,
+                    Gio.DBusSignalFlags.NONE, self.on_signal)
+
             def subscribed(call_id, ok, value):
                 if not ok:
                     self.received({'type': 'error', 'id': call_id, 'payload': {'code': value}})
                     return
-                if stream not in self.subs:
-                    self.subs[stream] = self.conn.signal_subscribe(
-                        BUS_NAME, STREAM_IFACE, None, stream_path(stream), None,
-                        Gio.DBusSignalFlags.NONE, self.on_signal)
                 self.received({'type': 'subscribed', 'id': call_id,
                                'payload': {'stream_id': stream,
                                            'events': events or list(EVENT_TYPES)}})
             self.call('Subscribe', 'sas', (stream, events), subscribed,
                       request={'type': 'subscribe', 'stream_id': stream, 'events': events})
+        elif r < 0.42 and self.subs:
+            stream = self.rng.choice(sorted(self.subs))
+            count = self.rng.randint(0, 60)
+
+            def history(call_id, ok, value):
+                if not ok:
+                    self.received({'type': 'error', 'id': call_id, 'payload': {'code': value}})
+                    return
+                # As the socket's history reply: how many at most, then each
+                # entry as the signal it stands for, marked cached.
+                self.received({'type': 'dbus.history', 'id': call_id,
+                               'payload': {'stream_id': stream, 'history': count}})
+                for wave_type, age_ms, fields in value[0]:
+                    member, names = HISTORY_SIGNALS[wave_type]
+                    self.received({'type': 'dbus.signal', 'path': stream_path(stream),
+                                   'member': member, 'cached': True,
+                                   'args': [fields.get(n) for n in names]})
+            self.call('GetHistory', 'u', (count,), history, path=stream_path(stream),
+                      iface=STREAM_IFACE,
+                      request={'type': 'history', 'stream_id': stream, 'count': count})
         elif r < 0.5 and self.subs:
             stream = self.rng.choice(sorted(self.subs))
 
