@@ -188,6 +188,10 @@ class Checker:
             self.failures.append(f'sim log: {problem}')
         for path in sorted(glob.glob(os.path.join(self.run_dir, 'clients', '*.jsonl'))):
             self.check_session(Session(path))
+        for key in ('events lost while connected', 'events in unannounced gaps',
+                    'gaps announced'):
+            self.counts.setdefault(key, 0)
+        self.counts['violations'] = len(self.failures)
         self.counts['events emitted'] = len(self.sim.events)
         self.counts['upstream connections'] = len(self.sim.conns)
         return not self.failures
