@@ -49,7 +49,9 @@ TIMINGS = {'PingInterval': 2.0, 'PongTimeout': 1.0, 'BackoffInitial': 0.1, 'Back
 CONFIG = {
     'Upstream': {k: str(v) for k, v in TIMINGS.items()} | {'IdleTimeout': '30'},
     'Limits': {'ChatPerMinute': '6000', 'ReactionsPerMinute': '6000',
-               'MaxClientsPerUser': '512', 'SendQueueTimeout': '5'},
+               'MaxClientsPerUser': '512', 'SendQueueTimeout': '5',
+               # Small, so a burst overflows the slow readers' queues.
+               'ClientQueueBytes': '32768'},
 }
 # Close codes of the WAVE table (shared/upstream, daemon/close-policy.c)
 # and codes it does not name; 1005/1006/1015 cannot be sent.
@@ -70,6 +72,8 @@ GARBAGE = (
 # RSS may grow this much over the run (allocator arenas, caches that are
 # bounded by design: the per-stream cache, the close history).
 RSS_GROWTH_LIMIT_KIB = 4096
+SLOW_READ_BUFFER = 16384
+SLOW_READ_BYTES_PER_S = 16000
 END_SETTLE_S = 10.0
 # The daemon logs HH:MM:SS.mmm
 LOG_RESOLUTION_S = 0.002
@@ -130,8 +134,9 @@ class RunLog:
 class SocketSession:
     """One connection of a socket client."""
 
-    def __init__(self, run_dir, name, path):
+    def __init__(self, run_dir, name, path, slow=False):
         self.name = name
+        self.slow = slow
         self.path = path
         self.log = RunLog(os.path.join(run_dir, 'clients', name + '.jsonl'))
         self.log.write({'kind': 'session', 'transport': 'socket', 'id': name})
@@ -142,7 +147,9 @@ class SocketSession:
         self.reader_task = None
 
     async def open(self):
-        self.reader, self.writer = await asyncio.open_unix_connection(self.path, limit=1 << 20)
+        # A slow reader buffers little, so the bridge's queue for it fills.
+        self.reader, self.writer = await asyncio.open_unix_connection(
+            self.path, limit=SLOW_READ_BUFFER if self.slow else 1 << 20)
         self.reader_task = asyncio.ensure_future(self.read_loop())
 
     async def read_loop(self):
@@ -154,6 +161,8 @@ class SocketSession:
                 t = now()
                 text = line.decode().rstrip('\n')
                 self.log.write_raw_in(t, text)
+                if self.slow:
+                    await asyncio.sleep(len(line) / SLOW_READ_BYTES_PER_S)
                 msg = json.loads(text)
                 mtype = msg.get('type')
                 if mtype in ('sent', 'error') and msg.get('id') in self.pending:
@@ -211,6 +220,7 @@ class Soak:
         self.failures = []
         self.samples = []
         self.stop_clients = False
+        self.phase = 0
         self.stop_faults = threading.Event()
         self.lock = threading.Lock()
 
@@ -274,8 +284,10 @@ class Soak:
                 self.fault('oversized', lambda: sim.post(
                     '/sim/raw', {'text': '{"type":"pong"}', 'pad_to': 1048577}))
             else:
-                body = {'stream_id': rng.choice(streams), 'type': rng.choice(EVENT_TYPES),
-                        'rate': rng.randint(500, 3000), 'count': rng.randint(50, 400)}
+                # A third to the stream the slow readers take whole.
+                target = EXTRA_STREAM if rng.random() < 0.33 else rng.choice(streams)
+                body = {'stream_id': target, 'type': rng.choice(EVENT_TYPES),
+                        'rate': rng.randint(500, 3000), 'count': rng.randint(50, 1500)}
                 self.fault('burst', lambda: sim.post('/sim/flood', body))
 
     # -- the daemon ---------------------------------------------------------
@@ -359,6 +371,21 @@ class Soak:
         else:
             session.send({'type': 'ping'})
 
+    async def slow_reader(self, index):
+        """Subscribed to every stream, reading at SLOW_READ_BYTES_PER_S: a
+        burst outgrows its queue (ClientQueueBytes), so the bridge drops
+        events for it and must say so with bridge.dropped."""
+        session = SocketSession(self.run_dir, f'slow-{index:02d}-{self.phase}',
+                                self.bridge.socket_path, slow=True)
+        await session.open()
+        # Bursts feed EXTRA_STREAM; one stream's health keeps it busy between.
+        session.send({'type': 'subscribe', 'stream_id': EXTRA_STREAM, 'events': []})
+        session.send({'type': 'subscribe', 'stream_id': self.streams[0],
+                      'events': ['stream.health']})
+        while not self.stop_clients:
+            await asyncio.sleep(0.2)
+        await session.close(graceful=True)
+
     async def observer(self):
         """Subscribed to every stream from start to end, never leaving: the
         strictest accounting, and the witness of reconnect waits."""
@@ -373,6 +400,7 @@ class Soak:
 
     async def clients_phase(self, seconds, faults):
         self.stop_clients = False
+        self.phase += 1
         dbus = subprocess.Popen([sys.executable, os.path.join(HERE, 'soak_dbus.py'),
                                  self.bus.address, self.run_dir, str(self.args.dbus_clients),
                                  str(self.rng.randint(0, 1 << 30))] + self.streams
@@ -380,6 +408,7 @@ class Soak:
         dbus.stdout.readline()
         tasks = [asyncio.ensure_future(self.socket_client(i))
                  for i in range(self.args.socket_clients)]
+        tasks += [asyncio.ensure_future(self.slow_reader(i)) for i in range(self.args.slow_clients)]
         fault_thread = None
         if faults:
             self.stop_faults.clear()
@@ -593,6 +622,7 @@ def main():
                         random.randrange(1, 1 << 31))
     parser.add_argument('--socket-clients', type=int, default=24)
     parser.add_argument('--dbus-clients', type=int, default=8)
+    parser.add_argument('--slow-clients', type=int, default=2)
     parser.add_argument('--speed', type=float, default=5.0)
     parser.add_argument('--out', default=os.environ.get('WB_SOAK_OUT'))
     args = parser.parse_args()
