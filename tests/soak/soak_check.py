@@ -453,7 +453,10 @@ class Checker:
             lost = ev['index'] < horizon.get(conn, -1) or (
                 info.get('initiator') == 'server' and max_order > info.get('order', 0))
             if lost:
-                if dropped:
+                # Dropped for a slow reader, and said so: the notice comes
+                # after the drop and before the stream's next event.
+                hi = next_pos if next_pos is not None else iv['end_pos'] + 1
+                if any(prev_pos < p < hi for p in dropped):
                     self.counts['events dropped for a slow client (announced)'] += 1
                     continue
                 why = ('a later event of that connection was delivered'

@@ -140,6 +140,20 @@ class TestSoakCheck(unittest.TestCase):
         # close frame: the bridge read it before the close, so it is owed.
         self.assert_fails(scenario(lose=5), 'lost while connected')
 
+    def test_drop_announced_passes_and_elsewhere_fails(self):
+        def notice(where):
+            run = scenario(lose=3)
+            i = next(i for i, rec in enumerate(run.client)
+                     if rec.get('msg', {}).get('payload', {}).get('sim_stream_seq') == where)
+            run.client.insert(i, {'t': run.client[i]['t'] - 0.001, 'kind': 'in', 'msg': {
+                'type': 'bridge.dropped', 'payload': {'count': 1}}})
+            return run
+        ok, checker = self.check(notice(4))
+        self.assertTrue(ok, checker.report())
+        self.assertEqual(checker.counts['events dropped for a slow client (announced)'], 1)
+        # A notice before the loss does not announce it.
+        self.assert_fails(notice(2), 'lost while connected')
+
     def test_duplicate_fails(self):
         self.assert_fails(scenario(duplicate=4), 'duplicate')
 
