@@ -160,6 +160,10 @@ wb_bus_source_new (sd_bus *bus)
   self->bus = sd_bus_ref (bus);
   self->condition = G_IO_IN;
   self->fd_tag = g_source_add_unix_fd (&self->source, fd, self->condition);
+  /* Never dispatched recursively (no nested loops); without the flag GLib
+   * takes the fd out of the poll set around every dispatch and puts it
+   * back, each change writing the loop's wakeup eventfd. */
+  g_source_set_can_recurse (&self->source, TRUE);
   return &self->source;
 }
 

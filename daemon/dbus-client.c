@@ -17,9 +17,20 @@
 #include "dbus-errors.h"
 #include "errno-util.h"
 
+/* Privileged calls (Reload) waiting for the bus to say who their callers are:
+ * the bus policy lets only root send them, so a handful is plenty. */
+#define WB_DBUS_MAX_PRIVILEGED_WAITING 32
 /* Calls one new caller may queue while its credentials are asked; more are
  * refused rather than held without bound. */
 #define WB_DBUS_MAX_WAITING_CALLS 32
+/* And the bytes they may hold (paths and string arguments): a bus message may
+ * be 32 MiB (system bus) or more, so 32 calls alone bound nothing. 32 of the
+ * largest calls the bridge accepts (4096 bytes of text, a 256-byte stream id,
+ * its object path) fit. */
+#define WB_DBUS_MAX_WAITING_BYTES (256 * 1024)
+/* All new callers' waiting calls together: MaxClients (1024) times the bound
+ * above would be 256 MiB; ordinary calls are a few hundred bytes. */
+#define WB_DBUS_MAX_WAITING_BYTES_TOTAL (16 * 1024 * 1024)
 
 #define BUS_DRIVER "org.freedesktop.DBus"
 #define BUS_DRIVER_PATH "/org/freedesktop/DBus"
@@ -32,7 +43,17 @@ typedef struct
 {
   WbDbusClientFunc func;
   sd_bus_message *call;
+  gsize bytes; /* see call_weight */
 } WbDbusWaitingCall;
+
+/* A privileged call waiting for its caller's credentials. */
+typedef struct
+{
+  WbDbusFrontend *frontend;
+  WbDbusPrivilegedFunc func;
+  sd_bus_message *call;
+  sd_bus_slot *credentials_slot;
+} WbDbusPrivilegedCall;
 
 struct _WbDbusClient
 {
@@ -41,6 +62,7 @@ struct _WbDbusClient
   WbHubClient *hub_client;       /* NULL while its credentials are asked */
   sd_bus_slot *credentials_slot; /* the GetConnectionCredentials in flight */
   GQueue waiting;                /* WbDbusWaitingCall, oldest first */
+  gsize waiting_bytes;           /* the sum of their bytes */
 };
 
 static void
@@ -59,6 +81,7 @@ wb_dbus_client_free (WbDbusClient *client)
     return;
   if (client->hub_client == NULL)
     client->frontend->n_resolving--;
+  client->frontend->waiting_bytes -= client->waiting_bytes;
   /* Its calls are owed no reply: the caller left, or the bus is going. */
   g_queue_clear_full (&client->waiting, waiting_call_free);
   /* Cancels the credentials callback if it has not run. */
@@ -84,6 +107,20 @@ reply_if_failed (sd_bus_message *call, int r, sd_bus_error *error)
              sd_bus_message_get_sender (call), g_strerror (-r));
 }
 
+/* The oldest waiting call, no longer counted as waiting; NULL if none. */
+static WbDbusWaitingCall *
+client_pop_waiting (WbDbusClient *client)
+{
+  WbDbusWaitingCall *waiting = g_queue_pop_head (&client->waiting);
+
+  if (waiting != NULL)
+    {
+      client->waiting_bytes -= waiting->bytes;
+      client->frontend->waiting_bytes -= waiting->bytes;
+    }
+  return waiting;
+}
+
 /* Refuses every waiting call with @error and forgets the caller: its next
  * call starts again. */
 static void
@@ -92,7 +129,7 @@ client_refuse (WbDbusClient *client, const sd_bus_error *error)
   WbDbusFrontend *frontend = client->frontend;
   WbDbusWaitingCall *waiting;
 
-  while ((waiting = g_queue_pop_head (&client->waiting)) != NULL)
+  while ((waiting = client_pop_waiting (client)) != NULL)
     {
       g_auto (sd_bus_error) copy = SD_BUS_ERROR_NULL;
 
@@ -110,7 +147,7 @@ client_run_waiting (WbDbusClient *client)
 {
   WbDbusWaitingCall *waiting;
 
-  while ((waiting = g_queue_pop_head (&client->waiting)) != NULL)
+  while ((waiting = client_pop_waiting (client)) != NULL)
     {
       g_auto (sd_bus_error) error = SD_BUS_ERROR_NULL;
       int r;
@@ -201,6 +238,17 @@ credentials_cb (sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
       g_hash_table_remove (frontend->clients, client->name);
       return 0;
     }
+  if (sd_bus_message_is_method_error (reply, SD_BUS_ERROR_NO_REPLY)
+      || sd_bus_message_is_method_error (reply, SD_BUS_ERROR_TIMEOUT))
+    {
+      /* sd-bus gave up waiting (its method call timeout): the bus is slow,
+       * which refuses nobody. Its next call asks again. */
+      g_debug ("No credentials for %s in time", client->name);
+      sd_bus_error_setf (&refusal, SD_BUS_ERROR_TIMEOUT,
+                         "The bus did not say who %s is in time; try again", client->name);
+      client_refuse (client, &refusal);
+      return 0;
+    }
   if (sd_bus_message_is_method_error (reply, NULL) || !read_credentials (reply, &credentials))
     {
       /* Counting it as a user of its own would give every such bus name a
@@ -257,6 +305,69 @@ wb_dbus_clients_watch (WbDbusFrontend *frontend, GError **error)
   return TRUE;
 }
 
+/* Adds the wire size of the strings (at any depth) from the read position on. */
+static int
+add_string_bytes (sd_bus_message *call, gsize *bytes)
+{
+  const char *contents = NULL;
+  char type;
+  int r;
+
+  while ((r = sd_bus_message_peek_type (call, &type, &contents)) > 0)
+    {
+      if (type == SD_BUS_TYPE_STRING || type == SD_BUS_TYPE_OBJECT_PATH
+          || type == SD_BUS_TYPE_SIGNATURE)
+        {
+          const char *text = NULL;
+
+          r = sd_bus_message_read_basic (call, type, &text);
+          if (r < 0)
+            return r;
+          *bytes += strlen (text) + sizeof (uint32_t) + 1; /* length, text, NUL */
+        }
+      else if (contents != NULL)
+        {
+          /* A container: D-Bus bounds their nesting (64). */
+          r = sd_bus_message_enter_container (call, type, contents);
+          if (r >= 0)
+            r = add_string_bytes (call, bytes);
+          if (r >= 0)
+            r = sd_bus_message_exit_container (call);
+          if (r < 0)
+            return r;
+        }
+      else
+        {
+          const char signature[] = { type, '\0' };
+
+          r = sd_bus_message_skip (call, signature);
+          if (r < 0)
+            return r;
+        }
+    }
+  return r;
+}
+
+/* What holding @call costs beyond its fixed size: its path and its string
+ * arguments, which are all the bridge's client methods take. Reads them
+ * and rewinds, so the call's function reads them again; a negative errno
+ * if they cannot be read (the function would fail the same way). */
+static int
+call_weight (sd_bus_message *call, gsize *out_bytes)
+{
+  const char *path = sd_bus_message_get_path (call);
+  gsize bytes = path != NULL ? strlen (path) : 0;
+  int r;
+
+  r = add_string_bytes (call, &bytes);
+  if (r >= 0)
+    r = sd_bus_message_rewind (call, 1);
+  if (r < 0)
+    return r;
+  *out_bytes = bytes;
+  return 0;
+}
+
 int
 wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *call, gboolean create,
                                    WbDbusClientFunc func, sd_bus_error *ret_error)
@@ -264,6 +375,7 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
   const char *sender = sd_bus_message_get_sender (call);
   WbDbusWaitingCall *waiting;
   WbDbusClient *client;
+  gsize bytes = 0;
   int r;
 
   g_return_val_if_fail (frontend != NULL, -EINVAL);
@@ -276,16 +388,34 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
   if (client != NULL && client->hub_client != NULL)
     return func (frontend, client->hub_client, call, ret_error);
 
+  if (client == NULL && !create)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_NOT_SUBSCRIBED, "%s has no subscriptions",
+                              sender);
+  /* Callers of unknown users are not counted per user yet: bound them all
+   * by the bridge's own limit. */
+  if (client == NULL && frontend->n_resolving >= frontend->config->max_clients)
+    return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                             "Too many new D-Bus callers at once, try again");
+  if (client != NULL && client->waiting.length >= WB_DBUS_MAX_WAITING_CALLS)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                              "%s has %u calls waiting for the bus already", sender,
+                              WB_DBUS_MAX_WAITING_CALLS);
+
+  /* What would it hold while it waits? Unreadable arguments are refused
+   * now, as the call's function would refuse them. */
+  r = call_weight (call, &bytes);
+  if (r < 0)
+    return wb_dbus_frontend_bad_arguments (ret_error, r);
+  if ((client != NULL ? client->waiting_bytes : 0) + bytes > WB_DBUS_MAX_WAITING_BYTES)
+    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                              "Calls of %s waiting for the bus may hold at most %u bytes", sender,
+                              WB_DBUS_MAX_WAITING_BYTES);
+  if (frontend->waiting_bytes + bytes > WB_DBUS_MAX_WAITING_BYTES_TOTAL)
+    return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                             "Too many calls of new D-Bus callers at once, try again");
+
   if (client == NULL)
     {
-      if (!create)
-        return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_NOT_SUBSCRIBED,
-                                  "%s has no subscriptions", sender);
-      /* Callers of unknown users are not counted per user yet: bound them
-       * all by the bridge's own limit. */
-      if (frontend->n_resolving >= frontend->config->max_clients)
-        return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
-                                 "Too many new D-Bus callers at once, try again");
       client = g_new0 (WbDbusClient, 1);
       client->frontend = frontend;
       client->name = g_strdup (sender);
@@ -302,14 +432,90 @@ wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message *cal
         }
       g_hash_table_insert (frontend->clients, client->name, client);
     }
-  else if (client->waiting.length >= WB_DBUS_MAX_WAITING_CALLS)
-    return sd_bus_error_setf (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
-                              "%s has %u calls waiting for the bus already", sender,
-                              WB_DBUS_MAX_WAITING_CALLS);
 
   waiting = g_new0 (WbDbusWaitingCall, 1);
   waiting->func = func;
   waiting->call = sd_bus_message_ref (call);
+  waiting->bytes = bytes;
   g_queue_push_tail (&client->waiting, waiting);
+  client->waiting_bytes += bytes;
+  frontend->waiting_bytes += bytes;
+  return 1; /* answered once the bus says who the caller is */
+}
+
+/* ---- privileged calls: root and the daemon's own user -------------------- */
+
+void
+wb_dbus_privileged_call_free (gpointer data)
+{
+  WbDbusPrivilegedCall *privileged = data;
+
+  /* Cancels the credentials callback if it has not run; unanswered, as the
+   * bus is going. */
+  privileged->credentials_slot = sd_bus_slot_unref (privileged->credentials_slot);
+  sd_bus_message_unref (privileged->call);
+  g_free (privileged);
+}
+
+static int
+privileged_credentials_cb (sd_bus_message *reply, void *user_data, sd_bus_error *ret_error)
+{
+  WbDbusPrivilegedCall *privileged = user_data;
+  g_autoptr (WbPeerCredentials) credentials = NULL;
+  g_auto (sd_bus_error) error = SD_BUS_ERROR_NULL;
+  int r;
+
+  if (!sd_bus_message_is_method_error (reply, NULL) && read_credentials (reply, &credentials)
+      && wb_hub_uid_is_exempt (credentials->uid))
+    r = privileged->func (privileged->frontend, privileged->call, &error);
+  else if (sd_bus_message_is_method_error (reply, SD_BUS_ERROR_NO_REPLY)
+           || sd_bus_message_is_method_error (reply, SD_BUS_ERROR_TIMEOUT))
+    r = sd_bus_error_set (&error, SD_BUS_ERROR_TIMEOUT,
+                          "The bus did not say who the caller is in time; try again");
+  else
+    r = sd_bus_error_setf (&error, SD_BUS_ERROR_ACCESS_DENIED,
+                           "Only root and the daemon's own user may call %s",
+                           sd_bus_message_get_member (privileged->call));
+  reply_if_failed (privileged->call, r, &error);
+  /* sd-bus keeps the slot alive until we return. */
+  g_hash_table_remove (privileged->frontend->privileged_calls, privileged);
+  return 0;
+}
+
+int
+wb_dbus_frontend_call_if_privileged (WbDbusFrontend *frontend, sd_bus_message *call,
+                                     WbDbusPrivilegedFunc func, sd_bus_error *ret_error)
+{
+  const char *sender = sd_bus_message_get_sender (call);
+  WbDbusPrivilegedCall *privileged;
+  int r;
+
+  g_return_val_if_fail (frontend != NULL, -EINVAL);
+  g_return_val_if_fail (func != NULL, -EINVAL);
+
+  /* A user bus is the user's own: sd-bus checks nobody there either. */
+  if (sd_bus_is_trusted (frontend->bus) > 0)
+    return func (frontend, call, ret_error);
+  if (sender == NULL)
+    return sd_bus_error_set (ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                             "Calls must come through a bus (no sender)");
+  if (g_hash_table_size (frontend->privileged_calls) >= WB_DBUS_MAX_PRIVILEGED_WAITING)
+    return sd_bus_error_set (ret_error, WB_DBUS_ERROR_LIMITS_EXCEEDED,
+                             "Too many privileged calls waiting for the bus, try again");
+
+  privileged = g_new0 (WbDbusPrivilegedCall, 1);
+  privileged->frontend = frontend;
+  privileged->func = func;
+  privileged->call = sd_bus_message_ref (call);
+  r = sd_bus_call_method_async (frontend->bus, &privileged->credentials_slot, BUS_DRIVER,
+                                BUS_DRIVER_PATH, BUS_DRIVER, "GetConnectionCredentials",
+                                privileged_credentials_cb, privileged, "s", sender);
+  if (r < 0)
+    {
+      wb_dbus_privileged_call_free (privileged);
+      return sd_bus_error_set_errnof (ret_error, -r, "Cannot ask who %s is: %s", sender,
+                                      g_strerror (-r));
+    }
+  g_hash_table_add (frontend->privileged_calls, privileged);
   return 1; /* answered once the bus says who the caller is */
 }

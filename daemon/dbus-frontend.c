@@ -236,6 +236,8 @@ wb_dbus_frontend_new (WbHub *hub, const WbConfig *config, const WbDbusFrontendCa
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_dbus_client_free);
   frontend->streams
       = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_dbus_stream_free);
+  frontend->privileged_calls
+      = g_hash_table_new_full (g_direct_hash, g_direct_equal, wb_dbus_privileged_call_free, NULL);
 
   bus_name = wb_bus_type_to_string (config->bus);
   if (config->bus == WB_BUS_SYSTEM)
@@ -285,10 +287,12 @@ wb_dbus_frontend_free (WbDbusFrontend *frontend)
     wb_hub_remove_observer (frontend->hub, frontend->observer_id);
   wb_dbus_manager_clear (frontend);
   /* Unanswered Reload() calls: the bus is going, and so is their answer. */
+  g_clear_pointer (&frontend->privileged_calls, g_hash_table_unref);
   g_clear_pointer (&frontend->pending_reloads, g_ptr_array_unref);
   /* Ends the D-Bus peers' subscriptions; the observer is gone, so no
    * InterfacesRemoved on a bus we are leaving. */
   g_clear_pointer (&frontend->clients, g_hash_table_unref);
+  g_warn_if_fail (frontend->n_resolving == 0 && frontend->waiting_bytes == 0);
   frontend->caller_left_slot = sd_bus_slot_unref (frontend->caller_left_slot);
   g_clear_pointer (&frontend->streams, g_hash_table_unref);
   frontend->enumerator_slot = sd_bus_slot_unref (frontend->enumerator_slot);

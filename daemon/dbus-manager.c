@@ -296,10 +296,8 @@ manager_reconnect_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_e
 }
 
 static int
-manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+reload_as_privileged (WbDbusFrontend *frontend, sd_bus_message *call, sd_bus_error *ret_error)
 {
-  WbDbusFrontend *frontend = user_data;
-
   g_message ("Reload requested over D-Bus by %s", sd_bus_message_get_sender (call));
   /* The daemon reloads from the main loop and we answer then
    * (wb_dbus_frontend_reload_finished): the reload reconfigures us too. */
@@ -309,13 +307,21 @@ manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_erro
   return 1;
 }
 
+static int
+manager_reload_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+{
+  return wb_dbus_frontend_call_if_privileged (user_data, call, reload_as_privileged, ret_error);
+}
+
 #define MANAGER_PROP(name, type, flags)                                                            \
   SD_BUS_PROPERTY (name, type, manager_property_get_cb, 0, flags)
 #define CHANGES SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
 
 /* Who may call what is the bus policy's business (dbus/inc.wave.Bridge1.conf),
- * so methods are UNPRIVILEGED, except Reload(): re-reading configuration and
- * key stays with root and the daemon's own user, like SIGHUP. */
+ * so methods are UNPRIVILEGED. Reload() too, but it checks its caller
+ * itself (wb_dbus_frontend_call_if_privileged): re-reading configuration and
+ * key stays with root and the daemon's own user, like SIGHUP. sd-bus's own
+ * check would ask the bus synchronously. */
 const sd_bus_vtable wb_dbus_manager_vtable[] = {
   SD_BUS_VTABLE_START (0),
   SD_BUS_METHOD_WITH_NAMES ("Subscribe", "sas", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (events), "o",
@@ -329,7 +335,7 @@ const sd_bus_vtable wb_dbus_manager_vtable[] = {
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "ss", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (reaction),
                             "", "", manager_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reconnect", "", "", manager_reconnect_cb, SD_BUS_VTABLE_UNPRIVILEGED),
-  SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, 0),
+  SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   /* status.h's wb_status_fields, in its order (tests/test-status.c checks). */
   MANAGER_PROP ("State", "s", CHANGES),
   MANAGER_PROP ("StateSince", "t", CHANGES),

@@ -61,8 +61,10 @@ struct _WbDbusFrontend
 
   GHashTable *clients; /* unique name → WbDbusClient */
   guint n_resolving;   /* clients whose credentials are being asked */
+  gsize waiting_bytes; /* what their calls hold (dbus-client.c) */
   sd_bus_slot *caller_left_slot;
-  GHashTable *streams; /* stream id → WbDbusStream */
+  GHashTable *privileged_calls; /* set of privileged calls asking who their callers are */
+  GHashTable *streams;          /* stream id → WbDbusStream */
 
   sd_bus_slot *manager_slot;
   sd_bus_slot *object_manager_slot;
@@ -91,6 +93,17 @@ int wb_dbus_frontend_call_with_client (WbDbusFrontend *frontend, sd_bus_message 
                                        gboolean create, WbDbusClientFunc func,
                                        sd_bus_error *ret_error);
 void wb_dbus_client_free (WbDbusClient *client);
+/* A method for root and the daemon's own user only (Reload), like sd-bus's
+ * check for methods not marked unprivileged, but without its synchronous
+ * GetConnectionCredentials: a stalled bus would stall the whole loop. */
+typedef int (*WbDbusPrivilegedFunc) (WbDbusFrontend *frontend, sd_bus_message *call,
+                                     sd_bus_error *ret_error);
+/* Runs @func now on a user bus (the user's own), otherwise once the bus has
+ * said the caller is root or the daemon's user (AccessDenied if not).
+ * Returns what a method handler returns. */
+int wb_dbus_frontend_call_if_privileged (WbDbusFrontend *frontend, sd_bus_message *call,
+                                         WbDbusPrivilegedFunc func, sd_bus_error *ret_error);
+void wb_dbus_privileged_call_free (gpointer data);
 
 /* dbus-frontend.c */
 /* SendChatMessage / SendReaction from either interface: replies later. */

@@ -4,6 +4,7 @@
 #include "message.h"
 
 #include "json-strict.h"
+#include "json-tree.h"
 #include "text.h"
 
 #include <math.h>
@@ -537,11 +538,9 @@ line_from_text (const char *data, gsize length)
 WbMessage *
 wb_message_parse (const char *data, gsize length, WbDirection direction, GError **error)
 {
-  g_autoptr (JsonParser) parser = NULL;
   g_autoptr (WbMessage) message = NULL;
-  g_autoptr (GError) json_error = NULL;
   g_autoptr (GError) strict_error = NULL;
-  JsonNode *root;
+  g_autoptr (JsonNode) root = NULL;
 
   g_return_val_if_fail (data != NULL || length == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -557,18 +556,9 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
       return NULL;
     }
 
-  parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, data, (gssize)length, &json_error))
-    {
-      /* Not expected after the strict check; json-glib's text is its own. */
-      g_autofree char *detail = g_utf8_make_valid (json_error->message, -1);
-
-      g_set_error (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_INVALID_JSON,
-                   "invalid JSON: %s", detail);
-      return NULL;
-    }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+  /* The tree json-glib's parser would build, without its GScanner. */
+  root = wb_json_tree_new (data, length);
+  if (!JSON_NODE_HOLDS_OBJECT (root))
     {
       g_set_error_literal (error, WB_MESSAGE_ERROR_DOMAIN, WB_MESSAGE_ERROR_NOT_OBJECT,
                            "message must be a JSON object");
@@ -576,7 +566,7 @@ wb_message_parse (const char *data, gsize length, WbDirection direction, GError 
     }
 
   message = g_new0 (WbMessage, 1);
-  message->root = json_node_ref (root);
+  message->root = g_steal_pointer (&root);
   if (!validate_message (message, direction, error))
     return NULL;
   if (direction == WB_DIRECTION_TO_CLIENT)

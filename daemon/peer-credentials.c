@@ -99,7 +99,13 @@ wb_peer_credentials_in_group (const WbPeerCredentials *credentials, gid_t gid)
 {
   g_return_val_if_fail (credentials != NULL, FALSE);
 
-  if (credentials->uid == 0 || credentials->gid == gid)
+  if (credentials->uid == 0)
+    return TRUE;
+  /* (gid_t)-1 is "no group": what a D-Bus caller's unknown primary group
+   * is set to, so a group that NSS gives that gid must admit nobody. */
+  if (gid == (gid_t)-1)
+    return FALSE;
+  if (credentials->gid == gid)
     return TRUE;
   for (guint i = 0; i < credentials->n_groups; i++)
     if (credentials->groups[i] == gid)

@@ -29,7 +29,8 @@ WbPeerCredentials *wb_peer_credentials_copy (const WbPeerCredentials *credential
 void wb_peer_credentials_free (WbPeerCredentials *credentials);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbPeerCredentials, wb_peer_credentials_free)
 
-/* TRUE for root, or when @gid is the peer's primary or a supplementary group. */
+/* TRUE for root, or when @gid is the peer's primary or a supplementary
+ * group; never for (gid_t)-1 (an unknown primary group is set to it). */
 gboolean wb_peer_credentials_in_group (const WbPeerCredentials *credentials, gid_t gid);
 
 /* Resolves a group name (or a decimal gid) to a gid via NSS. */

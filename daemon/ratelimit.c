@@ -65,6 +65,15 @@ wb_rate_limit_take (WbRateLimit *limit, gint64 now_us)
   return TRUE;
 }
 
+gboolean
+wb_rate_limit_is_full (WbRateLimit *limit, gint64 now_us)
+{
+  g_return_val_if_fail (limit != NULL, FALSE);
+
+  refill (limit, now_us);
+  return limit->tokens >= (double)limit->per_period;
+}
+
 gint64
 wb_rate_limit_get_wait_us (WbRateLimit *limit, gint64 now_us)
 {

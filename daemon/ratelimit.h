@@ -33,6 +33,9 @@ void wb_rate_limit_init_per_second (WbRateLimit *limit, guint per_second, gint64
 void wb_rate_limit_set_rate (WbRateLimit *limit, guint per_period, gint64 now_us);
 /* Takes one token: TRUE if there was one. */
 gboolean wb_rate_limit_take (WbRateLimit *limit, gint64 now_us);
+/* TRUE if the bucket is full: nothing was taken for a whole refill (the
+ * pace uses it to tell a lone change from one of a burst). */
+gboolean wb_rate_limit_is_full (WbRateLimit *limit, gint64 now_us);
 /* Microseconds until a token is available (0: one is; G_MAXINT64: never). */
 gint64 wb_rate_limit_get_wait_us (WbRateLimit *limit, gint64 now_us);
 

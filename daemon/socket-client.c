@@ -26,6 +26,17 @@
  * end of the loop iteration: libsoup hands over a whole upstream burst in one
  * dispatch, and the clients must not wait for all of it. */
 #define FLUSH_EARLY_BYTES (64 * 1024)
+/* During an upstream burst the loop iteration is long (a bounded share of
+ * frames, each fanned out), and its first events would wait for the last.
+ * So the clients are also written in the middle of it, as soon as the time
+ * since the last write is EARLY_WRITE_COST_RATIO times what that write
+ * cost (so writing early adds at most about 1/ratio to the work), and at
+ * least EARLY_WRITE_MIN_US: one client is written every ~0.1 ms, a
+ * thousand, whose writes cost more, in proportion. The clock is read every
+ * EARLY_WRITE_CHECK_LINES queued lines, not for each. */
+#define EARLY_WRITE_COST_RATIO 16
+#define EARLY_WRITE_MIN_US 100
+#define EARLY_WRITE_CHECK_LINES 8
 /* Readiness events taken per epoll_wait(); the rest come next iteration. */
 #define MAX_EPOLL_EVENTS 256
 
@@ -33,18 +44,21 @@ typedef struct
 {
   GSource source;
   WbSocketClientGroup *group;
+  gpointer fd_tag; /* the epoll descriptor */
 } GroupSource;
 
 struct _WbSocketClientGroup
 {
   int epoll_fd;
   GSource *source;
-  GQueue clients; /* every client, by all_link */
-  GQueue dirty;   /* to write, or dead: handled at the next dispatch */
-  GQueue held;    /* with input left over their user's line budget */
-  guint64 serial; /* counts dispatches */
-  gboolean wake_pending;
-  gint64 next_deadline; /* earliest slow/closing deadline, G_MAXINT64: none */
+  GQueue clients;          /* every client, by all_link */
+  GQueue dirty;            /* to write, or dead: handled at the next dispatch */
+  GQueue held;             /* with input left over their user's line budget */
+  guint64 serial;          /* counts dispatches */
+  gint64 last_write_us;    /* monotonic: when the dirty list was last written */
+  gint64 write_cost_us;    /* what that took */
+  guint lines_since_check; /* queued since the clock was last read */
+  gint64 next_deadline;    /* earliest slow/closing deadline, G_MAXINT64: none */
 };
 
 struct _WbSocketClient
@@ -70,6 +84,9 @@ struct _WbSocketClient
   gsize output_offset;      /* bytes of the head already written */
   gsize queued_bytes;       /* not yet written, offset deducted */
   WbSocketAccount *account; /* the user's total, or NULL */
+
+  GList starved_link; /* in account->starved */
+  gboolean starved;   /* missed events to the account's total: announce when under */
 
   gboolean congested;     /* refusing events until drained to the low-water mark */
   gint64 congested_since; /* monotonic µs */
@@ -111,16 +128,8 @@ client_mark_dead (WbSocketClient *client, WbSocketClientCloseReason reason)
   client->reading = FALSE;
 }
 
-static void
-group_schedule (WbSocketClientGroup *group)
-{
-  if (group->wake_pending)
-    return;
-  /* set_ready_time wakes the context every time: once per iteration is enough. */
-  group->wake_pending = TRUE;
-  g_source_set_ready_time (group->source, 0);
-}
-
+/* Nothing to arm: the group's prepare() sees the dirty and held lists at
+ * the end of every loop iteration (see group_source_prepare). */
 static void
 client_mark_dirty (WbSocketClient *client)
 {
@@ -128,7 +137,6 @@ client_mark_dirty (WbSocketClient *client)
     return;
   client->in_dirty = TRUE;
   g_queue_push_tail_link (&client->group->dirty, &client->dirty_link);
-  group_schedule (client->group);
 }
 
 static gint64
@@ -182,11 +190,7 @@ client_update_interest (WbSocketClient *client)
 
   deadline = client_deadline (client);
   if (deadline < group->next_deadline)
-    {
-      group->next_deadline = deadline;
-      if (!group->wake_pending)
-        g_source_set_ready_time (group->source, deadline);
-    }
+    group->next_deadline = deadline;
 }
 
 static void
@@ -220,6 +224,34 @@ client_queue_dropped_notice (WbSocketClient *client)
   line = wb_json_to_line (node);
   client->dropped_pending = 0;
   client_push (client, line);
+}
+
+static void
+client_unstarve (WbSocketClient *client)
+{
+  if (!client->starved)
+    return;
+  client->starved = FALSE;
+  g_queue_unlink (&client->account->starved, &client->starved_link);
+}
+
+/* The user's total is under its limit again: every connection that missed
+ * events to it is told how many now, not at its next event (which may
+ * never come: a stream's last event, such as stream.ended, lost silently).
+ * One that is congested on its own gets its notice when it drains. */
+static void
+account_announce_drops (WbSocketAccount *account)
+{
+  while (account->starved.length > 0 && account->queued < account->limit)
+    {
+      WbSocketClient *client = g_queue_peek_head (&account->starved);
+
+      client_unstarve (client);
+      if (client->dead || client->closing || client->congested || client->dropped_pending == 0)
+        continue;
+      client_queue_dropped_notice (client);
+      client_update_interest (client);
+    }
 }
 
 static void
@@ -331,6 +363,8 @@ client_flush (WbSocketClient *client)
       if (client->dropped_pending > 0)
         client_queue_dropped_notice (client);
     }
+  if (client->account != NULL)
+    account_announce_drops (client->account);
   if (client->closing && client->queued_bytes == 0)
     client_linger (client);
 }
@@ -373,7 +407,6 @@ client_hold_input (WbSocketClient *client)
     return;
   client->input_held = TRUE;
   g_queue_push_tail_link (&group->held, &client->held_link);
-  group_schedule (group);
 }
 
 /* Hands complete lines to the owner; with @at_eof the unterminated rest too. */
@@ -503,6 +536,101 @@ group_sweep_deadlines (WbSocketClientGroup *group, gint64 now)
     }
 }
 
+/* Writes every dirty client's queue, one sendmsg each (more only past a
+ * full batch). TRUE if a client died meanwhile: handing it to its owner is
+ * dispatch's work, never done from here. */
+static gboolean
+group_write_dirty (WbSocketClientGroup *group)
+{
+  GQueue pending = group->dirty;
+  GList *link;
+  gint64 started_us;
+
+  if (g_queue_is_empty (&pending))
+    return FALSE;
+  started_us = g_get_monotonic_time ();
+  g_queue_init (&group->dirty);
+  while ((link = g_queue_pop_head_link (&pending)) != NULL)
+    {
+      WbSocketClient *client = link->data;
+
+      client->in_dirty = FALSE;
+      if (!client->dead && client->queued_bytes > 0 && !client->write_blocked)
+        client_flush (client);
+      /* Dead clients go back on the list; others may ask for EPOLLOUT. */
+      client_update_interest (client);
+    }
+  group->last_write_us = g_get_monotonic_time ();
+  group->write_cost_us = group->last_write_us - started_us;
+  return !g_queue_is_empty (&group->dirty);
+}
+
+/* A line was queued in the middle of a loop iteration: write everyone now
+ * if the iteration has run long enough (see EARLY_WRITE_COST_RATIO). */
+static void
+group_line_queued (WbSocketClientGroup *group)
+{
+  gint64 now;
+
+  if (++group->lines_since_check < EARLY_WRITE_CHECK_LINES)
+    return;
+  group->lines_since_check = 0;
+  now = g_get_monotonic_time ();
+  if (now - group->last_write_us
+      >= MAX (EARLY_WRITE_MIN_US, EARLY_WRITE_COST_RATIO * group->write_cost_us))
+    group_write_dirty (group);
+}
+
+/*
+ * The end of a loop iteration: every source has run, and what they queued
+ * for the clients is written now, before the loop sleeps. So an upstream
+ * event reaches its clients in the iteration that read it, and all the
+ * events of a burst go out in one sendmsg per client. Nothing is armed
+ * when a line is queued: g_source_set_ready_time() and a blocked source's
+ * poll changes each write the context's wakeup eventfd on GLib 2.74 (an
+ * extra write() and an extra loop iteration per event at light load), so
+ * the group keeps its state in its lists and reads them here.
+ */
+static gboolean
+group_source_prepare (GSource *source, gint *out_timeout)
+{
+  WbSocketClientGroup *group = ((GroupSource *)source)->group;
+  gint64 now;
+
+  *out_timeout = -1;
+  if (group_write_dirty (group) || !g_queue_is_empty (&group->held))
+    {
+      *out_timeout = 0;
+      return TRUE;
+    }
+  if (group->next_deadline == G_MAXINT64)
+    return FALSE;
+  now = g_get_monotonic_time ();
+  if (now >= group->next_deadline)
+    {
+      *out_timeout = 0;
+      return TRUE;
+    }
+  /* Rounded up, or the loop would wake just before the deadline and spin. */
+  *out_timeout = (gint)MIN ((group->next_deadline - now + G_TIME_SPAN_MILLISECOND - 1)
+                                / G_TIME_SPAN_MILLISECOND,
+                            G_MAXINT);
+  return FALSE;
+}
+
+static gboolean
+group_source_check (GSource *source)
+{
+  GroupSource *group_source = (GroupSource *)source;
+  WbSocketClientGroup *group = group_source->group;
+
+  if (g_source_query_unix_fd (source, group_source->fd_tag) != 0)
+    return TRUE;
+  if (!g_queue_is_empty (&group->dirty) || !g_queue_is_empty (&group->held))
+    return TRUE;
+  return group->next_deadline != G_MAXINT64 && g_get_monotonic_time () >= group->next_deadline;
+}
+
 static gboolean
 group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
@@ -512,8 +640,6 @@ group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
   gint64 now;
   int n;
 
-  group->wake_pending = FALSE;
-  g_source_set_ready_time (source, -1);
   group->serial++;
 
   /* Input held over from the last dispatch goes first, in order. */
@@ -560,13 +686,12 @@ group_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
       /* Output left over a full batch puts the client back in the queue. */
       client_update_interest (client);
     }
-
-  if (!group->wake_pending && group->next_deadline != G_MAXINT64)
-    g_source_set_ready_time (source, group->next_deadline);
   return G_SOURCE_CONTINUE;
 }
 
 static GSourceFuncs group_source_funcs = {
+  .prepare = group_source_prepare,
+  .check = group_source_check,
   .dispatch = group_source_dispatch,
 };
 
@@ -590,7 +715,12 @@ wb_socket_client_group_new (GError **error)
   group->source = g_source_new (&group_source_funcs, sizeof (GroupSource));
   ((GroupSource *)group->source)->group = group;
   g_source_set_static_name (group->source, "wave-bridge socket clients");
-  g_source_add_unix_fd (group->source, epoll_fd, G_IO_IN);
+  ((GroupSource *)group->source)->fd_tag = g_source_add_unix_fd (group->source, epoll_fd, G_IO_IN);
+  /* Never dispatched recursively (no nested loops); without the flag GLib
+   * "blocks" the source around every dispatch, taking its fd out of the
+   * poll set and back, and each of the two changes writes the wakeup
+   * eventfd: two write()s and a spurious iteration per dispatch. */
+  g_source_set_can_recurse (group->source, TRUE);
   g_source_attach (group->source, NULL);
   return group;
 }
@@ -640,6 +770,7 @@ wb_socket_client_new (WbSocketClientGroup *group, int fd, const WbSocketClientLi
   client->all_link.data = client;
   client->dirty_link.data = client;
   client->held_link.data = client;
+  client->starved_link.data = client;
   g_queue_init (&client->output);
   g_queue_push_tail_link (&group->clients, &client->all_link);
   return client;
@@ -708,6 +839,20 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
     {
       client->dropped_pending++;
       client->dropped_total++;
+      if (client->write_blocked)
+        {
+          /* It does not read either: one of the connections holding the
+           * user over. Its own slow deadline runs, so a user's stuck
+           * connections cannot keep the others silent for longer than
+           * SlowClientTimeout; its notice comes when it drains. */
+          client_set_congested (client);
+          client_update_interest (client);
+        }
+      else if (!client->starved)
+        {
+          client->starved = TRUE;
+          g_queue_push_tail_link (&client->account->starved, &client->starved_link);
+        }
       return FALSE;
     }
   if (client->dropped_pending > 0 && !client->congested)
@@ -716,6 +861,7 @@ wb_socket_client_queue_event (WbSocketClient *client, GBytes *line)
   if (client->queued_bytes >= FLUSH_EARLY_BYTES && !client->write_blocked)
     client_flush (client);
   client_update_interest (client);
+  group_line_queued (client->group);
   return TRUE;
 }
 
@@ -724,11 +870,46 @@ wb_socket_client_set_account (WbSocketClient *client, WbSocketAccount *account)
 {
   g_return_if_fail (client != NULL);
 
-  if (client->account != NULL)
-    client->account->queued -= client->queued_bytes;
+  WbSocketAccount *old = client->account;
+
+  if (old != NULL)
+    {
+      client_unstarve (client);
+      old->queued -= client->queued_bytes;
+    }
   client->account = account;
   if (account != NULL)
     account->queued += client->queued_bytes;
+  /* What this one had queued may have been what kept the others waiting. */
+  if (old != NULL && old != account)
+    account_announce_drops (old);
+}
+
+static gboolean
+client_over_hard_bound (const WbSocketClient *client)
+{
+  return client->queued_bytes > client->limits.hard_queue_bytes
+         || (client->account != NULL && client->account->queued > client->account->hard_limit);
+}
+
+static void
+client_flush_now (WbSocketClient *client)
+{
+  if (!client->dead && !client->write_blocked && client->queued_bytes > 0)
+    client_flush (client);
+}
+
+/* Writes what is queued for @account's connections that can take it now. */
+static void
+group_flush_account (WbSocketClientGroup *group, WbSocketAccount *account)
+{
+  for (GList *l = group->dirty.head; l != NULL && account->queued > 0; l = l->next)
+    {
+      WbSocketClient *client = l->data;
+
+      if (client->account == account)
+        client_flush_now (client);
+    }
 }
 
 void
@@ -739,8 +920,19 @@ wb_socket_client_queue_control (WbSocketClient *client, GBytes *line)
   if (client->dead)
     return;
   client_push (client, line);
-  if (client->queued_bytes > client->limits.hard_queue_bytes
-      || (client->account != NULL && client->account->queued > client->account->hard_limit))
+  if (client_over_hard_bound (client))
+    {
+      /* Output is written once per loop iteration, so replies to requests
+       * of this one have not been yet: a user whose connections each asked
+       * for something large at the same moment is not a user who does not
+       * read. Judge by what the kernel does not take. */
+      client_flush_now (client);
+      if (client->account != NULL && client->account->queued > client->account->hard_limit)
+        group_flush_account (client->group, client->account);
+    }
+  if (client->dead)
+    return;
+  if (client_over_hard_bound (client))
     client_mark_dead (client, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
   else if (client->queued_bytes > client->limits.queue_bytes)
     client_set_congested (client);

@@ -75,9 +75,11 @@ void wb_socket_client_set_limits (WbSocketClient *client, const WbSocketClientLi
 
 /* Output queued by several connections (one user's): while it is over
  * @limit, events to any of them are refused (counted, and announced with
- * bridge.dropped before the next event that fits); a reply that takes it
- * past @hard_limit ends the connection it was for, as a connection's own
- * hard bound does. The owner keeps it alive while any client points at it. */
+ * bridge.dropped as soon as the total is under @limit again, whether or not
+ * another event follows); a reply that leaves it past @hard_limit, once
+ * what the kernel takes of the user's output has been written, ends the
+ * connection it was for, as a connection's own hard bound does. The owner
+ * keeps it alive while any client points at it. */
 typedef struct
 {
   gsize queued;
@@ -89,6 +91,9 @@ typedef struct
   guint lines_per_dispatch;
   guint lines_used;
   guint64 serial; /* the group dispatch lines_used counts for */
+  /* Private: connections that missed events to the user's total, waiting
+   * for it to drop under @limit to announce them (zero-filled = empty). */
+  GQueue starved;
 } WbSocketAccount;
 
 /* NULL: the connection answers only to its own queue_bytes. */

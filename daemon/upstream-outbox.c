@@ -16,8 +16,10 @@
  * union of thousands re-sent after every reconnect would otherwise keep a
  * new stream out for ever); within churn and sends, owners take turns, so one
  * user's burst delays another user's first message by at most one message
- * per other busy user. A churn entry waits one pace interval before it is
- * due, so a subscribe undone within it costs nothing upstream.
+ * per other busy user. A lone churn entry (the pace bucket is full: nothing
+ * went upstream for a while) is due at once; one made while messages are
+ * going waits one pace interval, so changes to its stream made meanwhile
+ * are merged and a subscribe undone within it costs nothing upstream.
  */
 
 /* max_held is shared out so that this many owners can each hold their part. */
@@ -347,13 +349,17 @@ mark_churn (WbOutbox *self, const char *stream_id, gint64 owner_id)
 {
   Unsynced *item;
   Owner *owner;
+  gint64 now;
 
   if (g_hash_table_contains (self->unsynced, stream_id))
     return; /* already owed, in its lane: it will carry the newest union */
   item = unsynced_new (self, stream_id);
   owner = owner_get (self, owner_id);
   item->owner = owner;
-  item->due_us = g_get_monotonic_time () + pace_interval_us (self);
+  now = g_get_monotonic_time ();
+  /* A lone change (a client subscribing to its stream) goes at once; in a
+   * run of changes each waits an interval and absorbs the ones after it. */
+  item->due_us = wb_rate_limit_is_full (&self->pace, now) ? now : now + pace_interval_us (self);
   g_queue_push_tail_link (&owner->churn, &item->link);
   ring_join (&self->churn_ring, &owner->churn_ring_link, &owner->in_churn_ring);
 }

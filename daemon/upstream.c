@@ -48,9 +48,11 @@
  *
  * Callbacks are never made from inside a call into this module: state
  * changes, resyncs, status changes and send outcomes are queued as notes
- * and delivered from an idle source, in order. Server frames go through
- * the same queue (parsed there, a bounded share per dispatch), so none
- * overtakes a state change and an upstream flood cannot freeze the loop.
+ * and delivered from the notes source, in order. Server frames are
+ * handled straight from libsoup's "message" while no note waits and the
+ * iteration's share is not spent; past that they join the same queue
+ * (parsed there, a bounded share per iteration), so none overtakes a state
+ * change and an upstream flood cannot freeze the loop.
  */
 
 /* WAVE events are small JSON objects; anything this big is a broken or
@@ -58,9 +60,9 @@
 #define WB_UPSTREAM_MAX_INCOMING_PAYLOAD_BYTES (1024 * 1024)
 #define WB_UPSTREAM_TOO_BIG_TEXT "server sent a frame over 1 MiB"
 #define WB_UPSTREAM_TOO_BIG_REASON "frame too big"
-/* Queued upstream frames taken in per main-loop dispatch, and the most
- * bytes of them waiting: a flood cannot freeze the loop or grow memory. */
-#define WB_UPSTREAM_NOTES_PER_DISPATCH 128
+/* Upstream frames (and notes) handled per main-loop iteration, and the most
+ * bytes of frames waiting: a flood cannot freeze the loop or grow memory. */
+#define WB_UPSTREAM_NOTES_PER_ITERATION 128
 #define WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES (16 * 1024 * 1024)
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
@@ -95,6 +97,15 @@ typedef struct
   GError *send_error; /* owned; NULL: written */
 } Note;
 
+/* Delivers the notes from the main loop. A source of its own that stays
+ * attached: an idle source added per batch costs an allocation and a
+ * loop iteration of its own for every upstream event at light load. */
+typedef struct
+{
+  GSource source;
+  WbUpstream *upstream;
+} NotesSource;
+
 /* One handshake in flight. Shared with the async operation, so a callback
  * that arrives after the upstream abandoned it (reconnect, free) finds
  * @upstream NULL instead of a dangling pointer. */
@@ -121,10 +132,11 @@ struct _WbUpstream
   WbUpstreamCallbacks callbacks;
   gpointer user_data;
   GQueue notes; /* Note */
-  guint notes_id;
-  gsize frame_bytes;     /* of the queued frames: bounded */
-  guint connection;      /* counts connections: frames know their own */
-  gboolean status_dirty; /* a status_changed is owed */
+  GSource *notes_source;
+  guint handled_in_iteration; /* frames and notes, against WB_UPSTREAM_NOTES_PER_ITERATION */
+  gsize frame_bytes;          /* of the queued frames: bounded */
+  guint connection;           /* counts connections: frames know their own */
+  gboolean status_dirty;      /* a status_changed is owed */
 
   SoupSession *session;
   ConnectAttempt *attempt;
@@ -202,40 +214,72 @@ note_deliver (WbUpstream *self, Note *note)
     }
 }
 
+/* Called once per loop iteration, before the poll: a new share begins. */
 static gboolean
-notes_dispatch_cb (gpointer user_data)
+notes_source_prepare (GSource *source, gint *out_timeout)
 {
-  WbUpstream *self = user_data;
+  WbUpstream *self = ((NotesSource *)source)->upstream;
+
+  self->handled_in_iteration = 0;
+  *out_timeout = -1;
+  if (self->notes.length == 0 && !self->status_dirty)
+    return FALSE;
+  *out_timeout = 0;
+  return TRUE;
+}
+
+static gboolean
+notes_source_check (GSource *source)
+{
+  WbUpstream *self = ((NotesSource *)source)->upstream;
+
+  return self->notes.length > 0 || self->status_dirty;
+}
+
+static gboolean
+notes_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  WbUpstream *self = ((NotesSource *)source)->upstream;
   Note *note;
 
-  /* A bounded share per dispatch: under an upstream flood the other sources
-   * (local clients' requests, the bus) get their turn between shares. */
-  for (guint i = 0; i < WB_UPSTREAM_NOTES_PER_DISPATCH; i++)
+  /* A bounded share per iteration, frames handled straight from libsoup
+   * included: under an upstream flood the other sources (local clients'
+   * requests, the bus) get their turn between shares. */
+  while (self->handled_in_iteration < WB_UPSTREAM_NOTES_PER_ITERATION
+         && (note = g_queue_pop_head (&self->notes)) != NULL)
     {
-      if ((note = g_queue_pop_head (&self->notes)) == NULL)
-        break;
+      self->handled_in_iteration++;
       note_deliver (self, note);
       note_free (note);
     }
-  if (self->notes.length > 0)
-    return G_SOURCE_CONTINUE;
-  self->notes_id = 0;
-  if (self->status_dirty)
+  if (self->notes.length == 0 && self->status_dirty)
     {
       self->status_dirty = FALSE;
       if (self->callbacks.status_changed != NULL)
         self->callbacks.status_changed (self->user_data);
     }
-  return G_SOURCE_REMOVE;
+  return G_SOURCE_CONTINUE;
 }
 
-static void
-schedule_notes (WbUpstream *self)
+static GSourceFuncs notes_source_funcs = {
+  .prepare = notes_source_prepare,
+  .check = notes_source_check,
+  .dispatch = notes_source_dispatch,
+};
+
+static GSource *
+notes_source_new (WbUpstream *self)
 {
-  if (self->notes_id == 0)
-    /* Default priority: under steady traffic an idle-priority source could
-     * postpone every sender's reply indefinitely. */
-    self->notes_id = g_idle_add_full (G_PRIORITY_DEFAULT, notes_dispatch_cb, self, NULL);
+  GSource *source = g_source_new (&notes_source_funcs, sizeof (NotesSource));
+
+  ((NotesSource *)source)->upstream = self;
+  g_source_set_static_name (source, "wave-bridge upstream notes");
+  /* Default priority: under steady traffic an idle-priority source could
+   * postpone every sender's reply indefinitely. Nothing to arm when a note
+   * is queued: prepare() looks at the queue every iteration. */
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_attach (source, NULL);
+  return source;
 }
 
 static Note *
@@ -245,7 +289,6 @@ note_push (WbUpstream *self, NoteKind kind)
 
   note->kind = kind;
   g_queue_push_tail (&self->notes, note);
-  schedule_notes (self);
   return note;
 }
 
@@ -253,7 +296,6 @@ static void
 notify_status (WbUpstream *self)
 {
   self->status_dirty = TRUE;
-  schedule_notes (self);
 }
 
 static void
@@ -536,10 +578,14 @@ handle_frame (WbUpstream *self, GBytes *frame, gboolean current)
 }
 
 /* libsoup hands over every frame it can read before it returns to the main
- * loop: under a flood that could be seconds of work. Here a frame is only
- * queued; it is parsed and fanned out a bounded share per dispatch, in
- * order with the notes. Past WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES frames are
- * dropped, counted and announced (frames_dropped), never silently. */
+ * loop: under a flood that could be seconds of work. A frame is handled
+ * here, in the iteration that read it, only while no note waits (so it
+ * overtakes nothing) and the iteration's share is not spent; the rest is
+ * queued and parsed and fanned out a bounded share per iteration, in order
+ * with the notes. Past WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES frames are
+ * dropped, counted and announced (frames_dropped), never silently.
+ * Handling a frame never closes or frees @ws (nothing the owner does with
+ * an event calls back into upstream), which libsoup's read loop relies on. */
 static void
 ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer user_data)
 {
@@ -549,6 +595,12 @@ ws_message_cb (SoupWebsocketConnection *ws, gint type, GBytes *bytes, gpointer u
   if (type != SOUP_WEBSOCKET_DATA_TEXT)
     {
       note_invalid (self, "binary frame");
+      return;
+    }
+  if (self->notes.length == 0 && self->handled_in_iteration < WB_UPSTREAM_NOTES_PER_ITERATION)
+    {
+      self->handled_in_iteration++;
+      handle_frame (self, bytes, TRUE);
       return;
     }
   if (self->frame_bytes + g_bytes_get_size (bytes) > WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES)
@@ -1099,6 +1151,7 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
   self->callbacks = *callbacks;
   self->user_data = user_data;
   g_queue_init (&self->notes);
+  self->notes_source = notes_source_new (self);
   self->rand = g_rand_new ();
   self->last_close_reason = g_strdup ("");
   self->last_error = g_strdup ("");
@@ -1134,7 +1187,8 @@ wb_upstream_free (WbUpstream *self)
   g_clear_pointer (&self->outbox, wb_outbox_free);
   /* Every send gets its outcome, even those decided a moment ago; nobody
    * is listening for the rest any more. */
-  clear_source (&self->notes_id);
+  g_source_destroy (self->notes_source);
+  g_clear_pointer (&self->notes_source, g_source_unref);
   while ((note = g_queue_pop_head (&self->notes)) != NULL)
     {
       if (note->kind == NOTE_SEND_DONE)

@@ -1676,6 +1676,23 @@ test_send_group (Fixture *fixture, gconstpointer data)
   g_assert_cmpuint (fixture->recorder.send_calls->len, ==, 2);
 }
 
+/* D-Bus callers' credentials carry no primary group ((gid_t)-1: the bus
+ * lists the groups without saying which is primary); a group whose gid is
+ * (gid_t)-1 (NSS resolves one from /etc/group) must not admit them all. */
+static void
+test_send_group_unknown_primary (void)
+{
+  gid_t groups[] = { 7777 };
+  g_autoptr (WbPeerCredentials) dbus_caller
+      = wb_peer_credentials_new (1, 5003, (gid_t)-1, groups, G_N_ELEMENTS (groups));
+  g_autoptr (WbPeerCredentials) dbus_root = wb_peer_credentials_new (1, 0, (gid_t)-1, NULL, 0);
+
+  g_assert_false (wb_peer_credentials_in_group (dbus_caller, (gid_t)-1));
+  g_assert_true (wb_peer_credentials_in_group (dbus_caller, 7777));
+  g_assert_false (wb_peer_credentials_in_group (dbus_caller, 7778));
+  g_assert_true (wb_peer_credentials_in_group (dbus_root, (gid_t)-1));
+}
+
 /* ---- subscriptions: limits and arguments --------------------------------- */
 
 static void
@@ -2082,5 +2099,6 @@ main (int argc, char **argv)
 #undef ADD
   g_test_add_func ("/hub/freed-before-clients", test_hub_freed_first);
   g_test_add_func ("/hub/event/new", test_event_new);
+  g_test_add_func ("/hub/send/send-group-unknown-primary", test_send_group_unknown_primary);
   return g_test_run ();
 }

@@ -4,11 +4,13 @@
  * texts it must accept and refuse (the lenient forms json-glib 1.6 reads,
  * each with the error class), and a property test that whatever the checker
  * accepts, json-glib reads too, and writes back (wb_json_to_string) as text
- * the checker accepts again with the same meaning.
+ * the checker accepts again with the same meaning. And the tree the daemon
+ * builds itself (daemon/json-tree.c) is json-glib's, node types included.
  */
 #define G_LOG_DOMAIN "wave-test-json-strict"
 
 #include "json-strict.h"
+#include "json-tree.h"
 #include "message.h"
 
 #include <string.h>
@@ -27,6 +29,73 @@ static gboolean
 check (const char *text, gsize length, GError **error)
 {
   return wb_json_strict_check (text, length != 0 ? length : strlen (text), DEPTH, error);
+}
+
+/* Exactly the same tree: kinds, value types (an int is not a double of the
+ * same value), values bit for bit, member names and order. */
+static gboolean
+same_tree (JsonNode *a, JsonNode *b)
+{
+  if (json_node_get_node_type (a) != json_node_get_node_type (b))
+    return FALSE;
+  switch (json_node_get_node_type (a))
+    {
+    case JSON_NODE_OBJECT:
+      {
+        g_autoptr (GList) names_a = json_object_get_members (json_node_get_object (a));
+        g_autoptr (GList) names_b = json_object_get_members (json_node_get_object (b));
+        GList *l = names_a;
+        GList *m = names_b;
+
+        for (; l != NULL && m != NULL; l = l->next, m = m->next)
+          if (g_strcmp0 (l->data, m->data) != 0
+              || !same_tree (json_object_get_member (json_node_get_object (a), l->data),
+                             json_object_get_member (json_node_get_object (b), m->data)))
+            return FALSE;
+        return l == NULL && m == NULL;
+      }
+    case JSON_NODE_ARRAY:
+      {
+        JsonArray *x = json_node_get_array (a);
+        JsonArray *y = json_node_get_array (b);
+
+        if (json_array_get_length (x) != json_array_get_length (y))
+          return FALSE;
+        for (guint i = 0; i < json_array_get_length (x); i++)
+          if (!same_tree (json_array_get_element (x, i), json_array_get_element (y, i)))
+            return FALSE;
+        return TRUE;
+      }
+    case JSON_NODE_VALUE:
+      if (json_node_get_value_type (a) != json_node_get_value_type (b))
+        return FALSE;
+      if (json_node_get_value_type (a) == G_TYPE_INT64)
+        return json_node_get_int (a) == json_node_get_int (b);
+      if (json_node_get_value_type (a) == G_TYPE_DOUBLE)
+        {
+          double x = json_node_get_double (a);
+          double y = json_node_get_double (b);
+
+          return memcmp (&x, &y, sizeof x) == 0;
+        }
+      if (json_node_get_value_type (a) == G_TYPE_BOOLEAN)
+        return json_node_get_boolean (a) == json_node_get_boolean (b);
+      return g_strcmp0 (json_node_get_string (a), json_node_get_string (b)) == 0;
+    case JSON_NODE_NULL:
+    default:
+      return TRUE;
+    }
+}
+
+/* @text passed the checker: the daemon's own tree is json-glib's. */
+static void
+assert_tree_agrees (const char *text, gsize length, JsonNode *json_glib_root)
+{
+  g_autoptr (JsonNode) ours = wb_json_tree_new (text, length);
+
+  if (!same_tree (ours, json_glib_root))
+    g_error ("json-tree.c and json-glib read %s differently", text);
+  g_assert_true (json_node_is_immutable (ours));
 }
 
 static void
@@ -78,8 +147,9 @@ test_accepts (void)
       g_test_message ("accept: %s", shown);
       check (*text, 0, &error);
       g_assert_no_error (error);
-      /* And json-glib agrees. */
+      /* And json-glib agrees, and so does the tree the daemon builds. */
       g_assert_true (json_parser_load_from_data (parser, *text, -1, NULL));
+      assert_tree_agrees (*text, strlen (*text), json_parser_get_root (parser));
     }
 }
 
@@ -429,6 +499,8 @@ test_property_agrees_with_json_glib (void)
       /* json-glib reads it... */
       if (!json_parser_load_from_data (parser, text->str, (gssize)text->len, NULL))
         g_error ("json-glib refuses what the checker accepted: %s", text->str);
+      /* ...as the daemon's own reader does... */
+      assert_tree_agrees (text->str, text->len, json_parser_get_root (parser));
       /* ...and what the bridge writes from it is strict JSON meaning the same. */
       written = wb_json_to_string (json_parser_get_root (parser), &written_length);
       if (!check (written, written_length, NULL))
@@ -442,6 +514,24 @@ test_property_agrees_with_json_glib (void)
   g_assert_cmpuint (accepted, <, PROPERTY_ROUNDS);
 }
 
+/* json-tree.c reads only what the checker accepted; should the checker ever
+ * be wrong, the reader still stays inside the buffer (exactly sized here,
+ * so the sanitizer build sees any overrun) and ends. */
+static void
+test_tree_stays_in_bounds (void)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (refusals); i++)
+    {
+      gsize length = strlen (refusals[i].text);
+      g_autofree char *exact = g_memdup2 (refusals[i].text, length);
+
+      if (length > 0)
+        json_node_unref (wb_json_tree_new (exact, length));
+      for (gsize cut = 1; cut < length; cut++)
+        json_node_unref (wb_json_tree_new (exact, cut));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -452,6 +542,7 @@ main (int argc, char **argv)
   g_test_add_func ("/json-strict/depth", test_depth);
   g_test_add_func ("/json-strict/offsets", test_offsets);
   g_test_add_func ("/json-strict/many-members", test_many_members);
+  g_test_add_func ("/json-strict/tree-stays-in-bounds", test_tree_stays_in_bounds);
   g_test_add_func ("/json-strict/property/agrees-with-json-glib",
                    test_property_agrees_with_json_glib);
   return g_test_run ();

@@ -127,6 +127,23 @@ test_per_second (void)
   g_assert_cmpuint (take_all (&limit, START_US + 10 * G_USEC_PER_SEC), ==, 20);
 }
 
+/* Full only once every token taken was earned back. */
+static void
+test_is_full (void)
+{
+  WbRateLimit limit;
+
+  wb_rate_limit_init_per_second (&limit, 20, START_US);
+  g_assert_true (wb_rate_limit_is_full (&limit, START_US));
+  g_assert_true (wb_rate_limit_take (&limit, START_US));
+  g_assert_false (wb_rate_limit_is_full (&limit, START_US));
+  g_assert_false (wb_rate_limit_is_full (&limit, START_US + 49000));
+  g_assert_true (wb_rate_limit_is_full (&limit, START_US + 50000));
+  g_assert_cmpuint (take_all (&limit, START_US + 50000), ==, 20);
+  g_assert_false (wb_rate_limit_is_full (&limit, START_US + 950000));
+  g_assert_true (wb_rate_limit_is_full (&limit, START_US + 1050000));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -140,5 +157,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ratelimit/set-rate", test_set_rate);
   g_test_add_func ("/ratelimit/clock-backwards", test_clock_backwards);
   g_test_add_func ("/ratelimit/per-second", test_per_second);
+  g_test_add_func ("/ratelimit/is-full", test_is_full);
   return g_test_run ();
 }

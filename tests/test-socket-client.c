@@ -553,6 +553,8 @@ test_line_budget (Fixture *f, gconstpointer data)
   /* And the connection reads again afterwards. */
   peer_write (f, "after\n");
   WAIT_UNTIL (f->lines->len == 11, WB_TEST_WAIT_MS);
+  /* Before the account on this stack goes. */
+  g_clear_pointer (&f->client, wb_socket_client_free);
 }
 
 /* A user's connections share an account: past its limit, events to any of
@@ -589,14 +591,161 @@ test_account (Fixture *f, gconstpointer data)
   g_assert_nonnull (
       strstr (f->received->str, "{\"type\":\"bridge.dropped\",\"payload\":{\"count\":"));
 
-  /* Replies are never refused, but past the hard limit the connection ends. */
-  account.queued = 6 * EVENT_LINE_BYTES;
+  /* Replies are never refused, but past the hard limit (what remains once
+   * the kernel took what it could) the connection ends. */
+  WAIT_UNTIL ((peer_read_available (f), account.queued == 0), WB_TEST_WAIT_MS);
+  account.queued = 7 * EVENT_LINE_BYTES;
   reply = bytes_of ("{\"type\":\"pong\"}\n");
   wb_socket_client_queue_control (f->client, reply);
   WAIT_UNTIL (f->closed, WB_TEST_WAIT_MS);
   g_assert_cmpint (f->close_reason, ==, WB_SOCKET_CLIENT_CLOSED_OVERFLOW);
   /* Freeing the client took its bytes out of the account. */
-  g_assert_cmpuint (account.queued, <=, 6 * EVENT_LINE_BYTES);
+  g_assert_cmpuint (account.queued, <=, 7 * EVENT_LINE_BYTES);
+}
+
+/* A second connection in @f's group, for tests of a user's account. */
+static void
+other_setup (Fixture *f, Fixture *other, const WbSocketClientLimits *limits)
+{
+  int fds[2];
+
+  memset (other, 0, sizeof *other);
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), ==, 0);
+  other->client_fd = fds[0];
+  other->peer_fd = fds[1];
+  other->group = f->group;
+  other->lines = g_ptr_array_new_with_free_func (g_free);
+  other->received = g_string_new (NULL);
+  other->client = wb_socket_client_new (f->group, other->client_fd, limits, &callbacks, other);
+  g_assert_nonnull (other->client);
+}
+
+static void
+other_teardown (Fixture *other)
+{
+  g_clear_pointer (&other->client, wb_socket_client_free);
+  if (other->peer_fd >= 0)
+    close (other->peer_fd);
+  g_ptr_array_unref (other->lines);
+  g_string_free (other->received, TRUE);
+}
+
+/* Events a connection missed because of its user's total are announced as
+ * soon as the total is under its limit again, not only before the next
+ * event: the last event of a stream (stream.ended) may have been the one
+ * lost, and nothing may follow it. */
+static void
+test_account_drops_announced_without_next_event (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  WbSocketAccount account = { .limit = 8 * EVENT_LINE_BYTES, .hard_limit = G_MAXSIZE / 2 };
+  g_autoptr (GBytes) event = event_line (0);
+  Fixture hog;
+  guint refused = 0;
+
+  /* The hog does not read: its queue holds more than the user's allowance. */
+  other_setup (f, &hog, &limits);
+  g_assert_cmpint (setsockopt (hog.client_fd, SOL_SOCKET, SO_SNDBUF, &(int){ SMALL_SOCKET_BUFFER },
+                               sizeof (int)),
+                   ==, 0);
+  while (wb_socket_client_queue_event (hog.client, event))
+    ;
+  wb_socket_client_set_account (hog.client, &account);
+  g_assert_cmpuint (account.queued, >, account.limit);
+  start_client (f, &limits);
+  wb_socket_client_set_account (f->client, &account);
+
+  /* The reader's events go while the user is over, and then no more come. */
+  for (guint i = 0; i < 5; i++)
+    refused += !wb_socket_client_queue_event (f->client, event);
+  g_assert_cmpuint (refused, ==, 5);
+  dispatch_pending ();
+  peer_read_available (f);
+  g_assert_null (strstr (f->received->str, "bridge.dropped"));
+
+  /* The hog reads at last: the reader is told, without another event. */
+  WAIT_UNTIL ((peer_read_available (&hog), peer_received (f, "bridge.dropped")), WB_TEST_WAIT_MS);
+  g_assert_nonnull (
+      strstr (f->received->str, "{\"type\":\"bridge.dropped\",\"payload\":{\"count\":5}}"));
+  other_teardown (&hog);
+  g_clear_pointer (&f->client, wb_socket_client_free);
+}
+
+/* Replies are written once per loop iteration: large replies to requests
+ * several connections of one user made at the same moment are written to
+ * the kernel before the user's hard limit judges them, so a user who reads
+ * everything is not cut off for asking. */
+static void
+test_account_replies_written_before_judging (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  WbSocketAccount account = { .limit = 2 * EVENT_LINE_BYTES, .hard_limit = 3 * EVENT_LINE_BYTES };
+  g_autoptr (GBytes) reply = event_line (1);
+  Fixture others[4];
+
+  start_client (f, &limits);
+  wb_socket_client_set_account (f->client, &account);
+  for (guint i = 0; i < G_N_ELEMENTS (others); i++)
+    {
+      other_setup (f, &others[i], &limits);
+      wb_socket_client_set_account (others[i].client, &account);
+    }
+  /* Each asked for something: five replies, more than the hard limit. */
+  wb_socket_client_queue_control (f->client, reply);
+  for (guint i = 0; i < G_N_ELEMENTS (others); i++)
+    wb_socket_client_queue_control (others[i].client, reply);
+  dispatch_pending ();
+  g_assert_false (f->closed);
+  WAIT_UNTIL (peer_received (f, "\"seq\":1"), WB_TEST_WAIT_MS);
+  for (guint i = 0; i < G_N_ELEMENTS (others); i++)
+    {
+      g_assert_false (others[i].closed);
+      WAIT_UNTIL (peer_received (&others[i], "\"seq\":1"), WB_TEST_WAIT_MS);
+      other_teardown (&others[i]);
+    }
+  g_clear_pointer (&f->client, wb_socket_client_free);
+}
+
+/* Queued events are written at the end of the loop iteration that queued
+ * them, before the loop sleeps (the group's prepare), with no dispatch of
+ * the group; and in a long iteration (an upstream burst) already in the
+ * middle of it, without waiting for its end. */
+static void
+test_written_before_the_loop_sleeps (Fixture *f, gconstpointer data)
+{
+  WbSocketClientLimits limits = default_limits ();
+  guint n = 0;
+
+  start_client (f, &limits);
+  dispatch_pending ();
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr (GBytes) line = event_line (n++);
+
+      g_assert_true (wb_socket_client_queue_event (f->client, line));
+    }
+  /* A short iteration: nothing written yet... */
+  g_assert_false (peer_read_available (f));
+  /* ...and all of it by the next prepare, whether or not anything is
+   * dispatched then. */
+  g_main_context_iteration (NULL, FALSE);
+  g_assert_true (peer_read_available (f));
+  g_assert_cmpuint (f->received->len, ==, 3 * EVENT_LINE_BYTES);
+
+  /* A long iteration: ~6 ms of queueing with no loop iteration at all. */
+  for (guint i = 0; i < 64; i++)
+    {
+      g_autoptr (GBytes) line = event_line (n++);
+
+      g_assert_true (wb_socket_client_queue_event (f->client, line));
+      g_usleep (100);
+    }
+  g_assert_true (peer_read_available (f));
+  g_assert_cmpuint (f->received->len, >, 3 * EVENT_LINE_BYTES);
+  g_assert_cmpuint (f->received->len, <, 67 * EVENT_LINE_BYTES);
+  dispatch_pending ();
+  peer_read_available (f);
+  g_assert_cmpuint (f->received->len, ==, 67 * EVENT_LINE_BYTES);
 }
 
 int
@@ -622,8 +771,14 @@ main (int argc, char **argv)
               test_close_after_flush, fixture_teardown);
   g_test_add ("/socket-client/account", Fixture, NULL, fixture_setup, test_account,
               fixture_teardown);
+  g_test_add ("/socket-client/account-drops-announced-without-next-event", Fixture, NULL,
+              fixture_setup, test_account_drops_announced_without_next_event, fixture_teardown);
+  g_test_add ("/socket-client/account-replies-written-before-judging", Fixture, NULL, fixture_setup,
+              test_account_replies_written_before_judging, fixture_teardown);
   g_test_add ("/socket-client/line-budget", Fixture, NULL, fixture_setup, test_line_budget,
               fixture_teardown);
+  g_test_add ("/socket-client/written-before-the-loop-sleeps", Fixture, NULL, fixture_setup,
+              test_written_before_the_loop_sleeps, fixture_teardown);
   g_test_add ("/socket-client/peer-half-close", Fixture, NULL, fixture_setup, test_peer_half_close,
               fixture_teardown);
   return g_test_run ();

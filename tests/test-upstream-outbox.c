@@ -172,9 +172,9 @@ test_union_waits_for_connection (Fixture *f, gconstpointer data)
   g_assert_cmpstr (written (f, 1), ==,
                    "{\"type\":\"subscribe\",\"stream_id\":\"b\",\"events\":[\"stream.health\"]}");
 
-  /* A removal on an open connection is an unsubscribe, one pace interval later. */
+  /* A removal on an open connection is an unsubscribe (at once, or one pace
+   * interval later if the two subscribes' tokens are not earned back yet). */
   g_assert_true (wb_outbox_set_stream_events (f->outbox, "b", NULL, OWNER_A));
-  g_assert_cmpuint (f->written->len, ==, 2);
   WAIT_UNTIL (f->written->len == 3, 2000);
   g_assert_cmpstr (written (f, 2), ==, "{\"type\":\"unsubscribe\",\"stream_id\":\"b\"}");
   g_assert_false (wb_outbox_set_stream_events (f->outbox, "b", NULL, OWNER_A));
@@ -238,16 +238,18 @@ test_pace (Fixture *f, gconstpointer data)
 
       wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
     }
-  /* Nothing goes before one pace interval (an undone change costs nothing). */
-  g_assert_cmpuint (f->written->len, ==, 0);
-  WAIT_UNTIL (f->written->len == 10, 2000);
+  /* The first change found the bucket full and went at once; the others
+   * wait one pace interval (an undone change costs nothing), then take
+   * the refilled burst. */
+  g_assert_cmpuint (f->written->len, ==, 1);
+  WAIT_UNTIL (f->written->len == 11, 2000);
   WAIT_UNTIL (f->written->len == 15, 3000);
-  span_us = g_array_index (f->written_at, gint64, 14) - g_array_index (f->written_at, gint64, 9);
-  /* Five more tokens at 10/s take at least 500 ms (timers never fire early). */
-  g_test_message ("5 paced writes took %" G_GINT64_FORMAT " ms", span_us / 1000);
-  g_assert_cmpint (span_us, >=, 450 * 1000);
+  span_us = g_array_index (f->written_at, gint64, 14) - g_array_index (f->written_at, gint64, 10);
+  /* Four more tokens at 10/s take at least 400 ms (timers never fire early). */
+  g_test_message ("4 paced writes took %" G_GINT64_FORMAT " ms", span_us / 1000);
+  g_assert_cmpint (span_us, >=, 350 * 1000);
   /* In the order the streams changed. */
-  for (guint i = 10; i < 15; i++)
+  for (guint i = 0; i < 15; i++)
     {
       g_autofree char *needle = g_strdup_printf ("\"s%02u\"", i);
 
@@ -317,18 +319,47 @@ test_coverage_after_loss (Fixture *f, gconstpointer data)
   g_assert_cmpstr (g_ptr_array_index (f->covered, 2), !=, expected);
 }
 
-/* A subscribe and unsubscribe inside one pace interval send nothing. */
+/* A subscribe and unsubscribe inside one pace interval send nothing;
+ * a stream flapping on an idle connection costs its first subscribe (a
+ * lone change goes at once) and the unsubscribe it ends with. */
 static void
 test_undone_within_interval_costs_nothing (Fixture *f, gconstpointer data)
 {
   wb_outbox_connection_opened (f->outbox);
+  wb_outbox_set_stream_events (f->outbox, "other", health, OWNER_A);
+  g_assert_cmpuint (f->written->len, ==, 1);
   for (guint i = 0; i < 50; i++)
     {
       wb_outbox_set_stream_events (f->outbox, "flap", health, OWNER_A);
       wb_outbox_set_stream_events (f->outbox, "flap", NULL, OWNER_A);
     }
   wb_test_run_for_ms (300);
-  g_assert_cmpuint (f->written->len, ==, 0);
+  g_assert_cmpuint (f->written->len, ==, 1);
+
+  wb_test_run_for_ms (1100); /* the bucket is full again */
+  for (guint i = 0; i < 50; i++)
+    {
+      wb_outbox_set_stream_events (f->outbox, "flap2", health, OWNER_A);
+      wb_outbox_set_stream_events (f->outbox, "flap2", NULL, OWNER_A);
+    }
+  wb_test_run_for_ms (300);
+  g_assert_cmpuint (f->written->len, ==, 3);
+  g_assert_cmpstr (
+      written (f, 1), ==,
+      "{\"type\":\"subscribe\",\"stream_id\":\"flap2\",\"events\":[\"stream.health\"]}");
+  g_assert_cmpstr (written (f, 2), ==, "{\"type\":\"unsubscribe\",\"stream_id\":\"flap2\"}");
+}
+
+/* A lone change on an idle connection goes at once: the pace's bucket is
+ * full, and a client subscribing to its stream must not wait for it. */
+static void
+test_lone_change_at_once (Fixture *f, gconstpointer data)
+{
+  wb_outbox_connection_opened (f->outbox);
+  wb_outbox_set_stream_events (f->outbox, "a", health, OWNER_A);
+  g_assert_cmpuint (f->written->len, ==, 1);
+  g_assert_cmpstr (written (f, 0), ==,
+                   "{\"type\":\"subscribe\",\"stream_id\":\"a\",\"events\":[\"stream.health\"]}");
 }
 
 /* A user flooding subscribes does not hold back another user's: owners
@@ -345,14 +376,15 @@ test_churn_owners_take_turns (Fixture *f, gconstpointer data)
 
       wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
     }
-  WAIT_UNTIL (f->written->len == 10, 2000);
+  /* The first at once (a lone change), then the refilled burst of ten. */
+  WAIT_UNTIL (f->written->len == 11, 2000);
   wb_outbox_set_stream_events (f->outbox, "b-stream", health, OWNER_B);
-  WAIT_UNTIL (f->written->len >= 13, 3000);
+  WAIT_UNTIL (f->written->len >= 14, 3000);
   for (guint i = 0; i < f->written->len; i++)
     if (strstr (written (f, i), "b-stream") != NULL)
       b_index = i;
   g_test_message ("B's subscribe was write #%u", b_index);
-  g_assert_cmpuint (b_index, <=, 11);
+  g_assert_cmpuint (b_index, <=, 12);
 }
 
 /* Held sends are never starved by subscription work: when both wait, they
@@ -389,10 +421,11 @@ test_sends_not_starved (Fixture *f, gconstpointer data)
     }
   g_test_message ("first send #%u; B's chat queued after #%u, written as #%u of %u", first_send,
                   before, b_index, f->written->len);
-  /* A's first send went at once. B's went within four writes of its arrival
+  /* A's first send went at once (after the first subscribe, a lone change
+   * that went at once too). B's went within four writes of its arrival
    * (A's turn and B's in the send lane, a subscribe between each): not
    * behind A's 10 other held sends or 40 subscribes. */
-  g_assert_cmpuint (first_send, ==, 0);
+  g_assert_cmpuint (first_send, ==, 1);
   g_assert_cmpuint (b_index, <, before + 4);
 }
 
@@ -548,10 +581,11 @@ test_close_while_paced (Fixture *f, gconstpointer data)
 
       wb_outbox_set_stream_events (f->outbox, id, health, OWNER_A);
     }
-  WAIT_UNTIL (f->written->len == 10, 2000);
+  /* The first at once (a lone change), ten with the refilled burst; one waits. */
+  WAIT_UNTIL (f->written->len == 11, 2000);
   wb_outbox_connection_closed (f->outbox);
   wb_test_run_for_ms (400);
-  g_assert_cmpuint (f->written->len, ==, 10);
+  g_assert_cmpuint (f->written->len, ==, 11);
 }
 
 int
@@ -576,6 +610,7 @@ main (int argc, char **argv)
   ADD ("resync-at-once", &slow, test_resync_at_once);
   ADD ("coverage-after-loss", &fast, test_coverage_after_loss);
   ADD ("undone-within-interval-costs-nothing", &slow, test_undone_within_interval_costs_nothing);
+  ADD ("lone-change-at-once", &slow, test_lone_change_at_once);
   ADD ("churn-owners-take-turns", &slow, test_churn_owners_take_turns);
   ADD ("sends-not-starved", &slow, test_sends_not_starved);
 #undef ADD

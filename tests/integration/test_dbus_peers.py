@@ -12,7 +12,10 @@ connection goes through the proxy.
 
 import os
 import select
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,6 +36,40 @@ TIMEOUT = 15.0
 # bus synchronously would not answer a ping for this long.
 SD_BUS_CALL_TIMEOUT = 25.0
 MAX_WAITING_CALLS = 32  # WB_DBUS_MAX_WAITING_CALLS in daemon/dbus-client.c
+MAX_WAITING_BYTES = 256 * 1024  # WB_DBUS_MAX_WAITING_BYTES in daemon/dbus-client.c
+MAX_WAITING_BYTES_TOTAL = 16 * 1024 * 1024  # WB_DBUS_MAX_WAITING_BYTES_TOTAL
+NOBODY = 65534
+# A system-style bus that lets anyone call anything: what the daemon itself
+# refuses is all that is refused.
+OPEN_BUS_CONFIG = '''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+'''
+RELOAD_CLIENT = r'''
+import sys
+import gi
+gi.require_version('Gio', '2.0')
+from gi.repository import Gio, GLib
+flags = (Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+         | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION)
+conn = Gio.DBusConnection.new_for_address_sync(sys.argv[1], flags, None, None)
+try:
+    conn.call_sync('inc.wave.Bridge1', '/inc/wave/Bridge1', 'inc.wave.Bridge1', 'Reload', None,
+                   None, Gio.DBusCallFlags.NONE, 15000, None)
+    print('ok')
+except GLib.Error as e:
+    print(Gio.DBusError.get_remote_error(e), e.message)
+'''
 
 
 def bus_socket_address(address):
@@ -48,7 +85,8 @@ def bus_socket_address(address):
 
 class BusProxy:
     """Forwards bytes between one client (the bridge) and the bus; can hold
-    what the client writes to the bus (the bus then seems stalled to it)."""
+    what the client writes to the bus (the bus then seems stalled to it).
+    Later connections (GIO's own, to a system bus) are forwarded as they are."""
 
     def __init__(self, bus_address):
         self.target = bus_socket_address(bus_address)
@@ -89,10 +127,35 @@ class BusProxy:
         client, _ = self.listener.accept()
         bus = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         bus.connect(self.target)
+        threading.Thread(target=self._accept_others, daemon=True).start()
         try:
             self._forward(client, bus)
         except OSError:
             pass  # either side went away: the test is ending
+        client.close()
+        bus.close()
+
+    def _accept_others(self):
+        while not self.stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed: the test is ending
+            bus = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            bus.connect(self.target)
+            threading.Thread(target=self._pass, args=(client, bus), daemon=True).start()
+
+    def _pass(self, client, bus):
+        try:
+            while not self.stop:
+                readable, _, _ = select.select([client, bus], [], [], 0.1)
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        raise OSError('closed')
+                    (bus if source is client else client).sendall(data)
+        except OSError:
+            pass
         client.close()
         bus.close()
 
@@ -122,6 +185,10 @@ class BusProxy:
 
     def close(self):
         self.stop = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         self.thread.join(timeout=5)
         try:
@@ -288,6 +355,189 @@ class TestNewCallersWithAStalledBus(unittest.TestCase):
             expected = ('inc.wave.Bridge1.Error.NotSubscribed' if i < MAX_WAITING_CALLS
                         else 'inc.wave.Bridge1.Error.LimitsExceeded')
             self.assertEqual(outcome[i], ('error', expected), (i, caller.answers))
+
+    def test_bytes_waiting_for_credentials_are_bounded(self):
+        """32 calls of a few MiB each are 100 MiB or more held for one caller
+        (a system bus message may be 32 MiB): the bytes are bounded too."""
+        caller = self.caller()
+        self.proxy.hold()
+        big = 'x' * (MAX_WAITING_BYTES // 4)  # far over the 4096 bytes of a message
+        caller.call(0, 'Subscribe', 'sas', ('stream-a', []))
+        for i in range(1, 9):
+            caller.call(i, 'SendChatMessage', 'ss', ('stream-a', big))
+        # Small calls still fit after the refused big ones.
+        caller.call(9, 'Unsubscribe', 's', ('stream-a',))
+        self.wait_delivered_to_bridge('Unsubscribe')
+        self.proxy.release()
+        wait_until(lambda: (pump(), len(caller.answers) == 10)[1], timeout=TIMEOUT,
+                   what='ten answers')
+        outcome = {tag: (kind, value) for tag, kind, value in caller.answers}
+        self.assertEqual(outcome[0][0], 'ok', caller.answers)
+        # Three fit beside the Subscribe (and fail when they run: too long);
+        # the fourth would pass the bound and is refused at once.
+        for i in range(1, 4):
+            self.assertEqual(outcome[i], ('error', 'inc.wave.Bridge1.Error.InvalidArgument'), i)
+        for i in range(4, 9):
+            self.assertEqual(outcome[i], ('error', 'inc.wave.Bridge1.Error.LimitsExceeded'), i)
+        self.assertEqual(outcome[9], ('ok', ()), caller.answers)
+
+    def test_bytes_waiting_for_credentials_are_bounded_in_all(self):
+        """Each caller within its own bound, many callers together are bounded
+        too (MaxClients times the caller's bound would be 256 MiB)."""
+        text = 'x' * (250 * 1024)
+        fit = MAX_WAITING_BYTES_TOTAL // len(text)  # a little less: paths, ids
+        callers = [self.caller() for _ in range(fit + 5)]
+        self.proxy.hold()
+        for c in callers:
+            c.call('big', 'SendChatMessage', 'ss', ('stream-a', text))
+        self.wait_delivered_to_bridge('SendChatMessage', len(callers))
+        self.proxy.release()
+        wait_until(lambda: (pump(), all(c.answers for c in callers))[1], timeout=TIMEOUT,
+                   what='every caller answered')
+        outcome = [c.answers[0][2] for c in callers]
+        # Those that waited ran and failed (too long for a chat message).
+        self.assertGreaterEqual(outcome.count('inc.wave.Bridge1.Error.InvalidArgument'), fit - 2)
+        self.assertGreaterEqual(outcome.count('inc.wave.Bridge1.Error.LimitsExceeded'), 5)
+        self.assertEqual(len(outcome), outcome.count('inc.wave.Bridge1.Error.InvalidArgument')
+                         + outcome.count('inc.wave.Bridge1.Error.LimitsExceeded'), outcome)
+        # Nothing stays counted: a new caller still gets in.
+        late = self.caller()
+        late.call('late', 'Subscribe', 'sas', ('stream-a', []))
+        wait_until(lambda: (pump(), late.answers)[1], timeout=TIMEOUT, what='the late answer')
+        self.assertEqual(late.answers[0][:2], ('late', 'ok'), late.answers)
+
+    def test_a_bus_too_slow_to_answer_is_no_refusal(self):
+        """sd-bus gives up on the credentials question after its method call
+        timeout (25 s; SYSTEMD_BUS_TIMEOUT here): the caller is told to try
+        again, not that it is denied, and its next call asks again."""
+        self.bridge.__exit__(None, None, None)
+        self.proxy.close()
+        self.proxy = BusProxy(self.bus.address)
+        self.bridge = Bridge(self.sim, bus=self.bus, env={
+            'DBUS_SESSION_BUS_ADDRESS': self.proxy.address,
+            'SYSTEMD_BUS_TIMEOUT': '1',
+        }).__enter__()
+        caller = self.caller()
+        self.proxy.hold()
+        caller.call(0, 'Subscribe', 'sas', ('stream-a', []))
+        caller.call(1, 'Unsubscribe', 's', ('stream-a',))
+        self.wait_delivered_to_bridge('Unsubscribe')
+        time.sleep(2)  # past the timeout
+        self.proxy.release()
+        wait_until(lambda: (pump(), len(caller.answers) == 2)[1], timeout=TIMEOUT,
+                   what='two answers')
+        self.assertEqual(caller.answers, [(0, 'error', 'org.freedesktop.DBus.Error.Timeout'),
+                                          (1, 'error', 'org.freedesktop.DBus.Error.Timeout')])
+        caller.call(2, 'Subscribe', 'sas', ('stream-a', []))
+        wait_until(lambda: (pump(), len(caller.answers) == 3)[1], timeout=TIMEOUT,
+                   what='the third answer')
+        self.assertEqual(caller.answers[2][:2], (2, 'ok'), caller.answers)
+
+
+class TestReloadWithAStalledSystemBus(unittest.TestCase):
+    """On a system bus sd-bus checks an unprivileged-less method's caller
+    itself, with a synchronous GetConnectionCredentials: Reload() must not."""
+
+    def setUp(self):
+        self.sim = Sim(streams=1, speed=1).__enter__()
+        self.bus = PrivateBus().__enter__()
+        self.proxy = BusProxy(self.bus.address)
+        # sd_bus_open_system() and GIO's system bus both read this.
+        self.bridge = Bridge(self.sim, bus=self.bus, args=['--bus=system'], env={
+            'DBUS_SYSTEM_BUS_ADDRESS': self.proxy.address,
+        }).__enter__()
+        self.caller = Caller(self.bus.address)
+
+    def tearDown(self):
+        alive = self.bridge.proc.poll() is None
+        log = self.bridge.log()
+        self.proxy.release()
+        self.caller.close()
+        self.bridge.__exit__(None, None, None)
+        self.proxy.close()
+        self.bus.__exit__(None, None, None)
+        self.sim.__exit__(None, None, None)
+        self.assertTrue(alive, f'wave-bridged died: {log}')
+
+    def test_reload_does_not_block_the_loop(self):
+        socket_client = self.bridge.connect()
+        self.assertIn('on the system bus', self.bridge.log())
+        self.proxy.hold()
+        self.caller.call('reload', 'Reload', '', ())
+        wait_until(lambda: b'Reload' in self.proxy.bytes_to_client(), timeout=TIMEOUT,
+                   what='Reload delivered to the bridge')
+        time.sleep(0.3)  # the bridge reads it and asks the bus about the caller
+        start = time.monotonic()
+        pong = socket_client.request({'type': 'ping'}, 'pong', timeout=SD_BUS_CALL_TIMEOUT / 5)
+        self.assertLess(time.monotonic() - start, SD_BUS_CALL_TIMEOUT / 5, pong)
+        pump(0.3)
+        self.assertEqual(self.caller.answers, [], 'answered before the bus said who it is')
+        self.proxy.release()
+        wait_until(lambda: (pump(), self.caller.answers)[1], timeout=TIMEOUT,
+                   what='the Reload answer')
+        # The caller is this test's user, the daemon's own: allowed.
+        self.assertEqual(self.caller.answers, [('reload', 'ok', ())])
+        wait_until(lambda: 'Reload() over D-Bus' in self.bridge.log(), timeout=TIMEOUT,
+                   what='the reload')
+        socket_client.close()
+
+    def test_reload_with_a_bus_too_slow_to_answer(self):
+        self.bridge.__exit__(None, None, None)
+        self.proxy.close()
+        self.proxy = BusProxy(self.bus.address)
+        self.bridge = Bridge(self.sim, bus=self.bus, args=['--bus=system'], env={
+            'DBUS_SYSTEM_BUS_ADDRESS': self.proxy.address,
+            'SYSTEMD_BUS_TIMEOUT': '1',
+        }).__enter__()
+        self.proxy.hold()
+        self.caller.call('reload', 'Reload', '', ())
+        wait_until(lambda: b'Reload' in self.proxy.bytes_to_client(), timeout=TIMEOUT,
+                   what='Reload delivered to the bridge')
+        time.sleep(2)  # past the timeout
+        self.proxy.release()
+        wait_until(lambda: (pump(), self.caller.answers)[1], timeout=TIMEOUT,
+                   what='the Reload answer')
+        self.assertEqual(self.caller.answers,
+                         [('reload', 'error', 'org.freedesktop.DBus.Error.Timeout')])
+        self.assertNotIn('Reload() over D-Bus', self.bridge.log())
+
+
+class TestReloadRefusedToOtherUsers(unittest.TestCase):
+    """Reload() is root's and the daemon's own user's, whatever the bus policy
+    lets through: the daemon asks the bus who the caller is."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest('needs root to call as nobody')
+        self.dir = tempfile.mkdtemp(prefix='wb-reload-')
+        os.chmod(self.dir, 0o755)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def reload_as(self, address, uid):
+        out = subprocess.run([sys.executable, '-c', RELOAD_CLIENT, address], user=uid, group=uid,
+                             capture_output=True, text=True, timeout=30,
+                             env={'PATH': os.environ.get('PATH', '/usr/bin:/bin')})
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout.strip()
+
+    def test_reload_refused_to_nobody(self):
+        socket_path = os.path.join(self.dir, 'system_bus_socket')
+        config_path = os.path.join(self.dir, 'system.conf')
+        with open(config_path, 'w') as f:
+            f.write(OPEN_BUS_CONFIG.format(socket=socket_path))
+        with Sim(streams=1) as sim, PrivateBus(config_file=config_path) as bus:
+            os.chmod(socket_path, 0o777)
+            with Bridge(sim, bus=bus, args=['--bus=system'],
+                        env={'DBUS_SYSTEM_BUS_ADDRESS': bus.address}) as bridge:
+                answer = self.reload_as(bus.address, NOBODY)
+                self.assertTrue(answer.startswith('org.freedesktop.DBus.Error.AccessDenied'),
+                                answer)
+                self.assertNotIn('Reload requested', bridge.log())
+                self.assertEqual(self.reload_as(bus.address, 0), 'ok')
+                wait_until(lambda: 'Reload() over D-Bus' in bridge.log(), timeout=TIMEOUT,
+                           what='the reload')
 
 
 if __name__ == '__main__':
