@@ -393,6 +393,9 @@ outbox_write (JsonNode *message, gpointer user_data)
 {
   WbUpstream *self = user_data;
 
+  /* Never into a closing WebSocket: not written, so not "sent". */
+  if (!is_connected (self))
+    return FALSE;
   write_json (self, message);
   return is_connected (self) && !self->io_error;
 }
@@ -785,6 +788,18 @@ connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, 
   notify_status (self);
 }
 
+/* A close frame came (or libsoup is closing after an error): the
+ * WebSocket takes no more messages, though "closed" may be a while off
+ * (the server ends TCP). The outbox stops writing now and holds what it
+ * has for the next connection; "closed" does the rest. */
+static void
+ws_closing_cb (SoupWebsocketConnection *ws, gpointer user_data)
+{
+  WbUpstream *self = user_data;
+
+  wb_outbox_connection_closed (self->outbox);
+}
+
 static void
 ws_closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
 {
@@ -932,6 +947,7 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   /* Our own app-level ping is the heartbeat. */
   soup_websocket_connection_set_keepalive_interval (ws, 0);
   g_signal_connect (ws, "message", G_CALLBACK (ws_message_cb), self);
+  g_signal_connect (ws, "closing", G_CALLBACK (ws_closing_cb), self);
   g_signal_connect (ws, "closed", G_CALLBACK (ws_closed_cb), self);
   g_signal_connect (ws, "error", G_CALLBACK (ws_error_cb), self);
 

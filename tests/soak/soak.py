@@ -79,6 +79,9 @@ END_SETTLE_S = 10.0
 LOG_RESOLUTION_S = 0.002
 LOG_LINE = re.compile(r'^[\w-]+-Message: (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d\.\d+): (?P<text>.*)$')
 LOST = re.compile(r'^upstream \S+ lost: (?P<why>[^(]+?) \(')
+LOG_PROBLEM = re.compile(r'-(?P<level>WARNING|CRITICAL|ERROR) \*\*: [\d:.]+: (?P<text>.*)$')
+# What the faults make the bridge say: garbage and oversized frames.
+EXPECTED_WARNING = re.compile(r'^(ignoring invalid upstream message: |\d+ more invalid upstream)')
 PLAN = re.compile(r'^next upstream attempt in (?P<ms>\d+) ms')  # scheduling jitter between two lines to one reader
 WAIT_UPPER_SLACK_S = 2.0  # a loaded machine
 
@@ -516,6 +519,24 @@ class Soak:
             self.failures.append(f'upstream subscriptions at the end {sorted(have)} are not the '
                                  f'observer\'s {sorted(wanted)}')
         self.check_waits()
+        self.check_log()
+
+    def check_log(self):
+        """No CRITICAL (a g_return_if_fail: a programmer error) or ERROR in
+        the daemon's log, and no warning but those the faults provoke."""
+        self.log_warnings = collections.Counter()
+        with open(os.path.join(self.run_dir, 'daemon.log'), errors='replace') as f:
+            for line in f:
+                m = LOG_PROBLEM.search(line)
+                if m is None:
+                    continue
+                text = m['text'].strip()
+                if m['level'] == 'WARNING' and EXPECTED_WARNING.match(text):
+                    self.log_warnings['expected: ' + text.split(':')[0]] += 1
+                    continue
+                self.log_warnings[m['level']] += 1
+                if self.log_warnings[m['level']] <= 5:
+                    self.failures.append(f'daemon log: {m["level"]}: {text}')
 
     def check_waits(self):
         """Reconnect waits, from the daemon's own log (the observer's clock
@@ -590,7 +611,7 @@ class Soak:
             'seconds': self.args.seconds, 'wall_s': round(self.wall_s, 1), 'seed': self.args.seed,
             'faults': dict(self.fault_counts), 'accounting': dict(checker.counts),
             'accounting_failures': len(checker.failures), 'daemon_failures': self.failures,
-            'waits': dict(self.waits),
+            'waits': dict(self.waits), 'log': dict(self.log_warnings),
             'rss_kib': {'baseline': self.baseline['rss_kib'], 'end': self.end['rss_kib'],
                         'peak': max(s['rss_kib'] or 0 for s in self.samples)},
             'fds': {'baseline': self.baseline['fds'], 'end': self.end['fds'],

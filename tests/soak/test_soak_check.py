@@ -311,5 +311,36 @@ class TestReconnectWaits(unittest.TestCase):
         self.assertTrue(any('planned a retry' in f for f in run.failures), run.failures)
 
 
+
+class TestDaemonLog(unittest.TestCase):
+    """soak.py's check that the daemon's log has no CRITICAL, ERROR or
+    unexpected warning."""
+
+    def check(self, log):
+        import soak
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, 'daemon.log'), 'w') as f:
+                f.write(log)
+            run = soak.Soak.__new__(soak.Soak)
+            run.run_dir, run.failures = d, []
+            run.check_log()
+            return run.failures
+
+    def test_invalid_frames_are_expected(self):
+        self.assertEqual(self.check(
+            "(wave-bridged:1): wave-upstream-WARNING **: 16:00:47.479: ignoring invalid "
+            "upstream message: binary frame\n"), [])
+
+    def test_critical_fails(self):
+        failures = self.check("(wave-bridged:1): wave-upstream-CRITICAL **: 16:35:34.051: "
+                              "write_json: assertion 'is_connected (self)' failed\n")
+        self.assertTrue(any('CRITICAL' in f for f in failures), failures)
+
+    def test_other_warning_fails(self):
+        failures = self.check("(wave-bridged:1): wave-hub-WARNING **: 16:35:34.051: "
+                              "A kept event no longer parses\n")
+        self.assertTrue(any('WARNING' in f for f in failures), failures)
+
+
 if __name__ == '__main__':
     unittest.main()
