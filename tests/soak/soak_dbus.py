@@ -243,6 +243,8 @@ class Owner:
             return GLib.SOURCE_CONTINUE
         self.stopping = True
         deadline = time.monotonic() + END_WAIT_S
+        # Whatever the bus does, the process ends (a dead bus can block).
+        GLib.timeout_add_seconds(int(END_WAIT_S) + 10, lambda: os._exit(1))
 
         def drain():
             sessions = [c.session for c in self.clients if not c.session.closed]
@@ -260,6 +262,14 @@ def main(argv):
     address, run_dir, n, seed = argv[1], argv[2], int(argv[3]), int(argv[4])
     owner = Owner(address, run_dir, n, seed, argv[5:])
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, owner.stop)
+    parent = os.getppid()
+
+    def orphaned():
+        # The driver is gone (killed): so is its bus, maybe; do not linger.
+        if os.getppid() != parent:
+            os._exit(1)
+        return GLib.SOURCE_CONTINUE
+    GLib.timeout_add_seconds(1, orphaned)
     print('ready', flush=True)
     owner.loop.run()
     return 0
