@@ -220,6 +220,7 @@ class Soak:
         os.makedirs(os.path.join(self.run_dir, 'clients'), exist_ok=True)
         self.faults = RunLog(os.path.join(self.run_dir, 'faults.jsonl'))
         self.fault_counts = collections.Counter()
+        self.fault_names = collections.Counter()  # with the code or status
         self.failures = []
         self.samples = []
         self.stop_clients = False
@@ -232,6 +233,7 @@ class Soak:
     def fault(self, name, action):
         self.faults.write({'kind': 'fault', 'fault': name})
         self.fault_counts[name.split(':')[0]] += 1
+        self.fault_names[name] += 1
         self.fault_counts['total'] += 1
         try:
             action()
@@ -609,7 +611,8 @@ class Soak:
         report = checker.report()
         summary = {
             'seconds': self.args.seconds, 'wall_s': round(self.wall_s, 1), 'seed': self.args.seed,
-            'faults': dict(self.fault_counts), 'accounting': dict(checker.counts),
+            'faults': dict(self.fault_counts), 'faults_by_name': dict(self.fault_names),
+            'accounting': dict(checker.counts),
             'accounting_failures': len(checker.failures), 'daemon_failures': self.failures,
             'waits': dict(self.waits), 'log': dict(self.log_warnings),
             'rss_kib': {'baseline': self.baseline['rss_kib'], 'end': self.end['rss_kib'],
