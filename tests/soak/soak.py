@@ -82,7 +82,7 @@ LOST = re.compile(r'^upstream \S+ lost: (?P<why>[^(]+?) \(')
 LOG_PROBLEM = re.compile(r'-(?P<level>WARNING|CRITICAL|ERROR) \*\*: [\d:.]+: (?P<text>.*)$')
 # What the faults make the bridge say: garbage and oversized frames.
 EXPECTED_WARNING = re.compile(r'^(ignoring invalid upstream message: |\d+ more invalid upstream)')
-PLAN = re.compile(r'^next upstream attempt in (?P<ms>\d+) ms')  # scheduling jitter between two lines to one reader
+PLAN = re.compile(r'^next upstream attempt in (?P<ms>\d+) ms')
 WAIT_UPPER_SLACK_S = 2.0  # a loaded machine
 
 
