@@ -18,6 +18,10 @@
 #define SYSTEM_API_KEY_FILE WB_SYSCONFDIR "/wave-bridge/api-key"
 #define CONFIG_ERROR_MAX_BYTES 4096
 #define SYSTEM_SOCKET_PATH WB_RUNSTATEDIR "/wave-bridge/wave.sock"
+/* systemd's StateDirectory=wave-bridge: kept across reboots, so apps keep
+ * working with the local key they were given. */
+#define SYSTEM_LOCAL_KEY_FILE WB_STATEDIR "/wave-bridge/local-key"
+#define MAX_WS_MESSAGES_PER_SECOND 100000
 #define CREDENTIAL_NAME "wave-api-key"
 #define API_KEY_ENV "WAVE_API_KEY"
 /* An API key is a short token; anything longer is a wrong file. */
@@ -90,6 +94,12 @@ wb_config_new_defaults (gboolean user_mode)
   config->history_per_stream = WB_STREAM_HISTORY_DEFAULT_EVENTS;
   config->history_bytes_per_stream = WB_STREAM_HISTORY_DEFAULT_BYTES;
 
+  config->ws_origins = g_new0 (char *, 1);
+  config->ws_local_key_file
+      = user_mode ? g_build_filename (g_get_user_state_dir (), "wave-bridge", "local-key", NULL)
+                  : g_strdup (SYSTEM_LOCAL_KEY_FILE);
+  config->ws_messages_per_second = 50;
+
   config->bus = user_mode ? WB_BUS_SESSION : WB_BUS_SYSTEM;
   config->user_mode = user_mode;
   return config;
@@ -105,6 +115,10 @@ wb_config_free (WbConfig *config)
   g_free (config->ca_file);
   g_free (config->socket_path);
   g_free (config->send_group);
+  g_free (config->ws_listen);
+  g_free (config->ws_allowed_origins);
+  g_strfreev (config->ws_origins);
+  g_free (config->ws_local_key_file);
   g_free (config->loaded_from);
   g_free (config);
 }
@@ -357,6 +371,114 @@ validate_socket_path (const char *path, const char *source, GError **error)
   return TRUE;
 }
 
+gboolean
+wb_config_parse_listen (const char *text, char **out_host, guint16 *out_port, GError **error)
+{
+  g_autoptr (GInetAddress) address = NULL;
+  g_autofree char *host = NULL;
+  const char *colon;
+  guint64 port;
+
+  g_return_val_if_fail (text != NULL, FALSE);
+
+  if (text[0] == '[')
+    {
+      const char *close = strchr (text, ']');
+
+      if (close == NULL || close[1] != ':')
+        return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE, "'%s' is not [IPV6]:PORT",
+                                 text);
+      host = g_strndup (text + 1, close - text - 1);
+      colon = close + 1;
+    }
+  else
+    {
+      colon = strrchr (text, ':');
+      if (colon == NULL)
+        return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
+                                 "'%s' has no port (ADDRESS:PORT, e.g. 127.0.0.1:8765)", text);
+      host = g_strndup (text, colon - text);
+      /* "::1:8765" could be an address without a port. */
+      if (strchr (host, ':') != NULL)
+        return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
+                                 "'%s': write an IPv6 address in brackets, [::1]:PORT", text);
+    }
+  if (!g_ascii_string_to_unsigned (colon + 1, 10, 1, G_MAXUINT16, &port, NULL))
+    return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
+                             "'%s' is not a port from 1 to 65535", colon + 1);
+  address = g_inet_address_new_from_string (host);
+  if (address == NULL)
+    return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
+                             "'%s' is not an IP address (a name could resolve anywhere; write "
+                             "127.0.0.1 or [::1])",
+                             host);
+  /* Every local user and every web page can reach a loopback port, and
+   * nobody else: anything wider would hand the bridge to the network. */
+  if (!g_inet_address_get_is_loopback (address))
+    return set_config_error (error, WB_CONFIG_ERROR_INVALID_VALUE,
+                             "%s is not a loopback address: the local endpoint listens only on "
+                             "127.0.0.0/8 or ::1",
+                             host);
+  if (out_host != NULL)
+    *out_host = g_inet_address_to_string (address);
+  if (out_port != NULL)
+    *out_port = (guint16)port;
+  return TRUE;
+}
+
+/* An origin as browsers send it: scheme://host[:port], nothing more, or
+ * "null" (a sandboxed page or a file: page; listing it lets all of them in). */
+static gboolean
+validate_origin (const char *origin, const char *source, GError **error)
+{
+  g_autoptr (GUri) uri = NULL;
+  g_autofree char *why = NULL;
+
+  if (g_str_equal (origin, "null"))
+    return TRUE;
+  uri = g_uri_parse (origin, G_URI_FLAGS_NONE, NULL);
+  if (uri == NULL || g_uri_get_host (uri) == NULL || g_uri_get_host (uri)[0] == '\0'
+      || g_uri_get_userinfo (uri) != NULL || g_uri_get_query (uri) != NULL
+      || g_uri_get_fragment (uri) != NULL || g_uri_get_path (uri)[0] != '\0')
+    {
+      why = g_strdup_printf ("'%s' is not an origin (scheme://host or scheme://host:port, as "
+                             "browsers send it)",
+                             origin);
+      return invalid_value (error, source, "WebSocket", "AllowedOrigins", why);
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_websocket (WbConfig *config, const char *source, GError **error)
+{
+  g_auto (GStrv) words = NULL;
+  g_autoptr (GPtrArray) origins = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) local_error = NULL;
+
+  if (config->ws_listen != NULL
+      && !wb_config_parse_listen (config->ws_listen, NULL, NULL, &local_error))
+    return invalid_value (error, source, "WebSocket", "Listen", local_error->message);
+  if (config->ws_local_key_file == NULL || !g_path_is_absolute (config->ws_local_key_file))
+    return invalid_value (error, source, "WebSocket", "LocalKeyFile", "must be an absolute path");
+  /* Separated by spaces, commas or semicolons. */
+  words = g_regex_split_simple (
+      "[\\s,;]+", config->ws_allowed_origins != NULL ? config->ws_allowed_origins : "",
+      G_REGEX_DEFAULT, G_REGEX_MATCH_DEFAULT);
+  for (guint i = 0; words[i] != NULL; i++)
+    {
+      if (words[i][0] == '\0')
+        continue;
+      if (!validate_origin (words[i], source, error))
+        return FALSE;
+      g_ptr_array_add (origins, g_ascii_strdown (words[i], -1));
+    }
+  g_ptr_array_add (origins, NULL);
+  g_strfreev (config->ws_origins);
+  config->ws_origins = (char **)g_ptr_array_free (g_steal_pointer (&origins), FALSE);
+  return TRUE;
+}
+
 /* ---- the keys ------------------------------------------------------------ */
 
 typedef enum
@@ -439,6 +561,11 @@ static const KeySpec config_keys[] = {
   SIZE_KEY ("Limits", "HistoryBytesPerStream", WB_STREAM_HISTORY_MIN_BYTES,
             WB_STREAM_HISTORY_MAX_BYTES, history_bytes_per_stream),
   STRING_KEY ("Access", "SendGroup", send_group),
+  STRING_KEY ("WebSocket", "Listen", ws_listen),
+  STRING_KEY ("WebSocket", "AllowedOrigins", ws_allowed_origins),
+  STRING_KEY ("WebSocket", "LocalKeyFile", ws_local_key_file),
+  UINT_KEY ("WebSocket", "MessagesPerSecond", 1, MAX_WS_MESSAGES_PER_SECOND,
+            ws_messages_per_second),
 };
 
 #undef STRING_KEY
@@ -516,7 +643,8 @@ wb_config_load_key_file (WbConfig *config, GKeyFile *key_file, const char *sourc
   if (config->socket_path == NULL)
     return invalid_value (error, source, "Socket", "Path", "must not be empty");
   if (!validate_url (config->url, config->allow_insecure, source, error)
-      || !validate_socket_path (config->socket_path, source, error))
+      || !validate_socket_path (config->socket_path, source, error)
+      || !validate_websocket (config, source, error))
     return FALSE;
   if (config->pong_timeout_ms >= config->ping_interval_ms)
     return invalid_value (error, source, up, "PongTimeout", "must be shorter than PingInterval");

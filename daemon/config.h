@@ -74,6 +74,13 @@ typedef struct
   /* [Access] */
   char *send_group; /* NULL or empty: anyone who can connect */
 
+  /* [WebSocket]: the local WAVE endpoint (docs/websocket.md) */
+  char *ws_listen;              /* "127.0.0.1:PORT" or "[::1]:PORT"; NULL: off */
+  char *ws_allowed_origins;     /* as written; parsed into ws_origins */
+  char **ws_origins;            /* NULL-terminated, lower case; empty: no browser */
+  char *ws_local_key_file;      /* where the local key is kept (created if missing) */
+  guint ws_messages_per_second; /* per connection, and burst; past it: close 4429 */
+
   /* Not from the file. */
   WbBusType bus;
   gboolean user_mode; /* paths under XDG dirs instead of /etc and /run */
@@ -133,6 +140,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (WbSecret, wb_secret_free)
 /* URL with the api_key query parameter, and the same redacted for logs. */
 char *wb_config_build_upstream_url (const WbConfig *config, const char *api_key);
 char *wb_config_redact_url (const char *url);
+
+/* [WebSocket] Listen: an IP literal that is a loopback address (127.0.0.0/8
+ * or ::1) and a port from 1 to 65535, "127.0.0.1:8765" or "[::1]:8765".
+ * Anything else (a host name, 0.0.0.0, ::ffff:127.0.0.1) is refused. */
+gboolean wb_config_parse_listen (const char *text, char **out_host, guint16 *out_port,
+                                 GError **error);
 
 const char *wb_bus_type_to_string (WbBusType bus);
 gboolean wb_bus_type_from_string (const char *name, WbBusType *out_bus);

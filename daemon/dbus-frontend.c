@@ -78,6 +78,15 @@ wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what)
     g_debug ("Cannot emit %s: %s", what, g_strerror (-r));
 }
 
+gboolean
+wb_dbus_frontend_output_full (WbDbusFrontend *frontend)
+{
+  uint64_t queued = 0;
+
+  return sd_bus_get_n_queued_write (frontend->bus, &queued) >= 0
+         && queued >= WB_DBUS_MAX_QUEUED_MESSAGES;
+}
+
 int
 wb_dbus_frontend_bad_arguments (sd_bus_error *ret_error, int r)
 {

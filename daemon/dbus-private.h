@@ -23,6 +23,11 @@ G_BEGIN_DECLS
 
 /* Counters and RTT are published at most this often; State at once. */
 #define WB_DBUS_STATUS_INTERVAL_MS 1000
+/* Signals waiting in sd-bus's own output queue, at most (about 1.2 KiB
+ * each): beyond, stream signals are dropped and counted. sd-bus's own
+ * limit (384 Ki messages) let a stopped dbus-daemon grow the bridge by
+ * 450 MiB during a flood. */
+#define WB_DBUS_MAX_QUEUED_MESSAGES 4096
 /* A failed emit other than ENOBUFS is logged at most this often. */
 #define WB_DBUS_EMIT_WARNING_INTERVAL_US (10 * G_USEC_PER_SEC)
 
@@ -112,6 +117,9 @@ int wb_dbus_frontend_send (WbHubClient *client, sd_bus_message *call, WbMessageT
 /* Accounts for the result of emitting a signal: any failure (ENOBUFS, or a
  * message sd-bus refused to build) is a dropped message. */
 void wb_dbus_frontend_note_emit (WbDbusFrontend *frontend, int r, const char *what);
+/* TRUE when the bus daemon is not reading and WB_DBUS_MAX_QUEUED_MESSAGES
+ * wait already: emit nothing more that can wait (note it as -ENOBUFS). */
+gboolean wb_dbus_frontend_output_full (WbDbusFrontend *frontend);
 /* The reply to a method call whose arguments sd-bus could not read (it
  * refuses strings that are not UTF-8 or hold noncharacters): InvalidArgument
  * rather than sd-bus's errno-named error. */

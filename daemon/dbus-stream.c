@@ -408,6 +408,10 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
 
 /* A string member as D-Bus can carry it (dbus-text.h); the socket gets it intact. */
 #define BUS_TEXT(name) wb_dbus_text_carryable (wb_json_get_string (p, (name), ""), keep)
+#define EMIT(signature, ...)                                                                       \
+  (wb_dbus_frontend_output_full (stream->frontend)                                                 \
+       ? -ENOBUFS                                                                                  \
+       : sd_bus_emit_signal (bus, path, iface, member, signature, __VA_ARGS__))
 
   /* D-Bus strings cannot be NULL: an absent or null member (recording_id)
    * is sent as "". Counts are clamped to their fixed unsigned types. */
@@ -415,54 +419,50 @@ wb_dbus_stream_emit_event (WbDbusStream *stream, WbEvent *event)
     {
     case WB_MESSAGE_STREAM_STARTED:
       member = "Started";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sss", BUS_TEXT ("started_at"),
-                              BUS_TEXT ("protocol"), BUS_TEXT ("ingest_endpoint"));
+      r = EMIT ("sss", BUS_TEXT ("started_at"), BUS_TEXT ("protocol"),
+                BUS_TEXT ("ingest_endpoint"));
       break;
     case WB_MESSAGE_STREAM_ENDED:
       member = "Ended";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sds", BUS_TEXT ("ended_at"),
-                              wb_json_get_double (p, "duration", 0.0), BUS_TEXT ("recording_id"));
+      r = EMIT ("sds", BUS_TEXT ("ended_at"), wb_json_get_double (p, "duration", 0.0),
+                BUS_TEXT ("recording_id"));
       break;
     case WB_MESSAGE_STREAM_HEALTH:
       member = "Health";
-      r = sd_bus_emit_signal (
-          bus, path, iface, member, "dddd", wb_json_get_double (p, "bitrate", 0.0),
-          wb_json_get_double (p, "fps", 0.0), wb_json_get_double (p, "packet_loss", 0.0),
-          wb_json_get_double (p, "latency", 0.0));
+      r = EMIT ("dddd", wb_json_get_double (p, "bitrate", 0.0), wb_json_get_double (p, "fps", 0.0),
+                wb_json_get_double (p, "packet_loss", 0.0), wb_json_get_double (p, "latency", 0.0));
       break;
     case WB_MESSAGE_VIEWER_JOINED:
       member = "ViewerJoined";
-      r = sd_bus_emit_signal (bus, path, iface, member, "ssss", BUS_TEXT ("viewer_id"),
-                              BUS_TEXT ("country"), BUS_TEXT ("device"), BUS_TEXT ("joined_at"));
+      r = EMIT ("ssss", BUS_TEXT ("viewer_id"), BUS_TEXT ("country"), BUS_TEXT ("device"),
+                BUS_TEXT ("joined_at"));
       break;
     case WB_MESSAGE_VIEWER_LEFT:
       member = "ViewerLeft";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sds", BUS_TEXT ("viewer_id"),
-                              wb_json_get_double (p, "watch_time", 0.0), BUS_TEXT ("left_at"));
+      r = EMIT ("sds", BUS_TEXT ("viewer_id"), wb_json_get_double (p, "watch_time", 0.0),
+                BUS_TEXT ("left_at"));
       break;
     case WB_MESSAGE_ANALYTICS_UPDATE:
       member = "AnalyticsUpdate";
-      r = sd_bus_emit_signal (bus, path, iface, member, "utud",
-                              (guint32)wb_json_get_count (p, "concurrent_viewers", G_MAXUINT32),
-                              (guint64)wb_json_get_count (p, "total_views", G_MAXUINT64),
-                              (guint32)wb_json_get_count (p, "peak_viewers", G_MAXUINT32),
-                              wb_json_get_double (p, "average_watch_time", 0.0));
+      r = EMIT ("utud", (guint32)wb_json_get_count (p, "concurrent_viewers", G_MAXUINT32),
+                (guint64)wb_json_get_count (p, "total_views", G_MAXUINT64),
+                (guint32)wb_json_get_count (p, "peak_viewers", G_MAXUINT32),
+                wb_json_get_double (p, "average_watch_time", 0.0));
       break;
     case WB_MESSAGE_CHAT_MESSAGE:
       member = "ChatMessage";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sssss", BUS_TEXT ("message_id"),
-                              BUS_TEXT ("user_id"), BUS_TEXT ("username"), BUS_TEXT ("message"),
-                              BUS_TEXT ("timestamp"));
+      r = EMIT ("sssss", BUS_TEXT ("message_id"), BUS_TEXT ("user_id"), BUS_TEXT ("username"),
+                BUS_TEXT ("message"), BUS_TEXT ("timestamp"));
       break;
     case WB_MESSAGE_REACTION_RECEIVED:
       member = "ReactionReceived";
-      r = sd_bus_emit_signal (bus, path, iface, member, "sus", BUS_TEXT ("reaction"),
-                              (guint32)wb_json_get_count (p, "count", G_MAXUINT32),
-                              BUS_TEXT ("timestamp"));
+      r = EMIT ("sus", BUS_TEXT ("reaction"), (guint32)wb_json_get_count (p, "count", G_MAXUINT32),
+                BUS_TEXT ("timestamp"));
       break;
     default:
       return; /* not a stream event: nothing on the bus for it */
     }
+#undef EMIT
 #undef BUS_TEXT
   wb_dbus_frontend_note_emit (stream->frontend, r, member);
 }
@@ -480,7 +480,10 @@ wb_dbus_stream_emit_changed (WbDbusStream *stream, WbStreamFields changed)
   names[n] = NULL;
   if (n == 0)
     return;
-  r = sd_bus_emit_properties_changed_strv (stream->frontend->bus, stream->path,
-                                           WB_DBUS_STREAM_INTERFACE, (char **)names);
+  if (wb_dbus_frontend_output_full (stream->frontend))
+    r = -ENOBUFS;
+  else
+    r = sd_bus_emit_properties_changed_strv (stream->frontend->bus, stream->path,
+                                             WB_DBUS_STREAM_INTERFACE, (char **)names);
   wb_dbus_frontend_note_emit (stream->frontend, r, "PropertiesChanged");
 }

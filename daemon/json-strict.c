@@ -114,8 +114,8 @@ static gboolean
 read_escape (Scanner *s, gunichar *out_char)
 {
   const guchar *backslash = s->p;
-  gunichar high;
-  gunichar low;
+  gunichar high = 0; /* set by read_hex4(); -O2 cannot see that it fails otherwise */
+  gunichar low = 0;
 
   s->p++;
   if (s->p >= s->end)

@@ -24,6 +24,7 @@
 #include "text.h"
 #include "upstream.h"
 #include "wake-monitor.h"
+#include "ws-frontend.h"
 #include "wb-build-config.h"
 
 /* sysexits.h EX_CONFIG: systemd shows a configuration problem, not a crash. */
@@ -46,6 +47,8 @@ typedef struct
   WbHub *hub;
   WbSocketFrontend *socket_frontend;
   WbDbusFrontend *dbus_frontend;
+  WbWsFrontend *ws_frontend; /* NULL unless [WebSocket] Listen is set */
+  char *running_ws_listen;
   WbWakeMonitor *wake_monitor;
   GFileMonitor *key_monitor;
   guint watchdog_source;
@@ -240,6 +243,20 @@ daemon_reload (Daemon *daemon, GError **error)
     g_message ("still serving socket %s and bus %s: changes to them take effect on restart",
                daemon->running_socket_path, wb_bus_type_to_string (daemon->running_bus));
 
+  if (g_strcmp0 (config->ws_listen, daemon->running_ws_listen) != 0)
+    g_message ("[WebSocket] Listen changes take effect on restart");
+  /* The local key first: a reload that cannot read it changes nothing. */
+  if (daemon->ws_frontend != NULL)
+    {
+      if (!wb_ws_frontend_set_config (daemon->ws_frontend, config, error))
+        {
+          sd_notify (FALSE, "READY=1");
+          return FALSE;
+        }
+      if (wb_ws_frontend_key_is (daemon->ws_frontend, api_key))
+        g_warning ("The local key is the real API key: every local app holding it holds the "
+                   "account's key; delete the local key file and reload");
+    }
   /* Everyone gets the new config before the old one is freed. */
   wb_upstream_reload (daemon->upstream, config, api_key);
   wb_hub_set_config (daemon->hub, config);
@@ -383,6 +400,21 @@ daemon_start (Daemon *daemon, GError **error)
   daemon->hub = wb_hub_new (daemon->config, &hub_upstream_ops, daemon);
   daemon->upstream = wb_upstream_new (daemon->config, daemon->api_key, &upstream_callbacks, daemon);
 
+  /* Before the socket: whoever waits for the socket finds the port open. */
+  daemon->running_ws_listen = g_strdup (daemon->config->ws_listen);
+  if (daemon->config->ws_listen != NULL)
+    {
+      daemon->ws_frontend = wb_ws_frontend_new (daemon->hub, daemon->config, error);
+      if (daemon->ws_frontend == NULL)
+        return FALSE;
+      if (wb_ws_frontend_key_is (daemon->ws_frontend, daemon->api_key))
+        {
+          g_set_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE,
+                       "the local key must not be the real API key (local apps would hold "
+                       "the account's key); delete the local key file to get a new one");
+          return FALSE;
+        }
+    }
   daemon->socket_frontend = wb_socket_frontend_new (daemon->hub, daemon->config, error);
   if (daemon->socket_frontend == NULL)
     return FALSE;
@@ -417,6 +449,7 @@ daemon_stop (Daemon *daemon)
   /* Frontends first: their clients leave the hub before it goes. */
   g_clear_pointer (&daemon->dbus_frontend, wb_dbus_frontend_free);
   g_clear_pointer (&daemon->socket_frontend, wb_socket_frontend_free);
+  g_clear_pointer (&daemon->ws_frontend, wb_ws_frontend_free);
   /* Upstream before the hub: failing held sends reports into the hub. */
   g_clear_pointer (&daemon->upstream, wb_upstream_free);
   /* Cancelled connects and closes finish through callbacks of their own;
@@ -426,6 +459,7 @@ daemon_stop (Daemon *daemon)
   g_clear_pointer (&daemon->hub, wb_hub_free);
   g_clear_pointer (&daemon->config, wb_config_free);
   g_clear_pointer (&daemon->running_socket_path, g_free);
+  g_clear_pointer (&daemon->running_ws_listen, g_free);
   wb_clear_secret (&daemon->api_key);
   g_clear_pointer (&daemon->loop, g_main_loop_unref);
 }

@@ -66,6 +66,12 @@
 #define WB_UPSTREAM_MAX_QUEUED_FRAME_BYTES (16 * 1024 * 1024)
 /* Invalid server messages are logged at most this often per window. */
 #define WB_UPSTREAM_INVALID_LOG_BURST 5
+/* What stands in for the API key where the server sends it back (an error
+ * quoting the key it refused, say): clients, local WebSocket apps included,
+ * never get it (docs/upstream.md). Keys shorter than this are not looked
+ * for: they would match ordinary text. */
+#define WB_UPSTREAM_KEY_STAND_IN "(api key removed)"
+#define WB_UPSTREAM_KEY_MIN_SEARCH_BYTES 8
 #define WB_UPSTREAM_INVALID_LOG_WINDOW_US (60 * G_USEC_PER_SEC)
 /* How long an idle HTTP connection (a refused handshake's) may stay open. */
 #define WB_UPSTREAM_IDLE_HTTP_S 1
@@ -134,6 +140,7 @@ struct _WbUpstream
   GQueue notes; /* Note */
   GSource *notes_source;
   guint handled_in_iteration; /* frames and notes, against WB_UPSTREAM_NOTES_PER_ITERATION */
+  guint64 key_echoes;         /* frames that carried the API key, logged once */
   gsize frame_bytes;          /* of the queued frames: bounded */
   guint connection;           /* counts connections: frames know their own */
   gboolean status_dirty;      /* a status_changed is owed */
@@ -541,11 +548,45 @@ handle_error_message (WbUpstream *self, const WbMessage *message)
 
 /* @current: the frame came on the connection still open. Events of an
  * earlier one are still events; its heartbeat is not this one's. */
+/* @frame, or a copy with every occurrence of the API key replaced: before
+ * parsing, so neither the line passed on byte for byte nor the parsed
+ * payload (cache, history) has it. The key inside a JSON string stays a
+ * valid string; a key escaped (\u0061…) is not looked for. */
+static GBytes *
+frame_without_key (WbUpstream *self, GBytes *frame)
+{
+  gsize key_length = self->api_key != NULL ? strlen (self->api_key) : 0;
+  gsize length = 0;
+  const char *data = g_bytes_get_data (frame, &length);
+  const char *found;
+  GString *clean;
+
+  if (key_length < WB_UPSTREAM_KEY_MIN_SEARCH_BYTES || data == NULL
+      || (found = memmem (data, length, self->api_key, key_length)) == NULL)
+    return g_bytes_ref (frame);
+  clean = g_string_sized_new (length);
+  do
+    {
+      g_string_append_len (clean, data, found - data);
+      g_string_append (clean, WB_UPSTREAM_KEY_STAND_IN);
+      length -= (gsize)(found - data) + key_length;
+      data = found + key_length;
+    }
+  while ((found = memmem (data, length, self->api_key, key_length)) != NULL);
+  g_string_append_len (clean, data, length);
+  if (self->key_echoes++ == 0)
+    g_warning ("The server sent the API key back; it was replaced with \"%s\" before anything "
+               "else saw it (logged once)",
+               WB_UPSTREAM_KEY_STAND_IN);
+  return g_string_free_to_bytes (clean);
+}
+
 static void
-handle_frame (WbUpstream *self, GBytes *frame, gboolean current)
+handle_frame (WbUpstream *self, GBytes *raw_frame, gboolean current)
 {
   g_autoptr (WbMessage) message = NULL;
   g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) frame = frame_without_key (self, raw_frame);
   gsize length = 0;
   const char *data = g_bytes_get_data (frame, &length);
 

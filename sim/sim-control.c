@@ -37,6 +37,7 @@ typedef struct
   guint rate;
   guint size;
   guint count;
+  gboolean stamp_id; /* the event's message_id carries sim_sent_us (D-Bus benchmarks) */
   guint sent;
   guint64 delivered;
   gint64 started_us;
@@ -326,6 +327,19 @@ enveloped_length (const char *type, JsonObject *payload)
   return length;
 }
 
+/* "t" and sim_sent_us in a fixed width, so the event keeps its size. */
+static void
+flood_stamp (Flood *flood, JsonObject *payload, gint64 sent_us)
+{
+  g_autofree char *stamp = NULL;
+
+  json_object_set_int_member (payload, "sim_sent_us", sent_us);
+  if (!flood->stamp_id || !json_object_has_member (payload, "message_id"))
+    return;
+  stamp = g_strdup_printf ("t%016" G_GINT64_FORMAT, sent_us);
+  json_object_set_string_member (payload, "message_id", stamp);
+}
+
 static void
 flood_send_one (Flood *flood)
 {
@@ -335,7 +349,7 @@ flood_send_one (Flood *flood)
 
   json_object_set_int_member (payload, "sim_seq", flood->sent);
   sim_server_number_event (self->server, payload);
-  json_object_set_int_member (payload, "sim_sent_us", g_get_monotonic_time ());
+  flood_stamp (flood, payload, g_get_monotonic_time ());
   if (flood->size > 0)
     {
       gsize length;
@@ -351,7 +365,7 @@ flood_send_one (Flood *flood)
         }
     }
   /* Again, as close to the write as it gets (same width: same size). */
-  json_object_set_int_member (payload, "sim_sent_us", g_get_monotonic_time ());
+  flood_stamp (flood, payload, g_get_monotonic_time ());
   flood->delivered += sim_server_publish (self->server, flood->type, payload);
   flood->sent++;
 }
@@ -389,6 +403,7 @@ route_flood (SimControl *self, JsonObject *body, JsonObject *answer, GError **er
   const char *stream_id = NULL;
   const char *type = NULL;
   gint64 rate, size, count;
+  gboolean stamp_id = FALSE;
   Flood *flood;
 
   if (!get_string (body, "stream_id", TRUE, &stream_id, error)
@@ -396,6 +411,9 @@ route_flood (SimControl *self, JsonObject *body, JsonObject *answer, GError **er
       || !get_int (body, "rate", FALSE, SIM_FLOOD_DEFAULT_RATE, 1, SIM_FLOOD_MAX_RATE, &rate, error)
       || !get_int (body, "size", FALSE, 0, 0, SIM_FLOOD_MAX_SIZE, &size, error)
       || !get_int (body, "count", TRUE, 0, 1, SIM_FLOOD_MAX_COUNT, &count, error))
+    return FALSE;
+  if (json_object_has_member (body, "stamp_message_id")
+      && !get_boolean (body, "stamp_message_id", &stamp_id, error))
     return FALSE;
   if (type == NULL)
     type = "chat.message";
@@ -414,6 +432,7 @@ route_flood (SimControl *self, JsonObject *body, JsonObject *answer, GError **er
   flood->rate = (guint)rate;
   flood->size = (guint)size;
   flood->count = (guint)count;
+  flood->stamp_id = stamp_id;
   flood->started_us = g_get_monotonic_time ();
   flood->timer_id = g_timeout_add (SIM_FLOOD_TICK_MS, flood_tick_cb, flood);
   g_queue_push_tail (&self->floods, flood);

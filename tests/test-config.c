@@ -106,8 +106,13 @@ test_every_key (void)
                                            "SendQueueTimeout=1.5\nMaxSubscriptions=9\n"
                                            "SlowClientTimeout=2\n"
                                            "HistoryPerStream=0\nHistoryBytesPerStream=4096\n"
-                                           "[Access]\nSendGroup=wave-chat\n",
+                                           "[Access]\nSendGroup=wave-chat\n"
+                                           "[WebSocket]\nListen=[::1]:8765\n"
+                                           "AllowedOrigins=HTTP://A.example:8080, "
+                                           "https://b.example;null\n"
+                                           "LocalKeyFile=/tmp/lk\nMessagesPerSecond=3\n",
                                            &error);
+  const char *const origins[] = { "http://a.example:8080", "https://b.example", "null", NULL };
 
   g_assert_no_error (error);
   g_assert_cmpstr (config->url, ==, "ws://127.0.0.1:9/v1/streams");
@@ -135,6 +140,58 @@ test_every_key (void)
   g_assert_cmpuint (config->history_per_stream, ==, 0);
   g_assert_cmpuint (config->history_bytes_per_stream, ==, 4096);
   g_assert_cmpstr (config->send_group, ==, "wave-chat");
+  g_assert_cmpstr (config->ws_listen, ==, "[::1]:8765");
+  g_assert_cmpstrv (config->ws_origins, origins);
+  g_assert_cmpstr (config->ws_local_key_file, ==, "/tmp/lk");
+  g_assert_cmpuint (config->ws_messages_per_second, ==, 3);
+}
+
+/* [WebSocket] Listen: loopback IP literals only, with a real port. */
+static void
+test_websocket_listen (void)
+{
+  static const struct
+  {
+    const char *text;
+    const char *host; /* NULL: refused */
+    guint16 port;
+  } cases[] = {
+    { "127.0.0.1:8765", "127.0.0.1", 8765 },
+    { "127.1.2.3:1", "127.1.2.3", 1 },
+    { "[::1]:65535", "::1", 65535 },
+    { "0.0.0.0:8765", NULL, 0 },
+    { "[::]:8765", NULL, 0 },
+    { "192.168.1.2:8765", NULL, 0 },
+    { "localhost:8765", NULL, 0 },
+    { "[::ffff:127.0.0.1]:8765", NULL, 0 },
+    { "127.0.0.1", NULL, 0 },
+    { "127.0.0.1:0", NULL, 0 },
+    { "127.0.0.1:65536", NULL, 0 },
+    { "127.0.0.1:80x", NULL, 0 },
+    { "[::1:8765", NULL, 0 },
+    { "::1:8765", NULL, 0 },
+    { ":8765", NULL, 0 },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *host = NULL;
+      guint16 port = 0;
+      gboolean ok = wb_config_parse_listen (cases[i].text, &host, &port, &error);
+
+      g_test_message ("%s", cases[i].text);
+      if (cases[i].host == NULL)
+        {
+          g_assert_false (ok);
+          g_assert_error (error, WB_CONFIG_ERROR, WB_CONFIG_ERROR_INVALID_VALUE);
+          continue;
+        }
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (host, ==, cases[i].host);
+      g_assert_cmpuint (port, ==, cases[i].port);
+    }
 }
 
 /* data/wave-bridge.conf shows every key commented out with its default:
@@ -230,6 +287,15 @@ test_bad_values (void)
     { "[Limits]\nClientQueueBytes=99999999999999\n", "[Limits] ClientQueueBytes" },
     { "[Limits]\nMaxLineBytes=10\n", "[Limits] MaxLineBytes" },
     { "[Limits]\nHistoryPerStream=1001\n", "[Limits] HistoryPerStream" },
+    { "[WebSocket]\nListen=0.0.0.0:8765\n",
+      "[WebSocket] Listen: 0.0.0.0 is not a loopback address" },
+    { "[WebSocket]\nListen=localhost:8765\n", "[WebSocket] Listen: 'localhost' is not an IP" },
+    { "[WebSocket]\nListen=127.0.0.1\n", "[WebSocket] Listen: '127.0.0.1' has no port" },
+    { "[WebSocket]\nAllowedOrigins=http://a.example/path\n",
+      "[WebSocket] AllowedOrigins: 'http://a.example/path' is not an origin" },
+    { "[WebSocket]\nAllowedOrigins=*\n", "[WebSocket] AllowedOrigins: '*' is not an origin" },
+    { "[WebSocket]\nLocalKeyFile=relative\n", "[WebSocket] LocalKeyFile: must be an absolute" },
+    { "[WebSocket]\nMessagesPerSecond=0\n", "[WebSocket] MessagesPerSecond" },
     { "[Limits]\nHistoryPerStream=-1\n", "[Limits] HistoryPerStream" },
     { "[Limits]\nHistoryBytesPerStream=1000\n", "[Limits] HistoryBytesPerStream" },
     { "[Limits]\nHistoryBytesPerStream=16777217\n", "[Limits] HistoryBytesPerStream" },
@@ -529,6 +595,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/every-key", test_every_key);
   g_test_add_func ("/config/shipped-file", test_shipped_file);
   g_test_add_func ("/config/bad-values", test_bad_values);
+  g_test_add_func ("/config/websocket-listen", test_websocket_listen);
   g_test_add_func ("/config/unknown-keys-warn", test_unknown_keys_warn);
   g_test_add_func ("/config/file-and-overrides", test_file_and_overrides);
   g_test_add_func ("/config/api-key-sources", test_api_key_sources);

@@ -1114,6 +1114,7 @@ test_control_flood (void)
   const guint size = 600;
   gint64 expected_seq = 0;
   gint64 first_us = 0, last_us = 0;
+  guint stamped = 0;
   JsonObject *flood;
 
   ws_client_subscribe (client, "stream_flood1", "[\"chat.message\"]");
@@ -1149,6 +1150,35 @@ test_control_flood (void)
   g_assert_true (json_object_get_boolean_member (flood, "done"));
   g_assert_cmpint (json_object_get_int_member (flood, "sent"), ==, count);
   g_assert_cmpint (json_object_get_int_member (flood, "delivered"), ==, count);
+
+  /* stamp_message_id: the message_id carries sim_sent_us, the size stays. */
+  answer = post_ok (sim, "/sim/flood",
+                    "{\"stream_id\":\"stream_flood1\",\"rate\":1000,\"size\":600,"
+                    "\"count\":5,\"stamp_message_id\":true}");
+  WAIT_UNTIL (ws_client_count (client, "chat.message", "stream_flood1") == count + 5,
+              WB_TEST_WAIT_MS);
+  for (guint i = 0; i < client->messages->len; i++)
+    {
+      JsonObject *message = g_ptr_array_index (client->messages, i);
+      JsonObject *payload;
+      g_autofree char *expected_id = NULL;
+      gsize length = strlen (g_ptr_array_index (client->texts, i));
+
+      if (!g_str_equal (message_type (message), "chat.message"))
+        continue;
+      payload = message_payload (message);
+      if (json_object_get_int_member (payload, "sim_seq") >= 5
+          || !g_str_has_prefix (json_object_get_string_member (payload, "message_id"), "t"))
+        continue;
+      expected_id = g_strdup_printf ("t%016" G_GINT64_FORMAT,
+                                     json_object_get_int_member (payload, "sim_sent_us"));
+      g_assert_cmpstr (json_object_get_string_member (payload, "message_id"), ==, expected_id);
+      g_assert_cmpuint (length, >=, size - 2);
+      g_assert_cmpuint (length, <=, size + 2);
+      stamped++;
+    }
+  g_assert_cmpuint (stamped, ==, 5);
+  post_fails (sim, "/sim/flood", "{\"stream_id\":\"s\",\"count\":1,\"stamp_message_id\":1}", 400);
 
   post_fails (sim, "/sim/flood", "{\"stream_id\":\"s\",\"count\":0}", 400);
   post_fails (sim, "/sim/flood", "{\"stream_id\":\"s\",\"count\":100000000}", 400);

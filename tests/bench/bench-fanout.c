@@ -15,6 +15,13 @@
  * the client costs a recv() and a few byte compares per line, never a JSON
  * parse: the bridge, not this tool, must be the bottleneck.
  *
+ *   --mode=raw     N plain AF_UNIX clients of bench-rawsock (the physical-limit
+ *                  baseline: a C writer with the same lines, no upstream);
+ *                  instead of a flood the tool sends {"type":"go"} on client 0.
+ *
+ * --await-go: set up, print {"ready":true}, read one line from stdin, then
+ * receive a flood someone else starts (many processes, one flood).
+ *
  * --mode=bridge --hold: connect and subscribe, print {"ready":true}, then
  * keep the clients until stdin closes (the memory benchmark samples the
  * daemon's RSS meanwhile).
@@ -61,6 +68,7 @@ static const char SENT_KEY[] = "\"sim_sent_us\":";
 static const char SUBSCRIBED_TYPE[] = "\"type\":\"subscribed\"";
 static const char DROPPED_TYPE[] = "\"type\":\"bridge.dropped\"";
 static const char ERROR_TYPE[] = "\"type\":\"error\"";
+static const char GO_LINE[] = "{\"type\":\"go\"}\n";
 
 typedef struct
 {
@@ -90,6 +98,7 @@ typedef struct
   guint grace_s;
   guint quiet_s;
   gboolean hold;
+  gboolean await_go;
 
   /* derived */
   char *http_host;
@@ -332,9 +341,44 @@ post_flood (Bench *bench, GError **error)
 typedef struct
 {
   gboolean valid;
-  guint64 ticks;    /* utime + stime from /proc/PID/stat, all threads */
-  guint64 sched_ns; /* run time summed over /proc/PID/task/N/schedstat, in ns */
+  guint64 ticks;         /* utime + stime from /proc/PID/stat, all threads */
+  guint64 sched_ns;      /* run time summed over /proc/PID/task/N/schedstat, in ns */
+  guint64 wakeups;       /* voluntary context switches, all threads: each is a sleep in poll() */
+  guint64 main_wakeups;  /* the same for the main thread (the main loop) */
+  guint64 self_sched_ns; /* this tool's own run time */
 } CpuSample;
+
+static guint64
+status_field (const char *path, const char *field)
+{
+  g_autofree char *text = NULL;
+  const char *hit;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return 0;
+  hit = strstr (text, field);
+  if (hit == NULL)
+    return 0;
+  return g_ascii_strtoull (hit + strlen (field), NULL, 10);
+}
+
+static guint64
+sched_ns_of (const char *task_dir)
+{
+  g_autoptr (GDir) dir = g_dir_open (task_dir, 0, NULL);
+  const char *name;
+  guint64 total = 0;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *stat_path = g_build_filename (task_dir, name, "schedstat", NULL);
+      g_autofree char *stat_text = NULL;
+
+      if (g_file_get_contents (stat_path, &stat_text, NULL, NULL))
+        total += g_ascii_strtoull (stat_text, NULL, 10);
+    }
+  return total;
+}
 
 static CpuSample
 sample_cpu (gint pid)
@@ -348,6 +392,7 @@ sample_cpu (gint pid)
   g_auto (GStrv) fields = NULL;
   const char *name;
 
+  sample.self_sched_ns = sched_ns_of ("/proc/self/task");
   if (pid <= 0)
     return sample;
   path = g_strdup_printf ("/proc/%d/stat", pid);
@@ -369,9 +414,13 @@ sample_cpu (gint pid)
     {
       g_autofree char *stat_path = g_build_filename (task_dir, name, "schedstat", NULL);
       g_autofree char *stat_text = NULL;
+      g_autofree char *status_path = g_build_filename (task_dir, name, "status", NULL);
 
       if (g_file_get_contents (stat_path, &stat_text, NULL, NULL))
         sample.sched_ns += g_ascii_strtoull (stat_text, NULL, 10);
+      sample.wakeups += status_field (status_path, "\nvoluntary_ctxt_switches:");
+      if (g_ascii_strtoll (name, NULL, 10) == pid)
+        sample.main_wakeups = status_field (status_path, "\nvoluntary_ctxt_switches:");
     }
   sample.valid = TRUE;
   return sample;
@@ -577,9 +626,28 @@ receive_flood (Bench *bench, gboolean (*done) (Bench *), void (*spin) (Bench *, 
     }
 }
 
+/* --await-go: whoever runs many of us starts the flood once all are ready. */
+static gboolean
+await_go (Bench *bench, GError **error)
+{
+  char byte = 0;
+
+  g_print ("{\"ready\":true}\n");
+  fflush (stdout);
+  while (byte != '\n')
+    if (read (STDIN_FILENO, &byte, 1) != 1)
+      {
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_CLOSED, "stdin closed before the go");
+        return FALSE;
+      }
+  bench->flood_posted_us = now_us ();
+  return TRUE;
+}
+
 static gboolean
 run_bridge (Bench *bench, CpuSample *out_before, CpuSample *out_after, GError **error)
 {
+  gboolean raw = g_str_equal (bench->mode, "raw");
   gint64 deadline;
 
   bench->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
@@ -610,7 +678,9 @@ run_bridge (Bench *bench, CpuSample *out_before, CpuSample *out_after, GError **
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "not every client was subscribed");
       return FALSE;
     }
-  if (!wait_upstream (bench, bench->stream_id, pump, error))
+  if (raw)
+    ; /* no upstream: bench-rawsock answers the subscription itself */
+  else if (!wait_upstream (bench, bench->stream_id, pump, error))
     return FALSE;
   if (bench->bystanders > 0 && !wait_upstream (bench, bench->bystander_stream_id, pump, error))
     return FALSE;
@@ -628,7 +698,15 @@ run_bridge (Bench *bench, CpuSample *out_before, CpuSample *out_after, GError **
     }
 
   *out_before = sample_cpu (bench->pid);
-  if (!post_flood (bench, error))
+  if (bench->await_go && !await_go (bench, error))
+    return FALSE;
+  else if (raw)
+    {
+      bench->flood_posted_us = now_us ();
+      if (!write_all (bench->client_array[0].fd, GO_LINE, strlen (GO_LINE), error))
+        return FALSE;
+    }
+  else if (!bench->await_go && !post_flood (bench, error))
     return FALSE;
   receive_flood (bench, all_received, pump);
   *out_after = sample_cpu (bench->pid);
@@ -742,7 +820,7 @@ run_direct (Bench *bench, CpuSample *out_before, CpuSample *out_after, GError **
     return FALSE;
 
   *out_before = sample_cpu (bench->pid);
-  if (!post_flood (bench, error))
+  if (bench->await_go ? !await_go (bench, error) : !post_flood (bench, error))
     return FALSE;
   /* A blocking loop iteration: libsoup reads as soon as a frame arrives. */
   {
@@ -839,12 +917,17 @@ print_report (Bench *bench, const CpuSample *before, const CpuSample *after)
            span_s, span_s > 0 ? (double)bench->received_total / span_s : 0.0,
            span_s > 0 ? (double)bench->count / span_s : 0.0,
            bench->count > 0 ? span_s * G_USEC_PER_SEC / bench->count : 0.0);
-  if (before->valid && after->valid)
-    g_print ("\"cpu_ticks\":%" G_GUINT64_FORMAT ",\"cpu_s\":%.4f,\"cpu_sched_s\":%.6f}\n",
+  g_print ("\"self_cpu_sched_s\":%.6f,",
+           (double)(after->self_sched_ns - before->self_sched_ns) / 1e9);
+  if (before->valid && after->valid && bench->pid > 0)
+    g_print ("\"cpu_ticks\":%" G_GUINT64_FORMAT ",\"cpu_s\":%.4f,\"cpu_sched_s\":%.6f,"
+             "\"wakeups\":%" G_GUINT64_FORMAT ",\"main_wakeups\":%" G_GUINT64_FORMAT "}\n",
              after->ticks - before->ticks, (double)(after->ticks - before->ticks) / ticks_per_s,
-             (double)(after->sched_ns - before->sched_ns) / 1e9);
+             (double)(after->sched_ns - before->sched_ns) / 1e9, after->wakeups - before->wakeups,
+             after->main_wakeups - before->main_wakeups);
   else
-    g_print ("\"cpu_ticks\":null,\"cpu_s\":null,\"cpu_sched_s\":null}\n");
+    g_print ("\"cpu_ticks\":null,\"cpu_s\":null,\"cpu_sched_s\":null,\"wakeups\":null,"
+             "\"main_wakeups\":null}\n");
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -909,6 +992,8 @@ main (int argc, char **argv)
       "after the flood's end, stop when nothing came for S seconds", "S" },
     { "hold", 0, 0, G_OPTION_ARG_NONE, &bench.hold,
       "connect, subscribe, print ready, wait for stdin EOF", NULL },
+    { "await-go", 0, 0, G_OPTION_ARG_NONE, &bench.await_go,
+      "set up, print ready, wait for a line on stdin, receive a flood started by others", NULL },
     { NULL },
   };
   g_autoptr (GOptionContext) context
@@ -923,17 +1008,20 @@ main (int argc, char **argv)
       g_printerr ("bench-fanout: %s\n", error->message);
       return 2;
     }
+  if (bench.mode != NULL && g_str_equal (bench.mode, "raw") && bench.sim_url == NULL)
+    bench.sim_url = g_strdup ("ws://127.0.0.1:1/"); /* never used: no upstream */
   if (bench.mode == NULL || bench.sim_url == NULL || bench.stream_id == NULL
-      || (g_str_equal (bench.mode, "bridge") && bench.socket_path == NULL)
-      || (!g_str_equal (bench.mode, "bridge") && !g_str_equal (bench.mode, "direct")) || clients < 1
-      || clients > MAX_CLIENTS || bystanders < 0 || bystanders > MAX_CLIENTS
+      || (!g_str_equal (bench.mode, "direct") && bench.socket_path == NULL)
+      || (!g_str_equal (bench.mode, "bridge") && !g_str_equal (bench.mode, "direct")
+          && !g_str_equal (bench.mode, "raw"))
+      || clients < 1 || clients > MAX_CLIENTS || bystanders < 0 || bystanders > MAX_CLIENTS
       || (bystanders > 0 && bench.bystander_stream_id == NULL) || rate < 1 || count < 1 || size < 0
       || size > MAX_EVENT_SIZE || grace < 1)
     {
-      g_printerr (
-          "bench-fanout: need --mode=bridge|direct, --sim-url, --stream, --socket (bridge); "
-          "1 <= --clients <= %d, --size <= %d\n",
-          MAX_CLIENTS, MAX_EVENT_SIZE);
+      g_printerr ("bench-fanout: need --mode=bridge|direct|raw, --sim-url, --stream, --socket "
+                  "(bridge, raw); "
+                  "1 <= --clients <= %d, --size <= %d\n",
+                  MAX_CLIENTS, MAX_EVENT_SIZE);
       return 2;
     }
   bench.clients = (guint)clients;
@@ -953,7 +1041,7 @@ main (int argc, char **argv)
   bench.latencies_us = g_array_sized_new (FALSE, FALSE, sizeof (gint32),
                                           MIN ((guint64)bench.count * bench.clients, 1u << 24));
 
-  if (g_str_equal (bench.mode, "bridge"))
+  if (!g_str_equal (bench.mode, "direct"))
     ok = run_bridge (&bench, &before, &after, &error);
   else
     ok = run_direct (&bench, &before, &after, &error);
@@ -977,5 +1065,12 @@ main (int argc, char **argv)
   g_clear_object (&bench.ws);
   g_clear_object (&bench.session);
   g_array_unref (bench.latencies_us);
+  g_free (bench.mode);
+  g_free (bench.socket_path);
+  g_free (bench.sim_url);
+  g_free (bench.api_key);
+  g_free (bench.stream_id);
+  g_free (bench.bystander_stream_id);
+  g_free (bench.http_host);
   return 0;
 }

@@ -12,6 +12,7 @@ connection goes through the proxy.
 
 import os
 import select
+import signal
 import shutil
 import socket
 import subprocess
@@ -538,6 +539,83 @@ class TestReloadRefusedToOtherUsers(unittest.TestCase):
                 self.assertEqual(self.reload_as(bus.address, 0), 'ok')
                 wait_until(lambda: 'Reload() over D-Bus' in bridge.log(), timeout=TIMEOUT,
                            what='the reload')
+
+
+class TestStoppedBusDaemon(unittest.TestCase):
+    """A dbus-daemon that stops reading (SIGSTOP) during a flood: the bridge
+    keeps at most WB_DBUS_MAX_QUEUED_MESSAGES signals for it (and the kernel
+    what the socket buffer holds), counts the rest in EventsDropped, and its
+    socket clients miss nothing. Every event is either a signal a watcher
+    gets once the bus reads again, or counted."""
+
+    FLOOD = 60000
+    # 4096 queued signals are about 5 MiB; the whole flood queued (as sd-bus
+    # alone allows, up to 384 Ki messages) is over 70 MiB.
+    MAX_GROWTH_KIB = 40 * 1024
+
+    def test_stopped_bus_daemon_costs_a_bounded_queue(self):
+        limits = {'ClientQueueBytes': '67108864', 'MaxQueuedBytesPerUser': '134217728'}
+        with Sim(streams=1, speed=1) as sim, PrivateBus() as bus, \
+                Bridge(sim, bus=bus, config={'Limits': limits}) as bridge:
+            watcher = Caller(bus.address)
+            signals = []
+            watcher.conn.signal_subscribe(BUS_NAME, 'inc.wave.Bridge1.Stream', 'ChatMessage',
+                                          None, None, Gio.DBusSignalFlags.NONE,
+                                          lambda *args: signals.append(args[-1]))
+            client = bridge.connect()
+            client.request({'type': 'subscribe', 'stream_id': 'flood-s'}, 'subscribed')
+            wait_until(lambda: sim.upstream_subscriptions('flood-s'), timeout=TIMEOUT,
+                       what='flood-s subscribed upstream')
+            pump(0.2)
+            rss_before = bridge.rss_kib()
+            os.kill(bus.proc.pid, signal.SIGSTOP)
+            try:
+                sim.post('/sim/flood', {'stream_id': 'flood-s', 'type': 'chat.message',
+                                        'rate': 20000, 'count': self.FLOOD, 'size': 300})
+                received = 0
+                peak_rss = rss_before
+                deadline = time.monotonic() + 60
+                buffer = b''
+                while received < self.FLOOD and time.monotonic() < deadline:
+                    client.sock.settimeout(5)
+                    chunk = client.sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    buffer += chunk
+                    lines = buffer.split(b'\n')
+                    buffer = lines.pop()
+                    received += sum(1 for line in lines if b'"chat.message"' in line)
+                    self.assertFalse(any(b'"bridge.dropped"' in line for line in lines))
+                    peak_rss = max(peak_rss, bridge.rss_kib())
+                # The socket client is not held back by the stopped bus.
+                self.assertEqual(received, self.FLOOD)
+                peak_rss = max(peak_rss, bridge.rss_kib())
+                if not bridge.sanitized():
+                    self.assertLess(peak_rss - rss_before, self.MAX_GROWTH_KIB,
+                                    f'RSS {rss_before} -> {peak_rss} KiB')
+                dropped = client.request({'type': 'status'}, 'bridge.status')['payload'][
+                    'events_dropped']
+                self.assertGreater(dropped, self.FLOOD // 2)
+            finally:
+                os.kill(bus.proc.pid, signal.SIGCONT)
+
+            # The bus reads again: what was queued arrives, the rest was counted.
+            def settled():
+                before = len(signals)
+                pump(0.5)
+                return len(signals) == before and len(signals) > 0
+            wait_until(settled, timeout=TIMEOUT * 2, what='the queued signals delivered')
+            self.assertIsNone(bridge.proc.poll(), bridge.log())
+            self.assertTrue(bus.name_has_owner(BUS_NAME))
+            self.assertEqual(len(signals) + dropped, self.FLOOD,
+                             f'{len(signals)} signals, {dropped} dropped')
+            reply = watcher.conn.call_sync(
+                BUS_NAME, MANAGER_PATH, 'org.freedesktop.DBus.Properties', 'Get',
+                GLib.Variant('(ss)', (MANAGER_IFACE, 'EventsDropped')), None,
+                Gio.DBusCallFlags.NONE, 15000, None)
+            self.assertEqual(reply.unpack()[0], dropped)
+            watcher.close()
+            client.close()
 
 
 if __name__ == '__main__':

@@ -48,11 +48,6 @@ SLOWDOWN = 4 if 'ASAN_OPTIONS' in os.environ else 1
 WAIT = 30 * SLOWDOWN
 
 
-def sanitized(pid):
-    with open(f'/proc/{pid}/maps') as maps:
-        return 'libasan' in maps.read()
-
-
 def cpu_seconds(pid):
     with open(f'/proc/{pid}/stat') as f:
         fields = f.read().rsplit(')', 1)[1].split()
@@ -279,7 +274,7 @@ class SocketFloods(HostileCase):
         growth = rss_held - rss_before
         print(f'RSS {rss_before} KiB, with {len(socks)} half lines of {MAX_LINE_BYTES} B held: '
               f'{rss_held} KiB (+{growth} KiB)', file=sys.stderr)
-        if not sanitized(self.bridge.proc.pid):
+        if not self.bridge.sanitized():
             # Each held line costs about its own size, not more.
             self.assertLess(growth, len(socks) * MAX_LINE_BYTES * 2 // 1024)
 
