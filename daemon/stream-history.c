@@ -190,8 +190,21 @@ wb_stream_history_cursor_update (WbStreamHistory *history, WbHistoryCursor *curs
     old = *previous;
   for (guint kind = 0; kind < WB_HISTORY_N_KINDS; kind++)
     {
+      cursor->had_from[kind] = old.had_from[kind];
+      cursor->had_to[kind] = old.had_to[kind];
       if ((type_mask & (1u << kind_types[kind])) == 0)
-        cursor->seen_from[kind] = 0;
+        {
+          /* It stops taking the kind: remember what it had (a replay must
+           * never hand that out again) before the place is given up. */
+          if (old.seen_from[kind] != 0)
+            {
+              cursor->had_from[kind] = old.had_to[kind] == old.had_from[kind]
+                                           ? old.seen_from[kind]
+                                           : MIN (old.had_from[kind], old.seen_from[kind]);
+              cursor->had_to[kind] = history->next_seq;
+            }
+          cursor->seen_from[kind] = 0;
+        }
       else if (old.seen_from[kind] != 0)
         cursor->seen_from[kind] = old.seen_from[kind];
       else
@@ -236,7 +249,9 @@ wb_stream_history_build_replay (WbStreamHistory *history, WbHistoryCursor *curso
     {
       HistoryEntry *entry = l->data;
 
-      if (entry->seq < cursor->seen_from[entry->kind])
+      if (entry->seq < cursor->seen_from[entry->kind]
+          && !(entry->seq >= cursor->had_from[entry->kind]
+               && entry->seq < cursor->had_to[entry->kind]))
         g_ptr_array_add (picked, entry);
     }
   for (guint i = picked->len; i > 0; i--)

@@ -39,10 +39,15 @@ typedef enum
 
 /* What one subscriber already has, per kind: every kept event numbered
  * @seen_from[kind] or later. 0 (the zero-initialized cursor) = has
- * everything, i.e. wants no history of that kind. */
+ * everything, i.e. wants no history of that kind. Also every event numbered
+ * from @had_from[kind] up to (not including) @had_to[kind]: what it took
+ * live before it stopped taking the kind and took it again (empty when
+ * equal), so a replay never hands those out again. */
 typedef struct
 {
   guint64 seen_from[WB_HISTORY_N_KINDS];
+  guint64 had_from[WB_HISTORY_N_KINDS];
+  guint64 had_to[WB_HISTORY_N_KINDS];
 } WbHistoryCursor;
 
 typedef struct _WbStreamHistory WbStreamHistory;
@@ -71,7 +76,11 @@ gsize wb_stream_history_get_bytes (WbStreamHistory *history);
 /* A cursor for a subscriber that from now on takes the kinds of
  * @type_mask (1 << WbMessageType) live, and whose cursor was @previous
  * (NULL for a new subscriber): a kind it keeps taking keeps its place, a
- * kind it starts taking begins now, a kind it no longer takes is 0. */
+ * kind it starts taking begins now, a kind it no longer takes is 0. What a
+ * kind it stops taking had stays remembered (had_from … had_to), so taking
+ * it again offers what it missed meanwhile, never what it had; after a
+ * second stop, the runs it had and the gap between them count as had (one
+ * range: the gap is not offered, nothing is offered twice). */
 void wb_stream_history_cursor_update (WbStreamHistory *history, WbHistoryCursor *cursor,
                                       const WbHistoryCursor *previous, guint32 type_mask);
 

@@ -80,6 +80,8 @@
  * for: they would match ordinary text. */
 #define WB_UPSTREAM_KEY_STAND_IN "(api key removed)"
 #define WB_UPSTREAM_KEY_MIN_SEARCH_BYTES 8
+/* How long an idle HTTP connection (a refused handshake's) may stay open. */
+#define WB_UPSTREAM_IDLE_HTTP_S 1
 /* Close codes the bridge sends itself. */
 #define WB_UPSTREAM_CLOSE_NORMAL 1000
 #define WB_UPSTREAM_CLOSE_GOING_AWAY 1001
@@ -423,6 +425,9 @@ outbox_write (JsonNode *message, gpointer user_data)
 {
   WbUpstream *self = user_data;
 
+  /* Never into a closing WebSocket: not written, so not "sent". */
+  if (!is_connected (self))
+    return FALSE;
   write_json (self, message);
   return is_connected (self) && !self->io_error;
 }
@@ -863,6 +868,18 @@ connection_failed (WbUpstream *self, const WbClosePolicy *policy, guint16 code, 
   notify_status (self);
 }
 
+/* A close frame came (or libsoup is closing after an error): the
+ * WebSocket takes no more messages, though "closed" may be a while off
+ * (the server ends TCP). The outbox stops writing now and holds what it
+ * has for the next connection; "closed" does the rest. */
+static void
+ws_closing_cb (SoupWebsocketConnection *ws, gpointer user_data)
+{
+  WbUpstream *self = user_data;
+
+  wb_outbox_connection_closed (self->outbox);
+}
+
 static void
 ws_closed_cb (SoupWebsocketConnection *ws, gpointer user_data)
 {
@@ -1010,6 +1027,7 @@ on_connected (WbUpstream *self, SoupWebsocketConnection *ws)
   /* Our own app-level ping is the heartbeat. */
   soup_websocket_connection_set_keepalive_interval (ws, 0);
   g_signal_connect (ws, "message", G_CALLBACK (ws_message_cb), self);
+  g_signal_connect (ws, "closing", G_CALLBACK (ws_closing_cb), self);
   g_signal_connect (ws, "closed", G_CALLBACK (ws_closed_cb), self);
   g_signal_connect (ws, "error", G_CALLBACK (ws_error_cb), self);
 
@@ -1241,7 +1259,13 @@ wb_upstream_new (const WbConfig *config, const char *api_key, const WbUpstreamCa
   limits = outbox_limits (config);
   self->outbox = wb_outbox_new (&limits, &outbox_callbacks, self);
   wb_backoff_init (&self->backoff, config->backoff_initial_ms, config->backoff_max_ms);
-  self->session = soup_session_new_with_options ("user-agent", "wave-bridge/" WB_VERSION, NULL);
+  /* The session only ever makes WebSocket handshakes, whose connections
+   * leave its pool once upgraded. A refused one (HTTP 4xx/5xx) would stay
+   * there idle for libsoup's default 60 s, never reused by the next
+   * attempt: a connection to the server and a descriptor held for nothing
+   * after each refusal (the soak's descriptor check found it). */
+  self->session = soup_session_new_with_options ("user-agent", "wave-bridge/" WB_VERSION,
+                                                 "idle-timeout", WB_UPSTREAM_IDLE_HTTP_S, NULL);
   return self;
 }
 

@@ -303,7 +303,7 @@ route_emit (SimControl *self, JsonObject *body, JsonObject *answer, GError **err
 
       if (!get_string (json_node_get_object (payload), "stream_id", TRUE, &stream_id, error))
         return FALSE;
-      delivered = sim_server_publish (self->server, type, json_node_get_object (payload));
+      delivered = sim_server_publish_verbatim (self->server, type, json_node_get_object (payload));
     }
   else
     {
@@ -357,6 +357,7 @@ flood_send_one (Flood *flood)
       = sim_streams_sample_payload (self->streams, flood->type, flood->stream_id);
 
   json_object_set_int_member (payload, "sim_seq", flood->sent);
+  sim_server_number_event (self->server, payload);
   flood_stamp (flood, payload, g_get_monotonic_time ());
   if (flood->size > 0)
     {

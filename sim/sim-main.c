@@ -29,6 +29,7 @@ typedef struct
   char *tls_key;
   gint rate_limit;
   gint max_connections;
+  char *event_log;
   gboolean quiet;
   gboolean version;
 } SimOptions;
@@ -39,6 +40,7 @@ sim_options_clear (SimOptions *options)
   g_free (options->api_key);
   g_free (options->tls_cert);
   g_free (options->tls_key);
+  g_free (options->event_log);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (SimOptions, sim_options_clear)
@@ -92,6 +94,8 @@ parse_options (int *argc, char ***argv, SimOptions *options, GError **error)
       "Close with 4429 past this many client messages in 1 s (0: no limit)", "N" },
     { "max-connections", 0, 0, G_OPTION_ARG_INT, &options->max_connections,
       "Open WebSockets allowed at once; more get HTTP 503", "N" },
+    { "event-log", 0, 0, G_OPTION_ARG_FILENAME, &options->event_log,
+      "Write every connection, subscription and numbered event to FILE (JSON lines)", "FILE" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &options->quiet, "Log only warnings and errors", NULL },
     { "version", 0, 0, G_OPTION_ARG_NONE, &options->version, "Print the version and exit", NULL },
     { NULL },
@@ -199,6 +203,7 @@ run (const SimOptions *options)
   server_options.rate_limit = (guint)options->rate_limit;
   server_options.max_connections = (guint)options->max_connections;
   server_options.tls_certificate = certificate;
+  server_options.event_log = options->event_log;
   server = sim_server_new (&server_options, streams, &error);
   if (server == NULL)
     {

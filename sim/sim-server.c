@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "message.h"
+#include "sim-event-log.h"
 
 /* WAVE close codes (see the doc's closure table). */
 #define SIM_CLOSE_GOING_AWAY 1001
@@ -17,6 +18,11 @@
 #define SIM_SERVER_MAX_SUBSCRIPTIONS 1024 /* per connection */
 #define SIM_SERVER_MAX_CLOSES_KEPT 256    /* history in /sim/stats */
 #define SIM_SERVER_RATE_WINDOW_US G_USEC_PER_SEC
+/* Streams whose events are numbered (sim_stream_seq); events of streams
+ * beyond this, which only floods and chat to made-up ids can create, go out
+ * unnumbered rather than let a client grow the table without bound. */
+#define SIM_SERVER_MAX_NUMBERED_STREAMS 4096
+#define SIM_SERVER_SEQ_MEMBER "sim_stream_seq"
 
 typedef struct
 {
@@ -55,7 +61,9 @@ struct _SimServer
   guint64 sent[WB_MESSAGE_N_TYPES];
   guint64 sent_raw;
   guint64 local_chat_seq;
-  GQueue closes; /* JsonObject, oldest first */
+  GQueue closes;           /* JsonObject, oldest first */
+  GHashTable *stream_seqs; /* stream_id → guint64 *: the last sim_stream_seq given */
+  SimEventLog *event_log;  /* NULL without --event-log */
 
   gboolean answer_pings;
   guint reject_count;
@@ -231,6 +239,9 @@ handle_subscribe (SimConnection *conn, WbMessage *message)
   for (char **event = events; *event != NULL; event++)
     mask |= type_bit (wb_message_type_from_string (*event));
   g_hash_table_insert (conn->subscriptions, g_strdup (message->stream_id), GUINT_TO_POINTER (mask));
+  /* wb_message_dup_events () gives them sorted, without duplicates. */
+  sim_event_log_subscribe (conn->server->event_log, conn->id, message->stream_id,
+                           (const char *const *)events);
   g_debug ("connection %" G_GUINT64_FORMAT ": subscribed to %s", conn->id, message->stream_id);
 }
 
@@ -305,6 +316,7 @@ message_cb (SoupWebsocketConnection *ws, gint frame_type, GBytes *data, gpointer
       break;
     case WB_MESSAGE_UNSUBSCRIBE:
       g_hash_table_remove (conn->subscriptions, message->stream_id);
+      sim_event_log_unsubscribe (self->event_log, conn->id, message->stream_id);
       break;
     case WB_MESSAGE_CHAT_MESSAGE:
       handle_chat (conn, message);
@@ -353,6 +365,7 @@ record_close (SimServer *self, SimConnection *conn)
   g_queue_push_tail (&self->closes, close);
   while (self->closes.length > SIM_SERVER_MAX_CLOSES_KEPT)
     json_object_unref (g_queue_pop_head (&self->closes));
+  sim_event_log_close (self->event_log, conn->id, code, initiator);
   g_message ("connection %" G_GUINT64_FORMAT ": closed (%s, %u)", conn->id, initiator, code);
 }
 
@@ -454,6 +467,7 @@ websocket_cb (SoupServer *soup, SoupServerMessage *msg, const char *path,
   conn->recent_us = g_new0 (gint64, MAX (self->rate_limit, 1));
   g_ptr_array_add (self->connections, conn);
   self->connections_total++;
+  sim_event_log_open (self->event_log, conn->id);
 
   soup_websocket_connection_set_max_incoming_payload_size (ws, SIM_SERVER_MAX_INCOMING_PAYLOAD);
   soup_websocket_connection_set_keepalive_interval (ws, 0);
@@ -498,6 +512,13 @@ sim_server_new (const SimServerOptions *options, SimStreams *streams, GError **e
   self->answer_pings = TRUE;
   self->connections = g_ptr_array_new_with_free_func (connection_free);
   g_queue_init (&self->closes);
+  self->stream_seqs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  if (options->event_log != NULL)
+    {
+      self->event_log = sim_event_log_new (options->event_log, error);
+      if (self->event_log == NULL)
+        return NULL;
+    }
 
   if (options->tls_certificate != NULL)
     {
@@ -537,6 +558,8 @@ sim_server_free (SimServer *self)
   g_clear_pointer (&self->connections, g_ptr_array_unref);
   g_clear_object (&self->soup);
   g_queue_clear_full (&self->closes, (GDestroyNotify)json_object_unref);
+  g_clear_pointer (&self->stream_seqs, g_hash_table_unref);
+  g_clear_pointer (&self->event_log, sim_event_log_free);
   g_free (self->api_key);
   g_free (self->url);
   g_free (self->reject_reason);
@@ -557,18 +580,58 @@ sim_server_get_url (SimServer *self)
   return self->url;
 }
 
-guint
-sim_server_publish (SimServer *self, const char *type, JsonObject *payload)
+/* The next sim_stream_seq of @stream_id (1, 2, …), or 0 past the table's bound. */
+static guint64
+next_stream_seq (SimServer *self, const char *stream_id)
+{
+  guint64 *seq = g_hash_table_lookup (self->stream_seqs, stream_id);
+
+  if (seq == NULL)
+    {
+      if (g_hash_table_size (self->stream_seqs) >= SIM_SERVER_MAX_NUMBERED_STREAMS)
+        return 0;
+      seq = g_new0 (guint64, 1);
+      g_hash_table_insert (self->stream_seqs, g_strdup (stream_id), seq);
+    }
+  return ++*seq;
+}
+
+void
+sim_server_number_event (SimServer *self, JsonObject *payload)
+{
+  const char *stream_id;
+  guint64 seq;
+
+  g_return_if_fail (self != NULL && payload != NULL);
+  stream_id = object_get_string (payload, "stream_id");
+  if (stream_id == NULL)
+    return;
+  seq = next_stream_seq (self, stream_id);
+  if (seq != 0)
+    json_object_set_int_member (payload, SIM_SERVER_SEQ_MEMBER, (gint64)seq);
+}
+
+static guint
+publish (SimServer *self, const char *type, JsonObject *payload, gboolean numbered)
 {
   WbMessageType message_type = wb_message_type_from_string (type);
   const char *stream_id = object_get_string (payload, "stream_id");
   g_autofree char *text = NULL;
+  g_autofree guint64 *conns = NULL;
   guint delivered = 0;
-
-  g_return_val_if_fail (self != NULL && type != NULL && payload != NULL, 0);
 
   if (!wb_message_type_is_stream_event (message_type) || stream_id == NULL)
     return 0;
+  if (numbered && !json_object_has_member (payload, SIM_SERVER_SEQ_MEMBER))
+    sim_server_number_event (self, payload);
+  /* Serialized once, only if anyone (or the event log) wants it. */
+  if (self->event_log != NULL)
+    {
+      g_autoptr (JsonNode) node = wb_message_new_enveloped (type, json_object_ref (payload));
+
+      text = wb_json_to_string (node, NULL);
+      conns = g_new (guint64, MAX (self->connections->len, 1));
+    }
   for (guint i = 0; i < self->connections->len; i++)
     {
       SimConnection *conn = g_ptr_array_index (self->connections, i);
@@ -576,7 +639,6 @@ sim_server_publish (SimServer *self, const char *type, JsonObject *payload)
 
       if ((mask & type_bit (message_type)) == 0 || !connection_is_open (conn))
         continue;
-      /* Serialized once, only if anyone wants it. */
       if (text == NULL)
         {
           g_autoptr (JsonNode) node = wb_message_new_enveloped (type, json_object_ref (payload));
@@ -584,9 +646,27 @@ sim_server_publish (SimServer *self, const char *type, JsonObject *payload)
           text = wb_json_to_string (node, NULL);
         }
       connection_send (conn, message_type, text);
+      if (conns != NULL)
+        conns[delivered] = conn->id;
       delivered++;
     }
+  if (numbered)
+    sim_event_log_event (self->event_log, text, conns, delivered);
   return delivered;
+}
+
+guint
+sim_server_publish (SimServer *self, const char *type, JsonObject *payload)
+{
+  g_return_val_if_fail (self != NULL && type != NULL && payload != NULL, 0);
+  return publish (self, type, payload, TRUE);
+}
+
+guint
+sim_server_publish_verbatim (SimServer *self, const char *type, JsonObject *payload)
+{
+  g_return_val_if_fail (self != NULL && type != NULL && payload != NULL, 0);
+  return publish (self, type, payload, FALSE);
 }
 
 void
@@ -773,6 +853,19 @@ subscriptions_to_json (SimServer *self)
   return array;
 }
 
+static JsonObject *
+stream_seqs_to_json (SimServer *self)
+{
+  JsonObject *object = json_object_new ();
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, self->stream_seqs);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    json_object_set_int_member (object, key, (gint64) * (guint64 *)value);
+  return object;
+}
+
 void
 sim_server_add_stats (SimServer *self, JsonObject *stats)
 {
@@ -798,6 +891,7 @@ sim_server_add_stats (SimServer *self, JsonObject *stats)
   json_object_set_object_member (stats, "sent", sent);
   json_object_set_array_member (stats, "subscriptions", subscriptions_to_json (self));
   json_object_set_array_member (stats, "closes", closes);
+  json_object_set_object_member (stats, "stream_seqs", stream_seqs_to_json (self));
 }
 
 void

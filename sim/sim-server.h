@@ -32,6 +32,7 @@ typedef struct
   guint rate_limit;                 /* client messages per 1 s window; 0: none */
   guint max_connections;            /* open WebSockets; more get HTTP 503 */
   GTlsCertificate *tls_certificate; /* NULL: plain ws:// */
+  const char *event_log;            /* NULL: none; else a file (sim-event-log.h) */
 } SimServerOptions;
 
 typedef struct _SimServer SimServer;
@@ -46,8 +47,15 @@ SoupServer *sim_server_get_soup_server (SimServer *server);
 const char *sim_server_get_url (SimServer *server);
 
 /* Sends {"type":type,"payload":payload} to the connections subscribed to
- * payload.stream_id and @type. Returns how many got it. */
+ * payload.stream_id and @type. Returns how many got it. Numbers the event
+ * first: sets @payload's "sim_stream_seq" to the stream's next number (1, 2,
+ * …, per stream id, whether anyone gets it or not) and logs it. */
 guint sim_server_publish (SimServer *server, const char *type, JsonObject *payload);
+/* The same, @payload exactly as given: not numbered, not logged (/sim/emit). */
+guint sim_server_publish_verbatim (SimServer *server, const char *type, JsonObject *payload);
+/* Sets @payload's "sim_stream_seq" now (floods size their padding after it);
+ * sim_server_publish () then keeps it. */
+void sim_server_number_event (SimServer *server, JsonObject *payload);
 /* A SimPublishFunc for sim_streams_set_publish_func (user_data: the server). */
 void sim_server_publish_cb (const char *type, JsonObject *payload, gpointer user_data);
 /* Sends @message as a text frame to every open connection. */

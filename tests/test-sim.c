@@ -618,6 +618,145 @@ test_subscription_emit (void)
   post_fails (sim, "/sim/emit", "{\"payload\":{}}", 400);
 }
 
+static gint64
+flood_sent (SimFixture *sim)
+{
+  g_autoptr (JsonObject) stats = get_stats (sim);
+  JsonArray *floods = json_object_get_array_member (stats, "floods");
+
+  return json_array_get_length (floods) > 0
+             ? json_object_get_int_member (json_array_get_object_element (floods, 0), "sent")
+             : 0;
+}
+
+/* sim_stream_seq numbers each stream's events 1, 2, 3 … whoever gets them
+ * (natural events and floods alike, /sim/emit excepted), and --event-log
+ * records every one with the connections it was written to. */
+static void
+test_event_numbers (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("wb-sim-log-XXXXXX", NULL);
+  g_autofree char *log_path = g_build_filename (dir, "events.jsonl", NULL);
+  const char *args[] = { "--quiet", "--speed", FAST, "--event-log", log_path, NULL };
+  g_autoptr (SimFixture) sim = start_sim (args);
+  g_autoptr (WsClient) client = ws_client_connect (sim);
+  const char *a = sim_fixture_get_stream_id (sim, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) flood = NULL;
+  g_autoptr (JsonObject) stats = NULL;
+  g_autoptr (JsonObject) emitted = NULL;
+  g_autofree char *emit = NULL;
+  g_autofree char *flood_body = NULL;
+  g_autofree char *contents = NULL;
+  g_auto (GStrv) lines = NULL;
+  gint64 first = 0, previous = 0, last_seen = 0;
+  guint numbered = 0, logged = 0, to_client = 0, opens = 0, subscribes = 0;
+  gint64 last_to_client = 0;
+  gboolean unnumbered_seen = FALSE;
+
+  g_assert_nonnull (dir);
+  ws_client_subscribe (client, a, "[]");
+  ws_client_sync (client);
+  WAIT_UNTIL (ws_client_count (client, "viewer.joined", a)
+                      + ws_client_count (client, "chat.message", a)
+                      + ws_client_count (client, "stream.health", a)
+                  >= 20,
+              WB_TEST_WAIT_MS);
+  flood_body = g_strdup_printf ("{\"stream_id\":\"%s\",\"count\":5}", a);
+  flood = post_ok (sim, "/sim/flood", flood_body);
+  emit = g_strdup_printf ("{\"type\":\"stream.health\",\"payload\":{\"stream_id\":\"%s\","
+                          "\"bitrate\":1.5,\"fps\":1,\"packet_loss\":0,\"latency\":1}}",
+                          a);
+  emitted = post_ok (sim, "/sim/emit", emit);
+  WAIT_UNTIL (ws_client_count (client, "chat.message", a) >= 5, WB_TEST_WAIT_MS);
+  WAIT_UNTIL (flood_sent (sim) == 5, WB_TEST_WAIT_MS);
+  ws_client_sync (client);
+
+  /* Everything of stream a since the subscription, numbered without a hole. */
+  for (guint i = 0; i < client->messages->len; i++)
+    {
+      JsonObject *payload = message_payload (g_ptr_array_index (client->messages, i));
+      gint64 seq;
+
+      if (payload == NULL
+          || g_strcmp0 (json_object_get_string_member_with_default (payload, "stream_id", NULL), a)
+                 != 0)
+        continue;
+      if (!json_object_has_member (payload, "sim_stream_seq"))
+        {
+          g_assert_cmpfloat (json_object_get_double_member (payload, "bitrate"), ==, 1.5);
+          unnumbered_seen = TRUE;
+          continue;
+        }
+      seq = json_object_get_int_member (payload, "sim_stream_seq");
+      if (numbered++ == 0)
+        first = seq;
+      else
+        g_assert_cmpint (seq, ==, previous + 1);
+      previous = seq;
+    }
+  g_assert_true (unnumbered_seen);
+  g_assert_cmpuint (numbered, >=, 25);
+  stats = get_stats (sim);
+  g_assert_cmpint (
+      json_object_get_int_member (json_object_get_object_member (stats, "stream_seqs"), a), >=,
+      previous);
+
+  /* The log: the connection, its subscription, every numbered event of a
+   * (those before the subscription too, written to no connection). */
+  g_assert_true (sim_fixture_stop (sim, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (log_path, &contents, NULL, &error));
+  lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i] != NULL && lines[i][0] != '\0'; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonObject *record, *payload;
+      const char *kind;
+
+      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, &error));
+      record = json_node_get_object (json_parser_get_root (parser));
+      g_assert_true (json_object_has_member (record, "t"));
+      kind = json_object_get_string_member (record, "kind");
+      if (g_str_equal (kind, "open"))
+        opens++;
+      else if (g_str_equal (kind, "subscribe"))
+        {
+          g_assert_cmpstr (json_object_get_string_member (record, "stream_id"), ==, a);
+          g_assert_cmpuint (json_array_get_length (json_object_get_array_member (record, "events")),
+                            ==, 8);
+          subscribes++;
+        }
+      else if (g_str_equal (kind, "event"))
+        {
+          payload = json_object_get_object_member (
+              json_object_get_object_member (record, "message"), "payload");
+          if (!g_str_equal (json_object_get_string_member (payload, "stream_id"), a))
+            continue;
+          g_assert_cmpint (json_object_get_int_member (payload, "sim_stream_seq"), ==,
+                           last_seen + 1);
+          last_seen = json_object_get_int_member (payload, "sim_stream_seq");
+          logged++;
+          if (json_array_get_length (json_object_get_array_member (record, "conns")) == 1)
+            {
+              /* Between the subscription and SIGTERM, every event went to it. */
+              g_assert_cmpint (last_seen, >=, first);
+              if (to_client > 0)
+                g_assert_cmpint (last_seen, ==, last_to_client + 1);
+              last_to_client = last_seen;
+              to_client++;
+            }
+        }
+    }
+  g_assert_cmpuint (opens, ==, 1);
+  g_assert_cmpuint (subscribes, ==, 1);
+  g_assert_cmpint (last_seen, >=, previous);
+  g_assert_cmpuint (logged, ==, (guint)last_seen);
+  g_assert_cmpuint (to_client, >=, numbered);
+  g_unlink (log_path);
+  g_rmdir (dir);
+}
+
 static void
 test_chat_and_reactions (void)
 {
@@ -1609,6 +1748,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sim/options", test_options);
   g_test_add_func ("/sim/protocol/auth", test_auth);
   g_test_add_func ("/sim/protocol/ping", test_ping);
+  g_test_add_func ("/sim/event-numbers", test_event_numbers);
   g_test_add_func ("/sim/protocol/subscription-filter", test_subscription_filter);
   g_test_add_func ("/sim/protocol/subscription-emit", test_subscription_emit);
   g_test_add_func ("/sim/protocol/chat-and-reactions", test_chat_and_reactions);
