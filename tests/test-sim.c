@@ -1152,6 +1152,7 @@ test_control_flood (void)
   g_assert_cmpint (json_object_get_int_member (flood, "delivered"), ==, count);
 
   /* stamp_message_id: the message_id carries sim_sent_us, the size stays. */
+  g_clear_pointer (&answer, json_object_unref);
   answer = post_ok (sim, "/sim/flood",
                     "{\"stream_id\":\"stream_flood1\",\"rate\":1000,\"size\":600,"
                     "\"count\":5,\"stamp_message_id\":true}");
