@@ -87,13 +87,18 @@ append_string (GString *line, const char *text)
 }
 
 static GString *
-line_new (const char *kind)
+line_new_at (gint64 at_us, const char *kind)
 {
   GString *line = g_string_new (NULL);
 
-  g_string_append_printf (line, "{\"t\":%" G_GINT64_FORMAT ",\"kind\":\"%s\"",
-                          g_get_monotonic_time (), kind);
+  g_string_append_printf (line, "{\"t\":%" G_GINT64_FORMAT ",\"kind\":\"%s\"", at_us, kind);
   return line;
+}
+
+static GString *
+line_new (const char *kind)
+{
+  return line_new_at (g_get_monotonic_time (), kind);
 }
 
 static void
@@ -166,13 +171,14 @@ sim_event_log_close (SimEventLog *log, guint64 conn, guint code, const char *ini
 }
 
 void
-sim_event_log_event (SimEventLog *log, const char *message, const guint64 *conns, guint n_conns)
+sim_event_log_event (SimEventLog *log, gint64 at_us, const char *message, const guint64 *conns,
+                     guint n_conns)
 {
   GString *line;
 
   if (log == NULL)
     return;
-  line = line_new ("event");
+  line = line_new_at (at_us, "event");
   g_string_append (line, ",\"conns\":[");
   for (guint i = 0; i < n_conns; i++)
     g_string_append_printf (line, "%s%" G_GUINT64_FORMAT, i > 0 ? "," : "", conns[i]);

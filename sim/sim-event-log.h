@@ -27,8 +27,9 @@ void sim_event_log_subscribe (SimEventLog *log, guint64 conn, const char *stream
 void sim_event_log_unsubscribe (SimEventLog *log, guint64 conn, const char *stream_id);
 void sim_event_log_close (SimEventLog *log, guint64 conn, guint code, const char *initiator);
 /* @message: the enveloped event exactly as written (compact JSON);
- * @conns: the connections it was written to. */
-void sim_event_log_event (SimEventLog *log, const char *message, const guint64 *conns,
+ * @conns: the connections it was written to; @at_us: the monotonic time
+ * taken just before the first write (so no reader can have it earlier). */
+void sim_event_log_event (SimEventLog *log, gint64 at_us, const char *message, const guint64 *conns,
                           guint n_conns);
 
 G_END_DECLS

@@ -619,6 +619,8 @@ publish (SimServer *self, const char *type, JsonObject *payload, gboolean number
   g_autofree char *text = NULL;
   g_autofree guint64 *conns = NULL;
   guint delivered = 0;
+  /* Before any write: a reader must never see the event before its time. */
+  gint64 at_us = g_get_monotonic_time ();
 
   if (!wb_message_type_is_stream_event (message_type) || stream_id == NULL)
     return 0;
@@ -651,7 +653,7 @@ publish (SimServer *self, const char *type, JsonObject *payload, gboolean number
       delivered++;
     }
   if (numbered)
-    sim_event_log_event (self->event_log, text, conns, delivered);
+    sim_event_log_event (self->event_log, at_us, text, conns, delivered);
   return delivered;
 }
 
