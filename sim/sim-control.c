@@ -138,7 +138,7 @@ static gboolean
 get_close_code (JsonObject *body, const char *name, gboolean required, gushort *out_code,
                 GError **error)
 {
-  gint64 code;
+  gint64 code = 0;
 
   if (!get_int (body, name, required, SOUP_WEBSOCKET_CLOSE_NORMAL, 0, SIM_CLOSE_MAX_APP_CODE, &code,
                 error))
@@ -190,7 +190,7 @@ route_drop (SimControl *self, JsonObject *body, JsonObject *answer, GError **err
 static gboolean
 route_pings (SimControl *self, JsonObject *body, JsonObject *answer, GError **error)
 {
-  gboolean answer_pings;
+  gboolean answer_pings = TRUE;
 
   if (!get_boolean (body, "answer", &answer_pings, error))
     return FALSE;
@@ -201,7 +201,7 @@ route_pings (SimControl *self, JsonObject *body, JsonObject *answer, GError **er
 static gboolean
 route_reject (SimControl *self, JsonObject *body, JsonObject *answer, GError **error)
 {
-  gint64 count;
+  gint64 count = 0;
   gint64 http_status = 0;
   gushort close_code = 0;
   gboolean has_http = json_object_has_member (body, "http_status");
@@ -459,7 +459,7 @@ static gboolean
 route_stream (SimControl *self, JsonObject *body, JsonObject *answer, GError **error)
 {
   const char *stream_id = NULL;
-  gboolean live;
+  gboolean live = FALSE;
   gboolean changed = FALSE;
 
   if (!get_string (body, "stream_id", TRUE, &stream_id, error)

@@ -547,7 +547,7 @@ test_close_row (Fixture *f, gconstpointer data)
 {
   const CloseRow *row = NULL;
   const char *name = g_strrstr (g_test_get_path (), "/") + 1;
-  StateEvent waiting;
+  StateEvent waiting = { 0 };
   gint64 wait_ms;
   gint index;
 
@@ -1575,7 +1575,7 @@ test_flapping_soak (Fixture *f, gconstpointer data)
   g_assert_cmpuint (waits, >=, faults / 2);
   for (guint i = 0; i < waits; i++)
     {
-      StateEvent event;
+      StateEvent event = { 0 };
       gint64 measured = measured_wait_ms (f, i, &event);
       guint min_ms = table_min_wait_ms (&event);
       gint64 planned_ms = (event.next_attempt_us - event.at_us) / 1000;
