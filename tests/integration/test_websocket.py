@@ -18,6 +18,7 @@ import socket
 import stat
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -107,13 +108,37 @@ def upstream_has(sim, stream_id):
     return bool(sim.upstream_subscriptions(stream_id))
 
 
+_shared_js_dir = None
+
+
+def js_dir_for(prefix):
+    """JS_DIR, or for a client run as another user (prefix) a copy that user
+    can read: a checkout under /root is closed to nobody."""
+    global _shared_js_dir
+    if not prefix:
+        return JS_DIR
+    if _shared_js_dir is None:
+        _shared_js_dir = tempfile.mkdtemp(prefix='wb-js-')
+        os.chmod(_shared_js_dir, 0o755)
+        for name in os.listdir(JS_DIR):
+            target = os.path.join(_shared_js_dir, name)
+            shutil.copyfile(os.path.join(JS_DIR, name), target)
+            os.chmod(target, 0o644)
+    return _shared_js_dir
+
+
+def tearDownModule():
+    if _shared_js_dir is not None:
+        shutil.rmtree(_shared_js_dir, ignore_errors=True)
+
+
 class NodeProcess:
     """A Node program printing one line per event; lines are read by a thread."""
 
     def __init__(self, args, env=None, prefix=()):
         full_env = dict(os.environ, NODE_PATH=NODE_PATH)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(list(prefix) + ['node'] + args, cwd=JS_DIR,
+        self.proc = subprocess.Popen(list(prefix) + ['node'] + args, cwd=js_dir_for(prefix),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=full_env)
         self.lines = queue.Queue()
