@@ -13,9 +13,8 @@ import tempfile
 import time
 import unittest
 
-import platform
 
-from wbtest import BRIDGE_BIN, WAVECTL_BIN, Bridge, Sim
+from wbtest import WAVECTL_BIN, Bridge, Sim, emulated
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOSTILE_UIDS = range(31001, 31011)
@@ -32,16 +31,6 @@ RSS_BOUND_KIB = 96 * 1024
 SLOWDOWN = 3 if 'ASAN_OPTIONS' in os.environ else 1
 
 
-def emulated(binary):
-    """The binary is for another machine (scripts/cross-test runs it under
-    qemu-user): its timing then says nothing about fairness."""
-    with open(binary, 'rb') as f:
-        header = f.read(20)
-    machine = int.from_bytes(header[18:20], 'little')
-    host = {'x86_64': 62, 'aarch64': 183, 'armv7l': 40, 'i686': 3}.get(platform.machine())
-    return host is not None and machine != host
-
-
 def as_user(uid):
     def drop():
         os.setgroups([])
@@ -54,7 +43,7 @@ class TestFairness(unittest.TestCase):
     def setUp(self):
         if os.geteuid() != 0:
             raise unittest.SkipTest('needs root to run clients as other users')
-        if emulated(BRIDGE_BIN):
+        if emulated():
             raise unittest.SkipTest('the daemon runs under qemu-user; latency targets do not apply')
         # The checkout may sit where other users cannot enter (/root is 0700).
         self.tools = tempfile.mkdtemp(prefix='wb-fair-')

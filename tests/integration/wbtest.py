@@ -8,6 +8,7 @@ exit, so tests can run in any order and leave nothing behind.
 
 import json
 import os
+import platform
 import shlex
 import shutil
 import signal
@@ -61,6 +62,18 @@ def _stop(proc, sig=signal.SIGTERM, timeout=5.0):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def emulated(binary=None):
+    """The binary (wave-bridged by default) is for another machine:
+    scripts/cross-test runs it under qemu-user, whose timing, RSS and
+    netlink support (NETLINK_SOCK_DIAG, which names a TCP peer's uid) are
+    not the target's."""
+    with open(binary or BRIDGE_BIN, 'rb') as f:
+        header = f.read(20)
+    machine = int.from_bytes(header[18:20], 'little')
+    host = {'x86_64': 62, 'aarch64': 183, 'armv7l': 40, 'i686': 3}.get(platform.machine())
+    return host is not None and machine != host
 
 
 class Sim:
