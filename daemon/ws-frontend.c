@@ -189,17 +189,6 @@ parse_error_code (const GError *error)
   return "invalid_message";
 }
 
-static const char *
-object_get_string (JsonObject *object, const char *member)
-{
-  JsonNode *node = object != NULL ? json_object_get_member (object, member) : NULL;
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
-}
-
 /* The text was not a valid request: name its id, type and stream when the
  * JSON itself was readable. Only runs on bad input. */
 static void
@@ -231,10 +220,10 @@ client_reply_parse_error (FrontendClient *client, const char *text, gsize length
       if (id != NULL && (JSON_NODE_HOLDS_VALUE (id) || JSON_NODE_HOLDS_NULL (id)))
         request_id = id;
     }
-  stream_id = object_get_string (root, "stream_id");
+  stream_id = wb_json_get_string (root, "stream_id", NULL);
   if (stream_id != NULL && strlen (stream_id) > WB_MESSAGE_MAX_STREAM_ID_BYTES)
     stream_id = NULL;
-  type = object_get_string (root, "type");
+  type = wb_json_get_string (root, "type", NULL);
   if (type != NULL && wb_message_type_from_string (type) == WB_MESSAGE_TYPE_INVALID)
     type = NULL;
   client_reply_error (client, code, error->message, request_id, type, stream_id);
