@@ -39,6 +39,13 @@ send_done_cb (WbHubClient *client, const GError *error, gpointer user_data)
     g_debug ("Cannot reply to %s: %s", wb_hub_client_get_name (client), g_strerror (-r));
 }
 
+WbMessageType
+wb_dbus_send_type (sd_bus_message *call)
+{
+  return sd_bus_message_is_method_call (call, NULL, "SendReaction") ? WB_MESSAGE_REACTION_SENT
+                                                                    : WB_MESSAGE_CHAT_MESSAGE;
+}
+
 int
 wb_dbus_frontend_send (WbHubClient *client, sd_bus_message *call, WbMessageType type,
                        const char *stream_id, const char *text, sd_bus_error *ret_error)

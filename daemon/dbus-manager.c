@@ -227,8 +227,9 @@ manager_unsubscribe_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret
                                             ret_error);
 }
 
+/* SendChatMessage and SendReaction: the member says which. */
 static int
-send_as_client (WbHubClient *client, sd_bus_message *call, WbMessageType type,
+send_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
                 sd_bus_error *ret_error)
 {
   const char *stream_id = NULL;
@@ -238,34 +239,13 @@ send_as_client (WbHubClient *client, sd_bus_message *call, WbMessageType type,
   r = sd_bus_message_read (call, "ss", &stream_id, &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_send (client, call, type, stream_id, text, ret_error);
+  return wb_dbus_frontend_send (client, call, wb_dbus_send_type (call), stream_id, text, ret_error);
 }
 
 static int
-send_chat_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
-                     sd_bus_error *ret_error)
+manager_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
-  return send_as_client (client, call, WB_MESSAGE_CHAT_MESSAGE, ret_error);
-}
-
-static int
-send_reaction_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
-                         sd_bus_error *ret_error)
-{
-  return send_as_client (client, call, WB_MESSAGE_REACTION_SENT, ret_error);
-}
-
-static int
-manager_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
-{
-  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_chat_as_client, ret_error);
-}
-
-static int
-manager_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
-{
-  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_reaction_as_client,
-                                            ret_error);
+  return wb_dbus_frontend_call_with_client (user_data, call, TRUE, send_as_client, ret_error);
 }
 
 static int
@@ -331,9 +311,9 @@ const sd_bus_vtable wb_dbus_manager_vtable[] = {
                             manager_unsubscribe_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendChatMessage", "ss",
                             SD_BUS_PARAM (stream_id) SD_BUS_PARAM (message), "", "",
-                            manager_send_chat_cb, SD_BUS_VTABLE_UNPRIVILEGED),
+                            manager_send_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("SendReaction", "ss", SD_BUS_PARAM (stream_id) SD_BUS_PARAM (reaction),
-                            "", "", manager_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
+                            "", "", manager_send_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reconnect", "", "", manager_reconnect_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD ("Reload", "", "", manager_reload_cb, SD_BUS_VTABLE_UNPRIVILEGED),
   /* status.h's wb_status_fields, in its order (tests/test-status.c checks). */

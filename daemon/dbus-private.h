@@ -111,6 +111,8 @@ int wb_dbus_frontend_call_if_privileged (WbDbusFrontend *frontend, sd_bus_messag
 void wb_dbus_privileged_call_free (gpointer data);
 
 /* dbus-frontend.c */
+/* What a SendChatMessage or SendReaction call (either interface) sends. */
+WbMessageType wb_dbus_send_type (sd_bus_message *call);
 /* SendChatMessage / SendReaction from either interface: replies later. */
 int wb_dbus_frontend_send (WbHubClient *client, sd_bus_message *call, WbMessageType type,
                            const char *stream_id, const char *text, sd_bus_error *ret_error);

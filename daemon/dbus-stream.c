@@ -99,7 +99,8 @@ stream_property_get_cb (sd_bus *bus, const char *path, const char *interface, co
  * The stream is the object's: read from the path, since the object itself
  * may be gone by the time a new caller's call runs. */
 static int
-stream_send (WbHubClient *client, sd_bus_message *call, WbMessageType type, sd_bus_error *ret_error)
+send_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
+                sd_bus_error *ret_error)
 {
   g_autofree char *stream_id = wb_dbus_stream_id_from_path (sd_bus_message_get_path (call));
   const char *text = NULL;
@@ -110,38 +111,15 @@ stream_send (WbHubClient *client, sd_bus_message *call, WbMessageType type, sd_b
   r = sd_bus_message_read (call, "s", &text);
   if (r < 0)
     return wb_dbus_frontend_bad_arguments (ret_error, r);
-  return wb_dbus_frontend_send (client, call, type, stream_id, text, ret_error);
+  return wb_dbus_frontend_send (client, call, wb_dbus_send_type (call), stream_id, text, ret_error);
 }
 
 static int
-send_chat_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
-                     sd_bus_error *ret_error)
-{
-  return stream_send (client, call, WB_MESSAGE_CHAT_MESSAGE, ret_error);
-}
-
-static int
-send_reaction_as_client (WbDbusFrontend *frontend, WbHubClient *client, sd_bus_message *call,
-                         sd_bus_error *ret_error)
-{
-  return stream_send (client, call, WB_MESSAGE_REACTION_SENT, ret_error);
-}
-
-static int
-stream_send_chat_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
+stream_send_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
 {
   WbDbusStream *stream = user_data;
 
-  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_chat_as_client,
-                                            ret_error);
-}
-
-static int
-stream_send_reaction_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_error)
-{
-  WbDbusStream *stream = user_data;
-
-  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_reaction_as_client,
+  return wb_dbus_frontend_call_with_client (stream->frontend, call, TRUE, send_as_client,
                                             ret_error);
 }
 
@@ -238,10 +216,10 @@ stream_get_history_cb (sd_bus_message *call, void *user_data, sd_bus_error *ret_
 /* Access control is the bus policy's (dbus/inc.wave.Bridge1.conf). */
 const sd_bus_vtable wb_dbus_stream_vtable[] = {
   SD_BUS_VTABLE_START (0),
-  SD_BUS_METHOD_WITH_NAMES ("SendChatMessage", "s", SD_BUS_PARAM (message), "", "",
-                            stream_send_chat_cb, SD_BUS_VTABLE_UNPRIVILEGED),
-  SD_BUS_METHOD_WITH_NAMES ("SendReaction", "s", SD_BUS_PARAM (reaction), "", "",
-                            stream_send_reaction_cb, SD_BUS_VTABLE_UNPRIVILEGED),
+  SD_BUS_METHOD_WITH_NAMES ("SendChatMessage", "s", SD_BUS_PARAM (message), "", "", stream_send_cb,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+  SD_BUS_METHOD_WITH_NAMES ("SendReaction", "s", SD_BUS_PARAM (reaction), "", "", stream_send_cb,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
   SD_BUS_METHOD_WITH_NAMES ("GetHistory", "u", SD_BUS_PARAM (count), "a(sta{sv})",
                             SD_BUS_PARAM (events), stream_get_history_cb,
                             SD_BUS_VTABLE_UNPRIVILEGED),
